@@ -1,0 +1,39 @@
+"""Settings: the one place the service reads its environment (variables prefixed APP_)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APP_", frozen=True, extra="ignore")
+
+    model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
+    cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = cores / predictors")
+    predictors: int = Field(1, ge=1, le=64, description="Predictors per model (one per inference thread)")
+    onednn: bool = Field(True, description="Use oneDNN (MKL-DNN) kernels on CPU")
+    gpu_memory_mb: int = Field(512, ge=64, description="Initial GPU memory pool per predictor")
+    gpu_id: int = Field(0, ge=0)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest accepted image file")
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest accepted request body")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height")
+    max_batch_files: int = Field(64, ge=1, description="Most files in one batch request")
+    default_top_k: int = Field(5, ge=1)
+    log_level: str = Field("info")
+
+    def threads_per_predictor(self) -> int:
+        if self.cpu_threads:
+            return self.cpu_threads
+        return max(1, (os.cpu_count() or 1) // self.predictors)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

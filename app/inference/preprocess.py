@@ -1,0 +1,300 @@
+"""Encoded image bytes -> float32 CHW array, following the steps a manifest declares.
+
+Pillow and numpy only. Decoding is always the same (limits, EXIF orientation, first frame); the
+steps after it come from the manifest, so the model says how it wants its input, and training
+uses this same module to evaluate and predict exactly as the service does.
+
+Arrays between steps are float32, HxWxC, values in [0, 1] unless a step (normalize) says otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Formats we decode. Others Pillow knows (EPS runs Ghostscript, for one) are refused on purpose.
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+
+Array = np.ndarray
+Step = Callable[[Array], Array]
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a readable image (empty, truncated, corrupt, or an unsupported format)."""
+
+
+class UnsupportedImageError(ImageDecodeError):
+    """The bytes are not in any image format we accept (text, PDF, ZIP, EPS...)."""
+
+
+class ImageTooLargeError(ValueError):
+    """The image declares more pixels than the configured limit."""
+
+
+class PreprocessError(ValueError):
+    """A readable image that the model's preprocessing cannot use (e.g. nothing drawn on it)."""
+
+
+def decode_image(data: bytes, max_pixels: int, size_hint: tuple[int, int] | None = None) -> Image.Image:
+    """Decode bytes into a loaded, upright Pillow image.
+
+    The pixel limit is checked from the header, before any pixel data is decoded. `size_hint`
+    lets JPEG decode at a reduced scale (DCT scaling) when the model wants far fewer pixels.
+    """
+    if not data:
+        raise ImageDecodeError("the file is empty")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"the image has too many pixels ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedImageError(f"not a supported image format (accepted: {', '.join(ALLOWED_FORMATS)})") from exc
+    except Exception as exc:  # noqa: BLE001 - any parser failure on client bytes is the client's error
+        raise ImageDecodeError(f"the image header is unreadable: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    if width < 1 or height < 1:
+        raise ImageDecodeError("the image has no pixels")
+    return _load_upright(image, size_hint)
+
+
+def _load_upright(image: Image.Image, size_hint: tuple[int, int] | None) -> Image.Image:
+    try:
+        if size_hint is not None and image.format == "JPEG":
+            # Decode at no less than twice the model's size so the later resize still antialiases.
+            image.draft(image.mode, (size_hint[1] * 2, size_hint[0] * 2))
+        image.seek(0)  # animated GIF / multi-page TIFF: the first frame
+        image.load()
+        # Phone photos store "rotate me" in EXIF instead of rotating pixels; people expect it honoured.
+        return ImageOps.exif_transpose(image) or image
+    except Exception as exc:  # noqa: BLE001 - truncated data, bad EXIF, decoder errors
+        raise ImageDecodeError(f"the image data is truncated or corrupt: {exc}") from exc
+
+
+def image_to_array(image: Image.Image, color_mode: str) -> Array:
+    """Pillow image of any mode -> float32 HxWxC in [0, 1]; transparency is laid on white paper."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(image, dtype=np.float32)
+        scale = 65535.0 if grey.max(initial=0) > 255 else 255.0
+        grey = np.clip(grey / scale, 0.0, 1.0)[:, :, None]
+        return grey if color_mode == "L" else np.repeat(grey, 3, axis=2)
+    if image.mode == "F":
+        grey = np.asarray(image, dtype=np.float32)
+        grey = grey / 255.0 if grey.max(initial=0) > 1.0 else grey
+        grey = np.clip(grey, 0.0, 1.0)[:, :, None]
+        return grey if color_mode == "L" else np.repeat(grey, 3, axis=2)
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    converted = image.convert(color_mode)
+    array = np.asarray(converted, dtype=np.float32) / 255.0
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+
+
+def resize_array(array: Array, height: int, width: int) -> Array:
+    """Resize each channel in Pillow's float mode: antialiased, no rounding to 8 bits."""
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(array[:, :, c])).resize((width, height), Image.Resampling.LANCZOS),
+            dtype=np.float32,
+        )
+        for c in range(array.shape[2])
+    ]
+    return np.clip(np.stack(channels, axis=2), 0.0, 1.0)
+
+
+def _border(array: Array) -> Array:
+    ring = max(1, round(min(array.shape[:2]) * 0.05))
+    return np.concatenate(
+        [
+            array[:ring].ravel(),
+            array[-ring:].ravel(),
+            array[:, :ring].ravel(),
+            array[:, -ring:].ravel(),
+        ]
+    )
+
+
+# --- steps: each factory takes the manifest's parameters and returns array -> array -------------
+
+
+def invert_if_light_background() -> Step:
+    """MNIST digits are light on dark; ink on paper is dark on light. Judge by the border."""
+
+    def step(array: Array) -> Array:
+        return 1.0 - array if float(np.median(_border(array))) > 0.5 else array
+
+    return step
+
+
+def normalize_contrast(floor: float = 0.1, min_range: float = 0.15) -> Step:
+    """Map background to 0 and the brightest stroke to 1; zero faint paper texture below `floor`."""
+
+    def step(array: Array) -> Array:
+        background = float(np.median(_border(array)))
+        peak = float(array.max())
+        if peak - background < min_range:
+            raise PreprocessError("the image has no visible foreground (it is blank or nearly uniform)")
+        stretched = np.clip((array - background) / (peak - background), 0.0, 1.0)
+        stretched[stretched < floor] = 0.0
+        return stretched
+
+    return step
+
+
+def crop_to_content(threshold: float = 0.2) -> Step:
+    def step(array: Array) -> Array:
+        mask = array.max(axis=2) > threshold
+        if not mask.any():
+            raise PreprocessError("no foreground found in the image")
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        return array[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    return step
+
+
+def fit_into_box(size: int = 20) -> Step:
+    """Scale so the longer side is `size`, keeping the aspect ratio (MNIST's 20x20 box)."""
+
+    def step(array: Array) -> Array:
+        height, width = array.shape[:2]
+        scale = size / max(height, width)
+        return resize_array(array, max(1, round(height * scale)), max(1, round(width * scale)))
+
+    return step
+
+
+def center_by_mass(size: int = 28) -> Step:
+    """Place on a size x size canvas so the centre of mass sits in the middle, as MNIST was made."""
+
+    def step(array: Array) -> Array:
+        height, width, channels = array.shape
+        if height > size or width > size:
+            raise ValueError(f"center_by_mass({size}) needs an input no larger than the canvas, got {height}x{width}")
+        weight = array.sum(axis=2)
+        total = float(weight.sum())
+        if total > 0:
+            cy = float((weight.sum(axis=1) * np.arange(height)).sum() / total)
+            cx = float((weight.sum(axis=0) * np.arange(width)).sum() / total)
+        else:
+            cy, cx = (height - 1) / 2, (width - 1) / 2
+        top = int(np.clip(round((size - 1) / 2 - cy), 0, size - height))
+        left = int(np.clip(round((size - 1) / 2 - cx), 0, size - width))
+        canvas = np.zeros((size, size, channels), dtype=np.float32)
+        canvas[top : top + height, left : left + width] = array
+        return canvas
+
+    return step
+
+
+def resize(size: Sequence[int]) -> Step:
+    height, width = int(size[0]), int(size[1])
+    return lambda array: resize_array(array, height, width)
+
+
+def resize_short(size: int) -> Step:
+    """Scale so the shorter side is `size` (the usual step before a centre crop)."""
+
+    def step(array: Array) -> Array:
+        height, width = array.shape[:2]
+        scale = size / min(height, width)
+        return resize_array(array, max(size, round(height * scale)), max(size, round(width * scale)))
+
+    return step
+
+
+def center_crop(size: int) -> Step:
+    def step(array: Array) -> Array:
+        height, width = array.shape[:2]
+        if height < size or width < size:
+            raise ValueError(f"center_crop({size}) got a smaller {height}x{width} input")
+        top, left = (height - size) // 2, (width - size) // 2
+        return array[top : top + size, left : left + size]
+
+    return step
+
+
+def normalize(mean: Sequence[float], std: Sequence[float]) -> Step:
+    mean_arr = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
+    std_arr = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
+    if np.any(std_arr <= 0):
+        raise ValueError("normalize: std must be positive")
+    return lambda array: (array - mean_arr) / std_arr
+
+
+STEP_FACTORIES: dict[str, Callable[..., Step]] = {
+    "invert_if_light_background": invert_if_light_background,
+    "normalize_contrast": normalize_contrast,
+    "crop_to_content": crop_to_content,
+    "fit_into_box": fit_into_box,
+    "center_by_mass": center_by_mass,
+    "resize": resize,
+    "resize_short": resize_short,
+    "center_crop": center_crop,
+    "normalize": normalize,
+}
+
+
+def build_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Step]:
+    """Turn (op, params) pairs into callables; unknown ops or bad parameters fail here, at load."""
+    steps = []
+    for op, params in specs:
+        factory = STEP_FACTORIES.get(op)
+        if factory is None:
+            raise ValueError(f"unknown preprocessing op {op!r}; known: {sorted(STEP_FACTORIES)}")
+        try:
+            steps.append(factory(**params))
+        except TypeError as exc:
+            raise ValueError(f"bad parameters for preprocessing op {op!r}: {exc}") from exc
+    return steps
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """The whole path from bytes to one model input of shape (C, H, W)."""
+
+    color_mode: str
+    input_shape: tuple[int, int, int]
+    steps: tuple[Step, ...]
+    max_pixels: int
+
+    @classmethod
+    def create(
+        cls,
+        color_mode: str,
+        input_shape: Sequence[int],
+        step_specs: Sequence[tuple[str, dict[str, Any]]],
+        max_pixels: int,
+    ) -> "Preprocessor":
+        channels, height, width = (int(d) for d in input_shape)
+        return cls(color_mode, (channels, height, width), tuple(build_steps(step_specs)), max_pixels)
+
+    def __call__(self, data: bytes) -> Array:
+        return self.process_image(decode_image(data, self.max_pixels, size_hint=self.input_shape[1:]))
+
+    def process_image(self, image: Image.Image) -> Array:
+        return self.process_array(image_to_array(image, self.color_mode))
+
+    def process_array(self, array: Array) -> Array:
+        """HxWxC float in [0, 1] -> CxHxW float32 model input."""
+        for step in self.steps:
+            array = step(array)
+        chw = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
+        if chw.shape != self.input_shape:
+            # A manifest whose steps do not end at the model's input size is a model bug, not a client's.
+            raise RuntimeError(f"preprocessing produced {chw.shape}, the model expects {self.input_shape}")
+        return chw

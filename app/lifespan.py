@@ -1,0 +1,45 @@
+"""Start-up and shut-down: choose the device, load and warm every model in the background, release."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.inference.classifier import LoadOptions
+from app.inference.predictor import RuntimeOptions, resolve_device
+from app.inference.registry import ModelRegistry
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def build_load_options(settings: Settings) -> LoadOptions:
+    """Raises DeviceUnavailableError for APP_DEVICE=gpu without a usable GPU: fail at start, loudly."""
+    device, reason = resolve_device(settings.device)
+    log.info("inference device: %s (%s)", device, reason)
+    runtime = RuntimeOptions(device=device, cpu_threads=settings.threads_per_predictor(), onednn=settings.onednn,
+                             gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb)
+    return LoadOptions(runtime=runtime, predictors=settings.predictors,
+                       max_image_pixels=settings.max_image_pixels, device_reason=reason)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    registry = ModelRegistry(settings.model_dir, build_load_options(settings))
+    threads = ThreadPoolExecutor(max_workers=max(4, settings.predictors * 4), thread_name_prefix="inference")
+    app.state.runtime = Runtime(settings, registry, threads)
+    # Load in the background so /healthz answers at once and /readyz reports progress.
+    loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+    try:
+        yield
+    finally:
+        await asyncio.shield(loading)
+        threads.shutdown(wait=True)
+        app.state.runtime = None

@@ -1,0 +1,25 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.errors import ApiError
+from app.routers.deps import RegistryDep
+from app.schemas import ErrorResponse, Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: 200 while the process runs")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, summary="Readiness: 200 once every model is loaded and warmed",
+            responses={503: {"model": ErrorResponse, "description": "Still loading, or a model failed to load"}})
+async def readyz(registry: RegistryDep) -> Readiness:
+    ready, problems = registry.readiness()
+    if not ready:
+        raise ApiError(503, "not_ready", "; ".join(problems), headers={"Retry-After": "1"})
+    return Readiness(status="ready", models={entry.name: entry.state for entry in registry.models()})

@@ -1,0 +1,82 @@
+"""Response bodies, as published in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_image"])
+    message: str = Field(examples=["the image data is truncated or corrupt"])
+    request_id: str = Field(examples=["3f2a9c0d5e6b4a1f8c7d6e5f4a3b2c1d"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Prediction(BaseModel):
+    class_id: int = Field(examples=[7])
+    label: str = Field(examples=["7"])
+    score: float = Field(ge=0, le=1, description="Softmax probability", examples=[0.998])
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(examples=["mnist-lenet"])
+    version: int = Field(examples=[1])
+    predictions: list[Prediction]
+
+
+class ItemError(BaseModel):
+    status: int = Field(examples=[400])
+    code: str = Field(examples=["invalid_image"])
+    message: str
+
+
+class BatchItem(BaseModel):
+    filename: str | None
+    predictions: list[Prediction] | None = None
+    error: ItemError | None = None
+
+
+class BatchResponse(BaseModel):
+    model: str
+    version: int
+    results: list[BatchItem] = Field(description="One item per uploaded file, in upload order")
+
+
+class VersionSummary(BaseModel):
+    version: int
+    status: Literal["loading", "ready", "failed"]
+    error: str | None = None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    default_version: int | None
+    status: Literal["loading", "ready", "failed"]
+    versions: list[VersionSummary]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int
+    versions: list[int]
+    manifest: dict[str, Any] = Field(description="The exported manifest: labels, input, preprocessing, metrics, "
+                                                 "dataset provenance, file hashes")
+    runtime: dict[str, Any] = Field(description="How this server runs the model: device, threads, backend")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    models: dict[str, str] = Field(description="model name -> state of its default version")

@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height")
     max_batch_files: int = Field(64, ge=1, description="Most files in one batch request")
     default_top_k: int = Field(5, ge=1)
+    max_batch_size: int = Field(0, ge=0, le=1024, description="Largest batch per predictor run; 0 = measure "
+                                                              "at warm-up and keep the best images/s")
+    model_max_batch_size: dict[str, int] = Field(default_factory=dict,
+                                                 description='Per model, JSON: {"mnist-lenet": 32}')
+    max_batch_delay_ms: float = Field(0.0, ge=0, le=1000, description="Wait this long for a fuller batch; "
+                                                                      "0 = take what is queued")
+    max_queue_images: int = Field(512, ge=1, description="Images waiting per model before 503")
+    request_timeout_ms: int = Field(30_000, ge=1, description="Longest wait for a result before 504")
     log_level: str = Field("info")
 
     def threads_per_predictor(self) -> int:

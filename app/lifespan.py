@@ -26,7 +26,9 @@ def build_load_options(settings: Settings) -> LoadOptions:
     runtime = RuntimeOptions(device=device, cpu_threads=settings.threads_per_predictor(), onednn=settings.onednn,
                              gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb)
     return LoadOptions(runtime=runtime, predictors=settings.predictors,
-                       max_image_pixels=settings.max_image_pixels, device_reason=reason)
+                       max_image_pixels=settings.max_image_pixels, device_reason=reason,
+                       max_batch_size=settings.max_batch_size,
+                       model_max_batch_size=dict(settings.model_max_batch_size))
 
 
 @asynccontextmanager
@@ -41,5 +43,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.shield(loading)
+        await app.state.runtime.close()
         threads.shutdown(wait=True)
         app.state.runtime = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,31 @@ from app.inference.preprocess import Preprocessor
 log = logging.getLogger(__name__)
 
 
+BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     runtime: RuntimeOptions
     predictors: int
     max_image_pixels: int
     device_reason: str = ""
+    max_batch_size: int = 0  # 0: measure at warm-up
+    model_max_batch_size: dict[str, int] = field(default_factory=dict)  # per model name, wins over the above
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int
+    reason: str
+    measured_images_per_second: dict[int, float] = field(default_factory=dict)
+
+
+def choose_batch_size(measured: dict[int, float], tolerance: float = 0.9) -> int:
+    """The smallest batch within `tolerance` of the best throughput: bigger batches that barely
+    help only add latency."""
+    best = max(measured.values())
+    return min(size for size, rate in measured.items() if rate >= tolerance * best)
 
 
 @dataclass
@@ -36,6 +55,7 @@ class Classifier:
     options: LoadOptions
     load_seconds: float = 0.0
     warmup_ms: float = 0.0
+    batch_policy: BatchPolicy = BatchPolicy(1, "not measured")
 
     @property
     def name(self) -> str:
@@ -66,6 +86,7 @@ class Classifier:
             raise ValueError(f"model input is {first.input_name!r}, manifest says {manifest.input.name!r}")
         classifier = cls(directory, manifest, preprocessor, PredictorPool(first, options.predictors), options)
         classifier.warmup_ms = classifier.warm_up()
+        classifier.batch_policy = classifier.decide_batch_policy()
         classifier.load_seconds = time.perf_counter() - started
         return classifier
 
@@ -79,6 +100,30 @@ class Classifier:
                 raise ValueError(f"model outputs {outputs.shape}, expected (1, {len(self.labels)}) for its labels")
         return (time.perf_counter() - started) * 1000
 
+    def decide_batch_policy(self) -> BatchPolicy:
+        override = self.options.model_max_batch_size.get(self.name)
+        if override:
+            return BatchPolicy(override, "set for this model by APP_MODEL_MAX_BATCH_SIZE")
+        if self.options.max_batch_size:
+            return BatchPolicy(self.options.max_batch_size, "set by APP_MAX_BATCH_SIZE")
+        measured = self.measure_throughput(BATCH_CANDIDATES)
+        size = choose_batch_size(measured)
+        return BatchPolicy(size, f"measured at warm-up: batch {size} is the smallest within 90% of the best "
+                                 f"images/s", measured)
+
+    def measure_throughput(self, sizes: Sequence[int], budget_seconds: float = 0.1) -> dict[int, float]:
+        """images/s of one predictor at each batch size (after one untimed run per shape)."""
+        rates = {}
+        for size in sizes:
+            batch = np.zeros((size, *self.manifest.input.shape[1:]), dtype=np.float32)
+            self.pool.run(batch)
+            runs, started = 0, time.perf_counter()
+            while runs < 3 or time.perf_counter() - started < budget_seconds:
+                self.pool.run(batch)
+                runs += 1
+            rates[size] = round(size * runs / (time.perf_counter() - started), 1)
+        return rates
+
     def preprocess(self, data: bytes) -> np.ndarray:
         """Encoded image -> (C, H, W) float32. Raises the preprocess module's client errors."""
         return self.preprocessor(data)
@@ -90,9 +135,13 @@ class Classifier:
     def postprocess(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
         return top_k(probabilities, self.labels, k)
 
-    def classify(self, inputs: Sequence[np.ndarray], k: int) -> list[list[Prediction]]:
-        probabilities = self.predict(np.stack(inputs))
-        return [self.postprocess(row, k) for row in probabilities]
+    def preprocess_timed(self, data: bytes) -> tuple[np.ndarray, float, float]:
+        """preprocess() that also says where the time went: (input, decode ms, preprocess ms)."""
+        started = time.perf_counter()
+        image = self.preprocessor.decode(data)
+        decoded = time.perf_counter()
+        array = self.preprocessor.process_image(image)
+        return array, (decoded - started) * 1000, (time.perf_counter() - decoded) * 1000
 
     def runtime_info(self) -> dict[str, Any]:
         runtime = self.options.runtime
@@ -105,4 +154,7 @@ class Classifier:
             "predictors": self.pool.size,
             "load_seconds": round(self.load_seconds, 3),
             "warmup_ms": round(self.warmup_ms, 2),
+            "max_batch_size": self.batch_policy.max_batch_size,
+            "batch_size_reason": self.batch_policy.reason,
+            "measured_images_per_second": {str(k): v for k, v in self.batch_policy.measured_images_per_second.items()},
         }

@@ -284,7 +284,10 @@ class Preprocessor:
         return cls(color_mode, (channels, height, width), tuple(build_steps(step_specs)), max_pixels)
 
     def __call__(self, data: bytes) -> Array:
-        return self.process_image(decode_image(data, self.max_pixels, size_hint=self.input_shape[1:]))
+        return self.process_image(self.decode(data))
+
+    def decode(self, data: bytes) -> Image.Image:
+        return decode_image(data, self.max_pixels, size_hint=self.input_shape[1:])
 
     def process_image(self, image: Image.Image) -> Array:
         return self.process_array(image_to_array(image, self.color_mode))

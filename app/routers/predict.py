@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+import numpy as np
+from fastapi import APIRouter, File, Query, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError
+from app.inference.batcher import BatchTiming, InferenceError, QueueFullError, QueueTimeoutError
 from app.inference.classifier import Classifier
 from app.inference.postprocess import Prediction as InferencePrediction
 from app.inference.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessError, UnsupportedImageError
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep
+from app.runtime import Runtime
 from app.routers.models import NOT_FOUND, NOT_READY, lookup_classifier
 from app.schemas import BatchItem, BatchResponse, ErrorResponse, ItemError, Prediction, PredictResponse
 
@@ -25,6 +29,9 @@ INPUT_ERRORS = {
     413: {"model": ErrorResponse, "description": "File, body or pixel count over the limit"},
     415: {"model": ErrorResponse, "description": "Not an image format we accept"},
     422: {"model": ErrorResponse, "description": "Bad parameter (e.g. top_k), missing field, or unusable image"},
+    500: {"model": ErrorResponse, "description": "Inference failed on the server; quote the request id"},
+    503: {"model": ErrorResponse, "description": "Overloaded (queue full, see Retry-After) or model not ready"},
+    504: {"model": ErrorResponse, "description": "No result within APP_REQUEST_TIMEOUT_MS"},
 }
 
 
@@ -44,10 +51,10 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-def preprocess_or_raise(classifier: Classifier, data: bytes):  # noqa: ANN201 - numpy array
+def preprocess_or_raise(classifier: Classifier, data: bytes) -> tuple[np.ndarray, float, float]:
     """Map the preprocessing module's errors to client statuses: never a 500 for a client's bytes."""
     try:
-        return classifier.preprocess(data)
+        return classifier.preprocess_timed(data)
     except UnsupportedImageError as exc:
         raise ApiError(415, "unsupported_media_type", str(exc)) from exc
     except ImageDecodeError as exc:
@@ -56,6 +63,25 @@ def preprocess_or_raise(classifier: Classifier, data: bytes):  # noqa: ANN201 - 
         raise ApiError(413, "image_too_large", str(exc)) from exc
     except PreprocessError as exc:
         raise ApiError(422, "unusable_image", str(exc)) from exc
+
+
+async def classify_or_raise(runtime: Runtime, classifier: Classifier, inputs: Sequence[np.ndarray],
+                            k: int) -> tuple[list[list[InferencePrediction]], BatchTiming]:
+    try:
+        return await runtime.classify(classifier, inputs, k)
+    except QueueFullError as exc:
+        raise ApiError(503, "overloaded", f"the server is at capacity: {exc}; retry shortly",
+                       headers={"Retry-After": "1"}) from exc
+    except QueueTimeoutError as exc:
+        raise ApiError(504, "timeout", f"inference did not finish in time: {exc}") from exc
+    except InferenceError as exc:
+        raise ApiError(500, "inference_failed", str(exc)) from exc
+
+
+def server_timing(decode_ms: float, preprocess_ms: float, timing: BatchTiming) -> str:
+    """Where the time went, for browsers' dev tools and for curl -v."""
+    return (f"decode;dur={decode_ms:.3f}, preprocess;dur={preprocess_ms:.3f}, queue;dur={timing.queue_ms:.3f}, "
+            f"inference;dur={timing.inference_ms:.3f};desc=\"batch of {timing.batch_size}\"")
 
 
 def to_schema(predictions: list[InferencePrediction]) -> list[Prediction]:
@@ -69,13 +95,15 @@ async def predict(
     file: Annotated[UploadFile, File(description="An image: PNG, JPEG, GIF, BMP, TIFF, WebP or PPM")],
     registry: RegistryDep,
     runtime: RuntimeDep,
+    response: Response,
     top_k: TopK = None,
 ) -> PredictResponse:
     classifier = lookup_classifier(registry, name)
     k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
     data = await read_upload(file, runtime.settings.max_upload_bytes)
-    array = await run_in_threadpool(preprocess_or_raise, classifier, data)
-    [predictions] = await runtime.classify(classifier, [array], k)
+    array, decode_ms, preprocess_ms = await run_in_threadpool(preprocess_or_raise, classifier, data)
+    [predictions], timing = await classify_or_raise(runtime, classifier, [array], k)
+    response.headers["Server-Timing"] = server_timing(decode_ms, preprocess_ms, timing)
     return PredictResponse(model=classifier.name, version=classifier.version, predictions=to_schema(predictions))
 
 
@@ -87,6 +115,7 @@ async def predict_batch(
     files: Annotated[list[UploadFile], File(description="1 to APP_MAX_BATCH_FILES images")],
     registry: RegistryDep,
     runtime: RuntimeDep,
+    response: Response,
     top_k: TopK = None,
 ) -> BatchResponse:
     classifier = lookup_classifier(registry, name)
@@ -96,14 +125,21 @@ async def predict_batch(
         raise ApiError(413, "too_many_files", f"{len(files)} files sent; the limit is {limit} per request")
     items = [BatchItem(filename=f.filename) for f in files]
     inputs, positions = [], []
+    decode_ms = preprocess_ms = 0.0
     for position, upload in enumerate(files):
         try:
             data = await read_upload(upload, runtime.settings.max_upload_bytes)
-            inputs.append(await run_in_threadpool(preprocess_or_raise, classifier, data))
-            positions.append(position)
+            array, decode, preprocess = await run_in_threadpool(preprocess_or_raise, classifier, data)
         except ApiError as exc:
             items[position].error = ItemError(status=exc.status_code, code=exc.code, message=exc.message)
+            continue
+        inputs.append(array)
+        positions.append(position)
+        decode_ms, preprocess_ms = decode_ms + decode, preprocess_ms + preprocess
+    timing = BatchTiming()
     if inputs:
-        for position, predictions in zip(positions, await runtime.classify(classifier, inputs, k)):
+        results, timing = await classify_or_raise(runtime, classifier, inputs, k)
+        for position, predictions in zip(positions, results):
             items[position].predictions = to_schema(predictions)
+    response.headers["Server-Timing"] = server_timing(decode_ms, preprocess_ms, timing)
     return BatchResponse(model=classifier.name, version=classifier.version, results=items)

@@ -1,0 +1,182 @@
+"""Dynamic batching: requests queue per model; workers take what is queued (up to the model's max
+batch size, waiting at most `max_delay_ms` for more), run it through one predictor call, and hand
+each request its rows back.
+
+One worker per predictor in the pool, so N predictors run N batches at once while the event loop
+keeps decoding and queueing. No FastAPI here: errors are plain exceptions the routers map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(RuntimeError):
+    """More images are waiting than the queue admits: answer 503 at once rather than queue forever."""
+
+
+class QueueTimeoutError(RuntimeError):
+    """The request waited longer than its deadline."""
+
+
+class InferenceError(RuntimeError):
+    """The predictor raised while running a batch this request was part of."""
+
+
+@dataclass
+class BatchTiming:
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+    batch_size: int = 0
+
+
+@dataclass
+class _Item:
+    inputs: np.ndarray  # (n, C, H, W)
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchResult:
+    probabilities: np.ndarray  # (n, K)
+    timing: BatchTiming
+
+
+class Batcher:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        executor: Executor,
+        workers: int,
+        max_batch_size: int,
+        max_delay_ms: float,
+        max_queue_images: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._predict = predict
+        self._executor = executor
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_delay = max(0.0, max_delay_ms) / 1000
+        self.max_queue_images = max(1, max_queue_images)
+        self._queue: deque[_Item] = deque()
+        self._queued_images = 0
+        self._wakeup = asyncio.Event()
+        self._on_batch = on_batch
+        self._closed = False
+        self._busy = 0
+        self._workers = [asyncio.get_running_loop().create_task(self._work()) for _ in range(max(1, workers))]
+
+    @property
+    def queued_images(self) -> int:
+        return self._queued_images
+
+    async def submit(self, inputs: Sequence[np.ndarray], timeout: float | None) -> BatchResult:
+        """inputs: (C, H, W) arrays. Requests larger than the max batch size are split into chunks."""
+        if self._closed:
+            raise QueueFullError("the model is shutting down")
+        stacked = np.stack(inputs)
+        if self._queued_images + len(stacked) > self.max_queue_images:
+            raise QueueFullError(f"{self._queued_images} images are already queued for this model")
+        chunks = [stacked[i : i + self.max_batch_size] for i in range(0, len(stacked), self.max_batch_size)]
+        loop = asyncio.get_running_loop()
+        items = [_Item(chunk, loop.create_future()) for chunk in chunks]
+        for item in items:
+            self._queue.append(item)
+            self._queued_images += len(item.inputs)
+        self._wakeup.set()
+        try:
+            results: list[BatchResult] = await asyncio.wait_for(
+                asyncio.gather(*(item.future for item in items)), timeout
+            )
+        except asyncio.TimeoutError:
+            raise QueueTimeoutError(f"no result within {timeout * 1000:.0f} ms") from None
+        finally:
+            for item in items:
+                if not item.future.done():
+                    item.future.cancel()  # workers skip cancelled items still in the queue
+        return BatchResult(
+            np.concatenate([r.probabilities for r in results]),
+            BatchTiming(
+                queue_ms=max(r.timing.queue_ms for r in results),
+                inference_ms=sum(r.timing.inference_ms for r in results),
+                batch_size=max(r.timing.batch_size for r in results),
+            ),
+        )
+
+    def _take_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        size = 0
+        while self._queue:
+            item = self._queue[0]
+            if item.future.done():  # cancelled by a timeout: drop it
+                self._queue.popleft()
+                self._queued_images -= len(item.inputs)
+                continue
+            if batch and size + len(item.inputs) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_images -= len(item.inputs)
+            batch.append(item)
+            size += len(item.inputs)
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self.max_delay and sum(len(i.inputs) for i in self._queue) < self.max_batch_size:
+                await asyncio.sleep(self.max_delay)
+            batch = self._take_batch()
+            if not batch:
+                continue
+            if self._queue:
+                self._wakeup.set()  # let another idle worker start on what is left
+            self._busy += 1
+            try:
+                await self._run(loop, batch)
+            finally:
+                self._busy -= 1
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([i.inputs for i in batch])
+        started = time.perf_counter()
+        try:
+            probabilities = await loop.run_in_executor(self._executor, self._predict, inputs)
+        except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep the worker alive
+            log.exception("inference failed for a batch of %d", len(inputs))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(InferenceError(f"inference failed: {type(exc).__name__}: {exc}"))
+            return
+        inference_ms = (time.perf_counter() - started) * 1000
+        if self._on_batch:
+            self._on_batch(len(inputs), inference_ms)
+        offset = 0
+        for item in batch:
+            rows = probabilities[offset : offset + len(item.inputs)]
+            offset += len(item.inputs)
+            if not item.future.done():
+                timing = BatchTiming((started - item.enqueued) * 1000, inference_ms, len(inputs))
+                item.future.set_result(BatchResult(rows, timing))
+
+    async def close(self) -> None:
+        """Admit nothing new; stop the workers once queued and running batches have finished."""
+        self._closed = True
+        while self._queue or self._busy:
+            await asyncio.sleep(0.01)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)

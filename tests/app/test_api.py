@@ -1,0 +1,161 @@
+"""The HTTP API against a real uvicorn server with the bundled, real exported models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import Server, draw_digit_one, encode, png_bytes
+
+LENET = "/v1/models/mnist-lenet"
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:  # noqa: ANN001
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "request_id"} <= set(body["error"])
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    if code:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def test_health_live_and_ready(server: Server) -> None:
+    with server.client() as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["models"] == {"mnist-lenet": "ready", "mnist-mlp": "ready", "mnist-softmax": "ready"}
+
+
+def test_models_list_every_bundled_model(server: Server) -> None:
+    with server.client() as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert set(models) == {"mnist-lenet", "mnist-mlp", "mnist-softmax"}
+    assert all(m["status"] == "ready" and m["default_version"] == 1 for m in models.values())
+
+
+def test_model_info_exposes_manifest_and_runtime(server: Server) -> None:
+    with server.client() as client:
+        info = client.get(LENET).json()
+    manifest = info["manifest"]
+    assert manifest["labels"] == [str(d) for d in range(10)]
+    assert manifest["input"] == {"name": "image", "shape": [-1, 1, 28, 28], "dtype": "float32", "layout": "NCHW",
+                                 "color_mode": "L"}
+    assert [s["op"] for s in manifest["preprocessing"]["steps"]][-1] == "center_by_mass"
+    assert manifest["metrics"]["test_accuracy"] >= 0.99
+    assert manifest["dataset"]["sha256"]
+    assert info["runtime"]["backend"] == "paddle-inference" and info["runtime"]["device"] == "cpu"
+    assert info["runtime"]["onednn"] is True
+
+
+def test_predict_real_mnist_digits_over_http(server: Server, mnist) -> None:  # noqa: ANN001
+    count, correct = 250, 0
+    with server.client() as client:
+        for image, label in zip(mnist.test.images[:count], mnist.test.labels[:count]):
+            response = client.post(f"{LENET}/predict", files={"file": ("digit.png", png_bytes(image), "image/png")})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            scores = [p["score"] for p in body["predictions"]]
+            assert scores == sorted(scores, reverse=True) and len(scores) == 5
+            correct += body["predictions"][0]["class_id"] == int(label)
+    assert correct / count >= 0.985, f"top-1 {correct}/{count}"
+
+
+def test_predict_photo_style_dark_ink_on_paper(server: Server) -> None:
+    data = encode(draw_digit_one().convert("RGB"), "JPEG", quality=90)
+    with server.client() as client:
+        body = client.post(f"{LENET}/predict", files={"file": ("one.jpg", data, "image/jpeg")}).json()
+    assert body["predictions"][0]["label"] == "1"
+
+
+def test_predict_top_k_and_response_shape(server: Server, mnist) -> None:  # noqa: ANN001
+    with server.client() as client:
+        body = client.post(f"{LENET}/predict", params={"top_k": 10},
+                           files={"file": ("d.png", png_bytes(mnist.test.images[0]), "image/png")}).json()
+    assert body["model"] == "mnist-lenet" and body["version"] == 1
+    assert sorted(p["class_id"] for p in body["predictions"]) == list(range(10))
+    assert sum(p["score"] for p in body["predictions"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batch_with_corrupt_file_in_the_middle(server: Server, mnist) -> None:  # noqa: ANN001
+    good = [png_bytes(image) for image in mnist.test.images[:4]]
+    corrupt = good[0][: len(good[0]) // 2]
+    files = [("files", ("a.png", good[0], "image/png")), ("files", ("b.png", good[1], "image/png")),
+             ("files", ("broken.png", corrupt, "image/png")), ("files", ("c.png", good[2], "image/png")),
+             ("files", ("d.png", good[3], "image/png"))]
+    with server.client() as client:
+        body = client.post(f"{LENET}/predict/batch", params={"top_k": 1}, files=files).json()
+    results = body["results"]
+    assert [r["filename"] for r in results] == ["a.png", "b.png", "broken.png", "c.png", "d.png"]
+    assert results[2]["predictions"] is None and results[2]["error"]["status"] == 400
+    predicted = [r["predictions"][0]["class_id"] for i, r in enumerate(results) if i != 2]
+    assert predicted == [int(label) for label in mnist.test.labels[:4]]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"", 400, "invalid_image"),
+        (b"hello, I am text, not a picture\n" * 20, 415, "unsupported_media_type"),
+        (b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", 415, "unsupported_media_type"),
+        (b"PK\x03\x04" + bytes(200), 415, "unsupported_media_type"),
+        ("truncated", 400, "invalid_image"),
+        ("blank", 422, "unusable_image"),
+    ],
+    ids=["empty", "text", "pdf", "zip", "truncated-png", "blank-image"],
+)
+def test_predict_rejects_bad_files_and_keeps_serving(server: Server, mnist, content, status, code) -> None:  # noqa: ANN001
+    if content == "truncated":
+        content = png_bytes(mnist.test.images[0])[:100]
+    elif content == "blank":
+        content = png_bytes(np.full((28, 28), 0.5))
+    with server.client() as client:
+        assert_error(client.post(f"{LENET}/predict", files={"file": ("x.png", content, "image/png")}), status, code)
+        assert client.get("/readyz").status_code == 200
+
+
+def test_unknown_model_is_404(server: Server) -> None:
+    with server.client() as client:
+        assert_error(client.post("/v1/models/nope/predict", files={"file": ("x.png", b"x")}), 404, "model_not_found")
+        assert_error(client.get("/v1/models/nope"), 404, "model_not_found")
+        assert_error(client.get("/v1/models/..%2F..%2Fetc"), 404)
+
+
+@pytest.mark.parametrize("top_k", ["0", "-1", "11", "100000", "three"])
+def test_top_k_out_of_range_is_422(server: Server, mnist, top_k: str) -> None:  # noqa: ANN001
+    with server.client() as client:
+        response = client.post(f"{LENET}/predict", params={"top_k": top_k},
+                               files={"file": ("d.png", png_bytes(mnist.test.images[0]), "image/png")})
+    assert_error(response, 422)
+
+
+def test_missing_file_field_is_422(server: Server) -> None:
+    with server.client() as client:
+        assert_error(client.post(f"{LENET}/predict", files={"picture": ("d.png", b"x")}), 422, "invalid_request")
+        assert_error(client.post(f"{LENET}/predict/batch", data={"x": "1"}), 422, "invalid_request")
+
+
+def test_request_id_is_echoed_or_made(server: Server) -> None:
+    with server.client() as client:
+        assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+        made = client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"}).headers["x-request-id"]
+        assert made != "bad id\twith spaces" and len(made) == 32
+
+
+def test_unknown_route_uses_error_shape(server: Server) -> None:
+    with server.client() as client:
+        assert_error(client.get("/v1/nothing-here"), 404)
+        assert_error(client.delete("/v1/models"), 405)
+
+
+def test_docs_and_openapi_are_served(server: Server) -> None:
+    with server.client() as client:
+        assert "swagger-ui" in client.get("/docs").text.lower()
+        schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    for path in ("/healthz", "/readyz", "/v1/models", "/v1/models/{name}", "/v1/models/{name}/predict",
+                 "/v1/models/{name}/predict/batch"):
+        assert path in paths
+    responses = paths["/v1/models/{name}/predict"]["post"]["responses"]
+    assert {"200", "400", "404", "413", "415", "422"} <= set(responses)

@@ -1,0 +1,82 @@
+"""Train briefly on real MNIST, export, and serve the export through the app: same numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from app.inference.classifier import Classifier, LoadOptions
+from app.inference.manifest import load_manifest, verify_files
+from app.inference.predictor import RuntimeOptions
+from tests.conftest import MNIST_CACHE, ROOT, png_bytes
+from training.data.mnist import INPUT_SHAPE, prepare_inputs
+from training.engine import predict_logits
+from training.models import MODEL_NAMES, create_model
+
+SMOKE = ["epochs=1", "data.limit_train=3000", "data.limit_eval=500", f"data.cache_dir={MNIST_CACHE}"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, mnist) -> Path:  # noqa: ANN001
+    """`python -m training train` as a user runs it, on a slice of real MNIST."""
+    work = tmp_path_factory.mktemp("train")
+    overrides = [*SMOKE, f"output_dir={work / 'runs'}", f"export.models_dir={work / 'models'}",
+                 "export.name=smoke-lenet", "export.version=3"]
+    command = [sys.executable, "-m", "training", "train", "--config", "training/configs/mnist_lenet.yaml"]
+    for item in overrides:
+        command += ["--set", item]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val_acc" in result.stdout
+    return work / "models" / "smoke-lenet" / "3"
+
+
+def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Path) -> None:
+    manifest = load_manifest(exported)
+    verify_files(exported, manifest)
+    assert manifest.name == "smoke-lenet" and manifest.version == 3 and manifest.architecture == "lenet"
+    assert set(manifest.files) == {"inference.json", "inference.pdiparams"}
+    assert 0.5 < manifest.metrics["test_accuracy"] <= 1.0
+    assert manifest.evaluation["images"] == 500
+    assert manifest.dataset.sha256 == "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+    assert manifest.training["config"]["epochs"] == 1
+    run_dir = Path(manifest.training["run_dir"])
+    assert (run_dir / "config.yaml").is_file() and json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_export_round_trip_matches_dynamic_model(exported: Path, mnist) -> None:  # noqa: ANN001
+    manifest = load_manifest(exported)
+    network = create_model("lenet", INPUT_SHAPE, 10)
+    network.set_state_dict(paddle.load(str(Path(manifest.training["run_dir"]) / "best.pdparams")))
+    inputs = prepare_inputs(mnist.test.images[:64], MNIST_CACHE, "roundtrip")
+    dynamic = predict_logits(network, inputs)
+    classifier = Classifier.load(exported, LoadOptions(RuntimeOptions("cpu", 2), predictors=1,
+                                                       max_image_pixels=1_000_000))
+    served_probs = classifier.predict(inputs)
+    dynamic_probs = np.exp(dynamic - dynamic.max(1, keepdims=True))
+    dynamic_probs /= dynamic_probs.sum(1, keepdims=True)
+    logits = classifier.pool.run(inputs)
+    assert np.abs(logits - dynamic).max() <= 1e-4
+    assert np.abs(served_probs - dynamic_probs).max() <= 1e-4
+
+
+def test_export_preprocessing_is_shared_with_training(exported: Path, mnist) -> None:  # noqa: ANN001
+    """The service's bytes path and training's array path give the same model input."""
+    classifier = Classifier.load(exported, LoadOptions(RuntimeOptions("cpu", 1), 1, 1_000_000))
+    image = mnist.test.images[7]
+    from_bytes = classifier.preprocess(png_bytes(image))
+    from_array = prepare_inputs(mnist.test.images[7:8], MNIST_CACHE, "shared")[0]
+    assert np.abs(from_bytes - from_array).max() < 0.05  # only 8-bit PNG rounding differs
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_registry_builds_every_network(name: str) -> None:
+    network = create_model(name, INPUT_SHAPE, 10)
+    network.eval()
+    assert network(paddle.zeros([2, *INPUT_SHAPE])).shape == [2, 10]

@@ -33,6 +33,7 @@ class Runtime:
                 max_batch_size=classifier.batch_policy.max_batch_size,
                 max_delay_ms=self.settings.max_batch_delay_ms,
                 max_queue_images=self.settings.max_queue_images,
+                run_inline=classifier.runs_inline(),
             )
             self.batchers[id(classifier)] = batcher
         return batcher

@@ -63,6 +63,7 @@ class Batcher:
         max_delay_ms: float,
         max_queue_images: int,
         on_batch: Callable[[int, float], None] | None = None,
+        run_inline: bool = False,
     ) -> None:
         self._predict = predict
         self._executor = executor
@@ -73,6 +74,9 @@ class Batcher:
         self._queued_images = 0
         self._wakeup = asyncio.Event()
         self._on_batch = on_batch
+        # For models whose largest batch runs in about a millisecond, handing the batch to a thread
+        # and back (and fighting for the GIL) costs more than the inference: run it on the loop.
+        self.run_inline = run_inline
         self._closed = False
         self._busy = 0
         self._workers = [asyncio.get_running_loop().create_task(self._work()) for _ in range(max(1, workers))]
@@ -154,7 +158,10 @@ class Batcher:
         inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([i.inputs for i in batch])
         started = time.perf_counter()
         try:
-            probabilities = await loop.run_in_executor(self._executor, self._predict, inputs)
+            if self.run_inline:
+                probabilities = self._predict(inputs)
+            else:
+                probabilities = await loop.run_in_executor(self._executor, self._predict, inputs)
         except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep the worker alive
             log.exception("inference failed for a batch of %d", len(inputs))
             for item in batch:

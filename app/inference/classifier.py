@@ -39,6 +39,9 @@ class BatchPolicy:
     measured_images_per_second: dict[int, float] = field(default_factory=dict)
 
 
+INLINE_BATCH_MS = 2.0
+
+
 def choose_batch_size(measured: dict[int, float], tolerance: float = 0.9) -> int:
     """The smallest batch within `tolerance` of the best throughput: bigger batches that barely
     help only add latency."""
@@ -111,6 +114,12 @@ class Classifier:
         return BatchPolicy(size, f"measured at warm-up: batch {size} is the smallest within 90% of the best "
                                  f"images/s", measured)
 
+    def runs_inline(self) -> bool:
+        """True when a full batch takes under INLINE_BATCH_MS: cheaper to run than to hand to a thread."""
+        policy = self.batch_policy
+        rate = policy.measured_images_per_second.get(policy.max_batch_size)
+        return bool(rate) and policy.max_batch_size / rate * 1000 < INLINE_BATCH_MS
+
     def measure_throughput(self, sizes: Sequence[int], budget_seconds: float = 0.1) -> dict[int, float]:
         """images/s of one predictor at each batch size (after one untimed run per shape)."""
         rates = {}
@@ -155,6 +164,7 @@ class Classifier:
             "load_seconds": round(self.load_seconds, 3),
             "warmup_ms": round(self.warmup_ms, 2),
             "max_batch_size": self.batch_policy.max_batch_size,
+            "inference_on_event_loop": self.runs_inline(),
             "batch_size_reason": self.batch_policy.reason,
             "measured_images_per_second": {str(k): v for k, v in self.batch_policy.measured_images_per_second.items()},
         }

@@ -30,6 +30,7 @@ class RuntimeOptions:
     onednn: bool = True
     gpu_id: int = 0
     gpu_memory_mb: int = 512  # initial pool; Paddle grows it on demand
+    new_executor: bool = False
 
 
 def gpu_status() -> tuple[bool, str]:
@@ -82,6 +83,10 @@ class Predictor:
                 # oneDNN is ~5x faster for convolutions on AVX-512 CPUs; plain CPU kernels otherwise.
                 config.enable_mkldnn()
         config.switch_ir_optim(True)
+        # Paddle's new executor hands each run to an internal worker thread; between requests that
+        # thread sleeps, and waking it costs more than LeNet's whole inference. The classic
+        # executor runs in the calling thread (measured: bench/serving.py, p50 4.5 -> 3.1 ms at c=1).
+        config.enable_new_executor(options.new_executor)
         config.disable_glog_info()
         return cls(inference.create_predictor(config), options)
 

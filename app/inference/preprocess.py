@@ -286,6 +286,14 @@ class Preprocessor:
     def __call__(self, data: bytes) -> Array:
         return self.process_image(self.decode(data))
 
+    def declared_pixels(self, data: bytes) -> int:
+        """Width x height from the header alone (no pixel decoding); 0 when unreadable."""
+        try:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                return image.size[0] * image.size[1]
+        except Exception:  # noqa: BLE001 - the real decode reports the error
+            return 0
+
     def decode(self, data: bytes) -> Image.Image:
         return decode_image(data, self.max_pixels, size_hint=self.input_shape[1:])
 

@@ -1,0 +1,278 @@
+"""Serving benchmark: where our overhead goes, measured side by side in one run (loopback only).
+
+    python bench/serving.py [--seconds 5] [--out bench/results.json]
+
+For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported here), it measures:
+ 1. the raw predictor at batch 1, 8, 32;
+ 2. the in-process pipeline (decode + preprocess + predict, all cores): our limit;
+ 3. the HTTP floor: the same app with a route that reads the same multipart upload and returns a
+    constant body (no decode, no inference);
+ 4. the service: single-image requests at concurrency 1, 8, 32, 64, and 32-image batch requests;
+ 5. a lock-per-request baseline: one predictor, batch size 1 (APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1);
+and tries process x thread layouts. Load comes from `wrk` (Debian package `wrk`), a C load
+generator, so the client costs the server as little CPU as possible. Prints the goal ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.inference.classifier import Classifier, LoadOptions  # noqa: E402
+from app.inference.manifest import (  # noqa: E402
+    DatasetProvenance, Manifest, Preprocessing, PreprocessStep, TensorInput, TensorOutput, save_manifest, sha256_file,
+)
+from app.inference.predictor import Predictor, RuntimeOptions  # noqa: E402
+
+BOUNDARY = "BENCHBOUNDARY"
+PHOTO_DIR = ROOT.parent / "shared" / "data" / "hymenoptera" / "val" / "ants"
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=BENCHBOUNDARY"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+def export_mobilenet(models_dir: Path) -> None:
+    """A random-weight MobileNetV2 at 224x224 with ImageNet-style preprocessing (timing only)."""
+    import paddle
+    from training.export import find_model_file, save_inference_model
+
+    paddle.seed(0)
+    network = paddle.vision.models.mobilenet_v2(pretrained=False, num_classes=2)
+    target = models_dir / "bench-mobilenet" / "1"
+    target.mkdir(parents=True)
+    save_inference_model(network, (3, 224, 224), target)
+    manifest = Manifest(
+        name="bench-mobilenet", version=1, created=datetime.now(timezone.utc), architecture="mobilenet_v2",
+        framework={"name": "paddlepaddle", "version": paddle.__version__},
+        model_file=find_model_file(target).name, params_file="inference.pdiparams", labels=["ants", "bees"],
+        input=TensorInput(name="image", shape=[-1, 3, 224, 224], color_mode="RGB"),
+        output=TensorOutput(name="logits", activation="logits"),
+        preprocessing=Preprocessing(steps=[
+            PreprocessStep(op="resize_short", size=256), PreprocessStep(op="center_crop", size=224),
+            PreprocessStep(op="normalize", mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]),
+        dataset=DatasetProvenance(name="none", source="random weights, for timing only"),
+        files={p.name: sha256_file(p) for p in target.iterdir()},
+    )
+    save_manifest(target, manifest)
+
+
+def sample_images(model: str) -> list[bytes]:
+    if model == "mnist-lenet":
+        from tests.conftest import MNIST_CACHE, png_bytes
+        from training.data.mnist import load_mnist
+
+        return [png_bytes(image) for image in load_mnist(MNIST_CACHE).test.images[:64]]
+    return [path.read_bytes() for path in sorted(PHOTO_DIR.glob("*.jpg"))[:64]]
+
+
+def multipart(images: list[bytes], field: str) -> bytes:
+    parts = []
+    for index, data in enumerate(images):
+        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{index}.img"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def measure_raw(directory: Path, threads: int, seconds: float) -> dict[str, dict[str, float]]:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    predictor = Predictor.create(directory / manifest["model_file"], directory / manifest["params_file"],
+                                 RuntimeOptions("cpu", threads))
+    shape = manifest["input"]["shape"][1:]
+    results = {}
+    for batch in (1, 8, 32):
+        x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+        predictor.run(x)
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds / 3 or runs < 3:
+            predictor.run(x)
+            runs += 1
+        elapsed = time.perf_counter() - started
+        results[str(batch)] = {"images_per_s": batch * runs / elapsed, "latency_ms": elapsed / runs * 1000}
+    return results
+
+
+def measure_pipeline(directory: Path, images: list[bytes], threads: int, seconds: float) -> float:
+    """Decode + preprocess on all cores, overlapped with batched inference: images/s."""
+    classifier = Classifier.load(directory, LoadOptions(RuntimeOptions("cpu", threads), 1, 40_000_000))
+    batch = classifier.batch_policy.max_batch_size
+    done, started = 0, time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        while time.perf_counter() - started < seconds:
+            inputs = list(pool.map(classifier.preprocess, images))
+            for i in range(0, len(inputs), batch):
+                classifier.predict(np.stack(inputs[i : i + batch]))
+            done += len(inputs)
+    return done / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, models_dir: Path, env: dict[str, str], workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "APP_MODEL_DIR": str(models_dir), "APP_LOG_LEVEL": "warning",
+                    "PYTHONPATH": str(ROOT), **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    time.sleep(1 if workers == 1 else 5)  # let every worker finish its warm-up
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("benchmark server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def parse_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, body: bytes, concurrency: int, seconds: float, images_per_request: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        body_path, script = Path(tmp) / "body", Path(tmp) / "post.lua"
+        body_path.write_bytes(body)
+        script.write_text(WRK_SCRIPT)
+        result = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s", "-s", str(script),
+             url], capture_output=True, text=True, env={**os.environ, "BENCH_BODY": str(body_path)}, check=True)
+    out = result.stdout
+    requests_per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests_per_s": requests_per_s,
+        "images_per_s": requests_per_s * images_per_request,
+        "p50_ms": parse_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99_ms": parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0)
+        + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
+    }
+
+
+def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[tuple[int, int, int]]) -> dict:
+    directory = models_dir / name / "1"
+    images = sample_images(name)
+    single, batch32 = multipart(images[:1], "file"), multipart(images[:32], "files")
+    predict = f"/v1/models/{name}/predict"
+    report: dict = {"raw": measure_raw(directory, os.cpu_count() or 1, seconds)}
+    report["pipeline_images_per_s"] = measure_pipeline(directory, images, os.cpu_count() or 1, seconds)
+
+    layout_results = {}
+    for workers, predictors, threads in layouts:
+        env = {"APP_PREDICTORS": str(predictors), "APP_CPU_THREADS": str(threads)}
+        with Server(models_dir, env, workers) as server:
+            key = f"workers={workers},predictors={predictors},threads={threads}"
+            layout_results[key] = run_wrk(server.url + predict, single, 32, seconds, 1)
+            print(f"  {name} layout {key}: {layout_results[key]['images_per_s']:.0f} images/s", flush=True)
+    best_key = max(layout_results, key=lambda k: layout_results[k]["images_per_s"])
+    report["layouts_single_c32"] = layout_results
+    report["best_layout"] = best_key
+    workers, predictors, threads = (int(part.split("=")[1]) for part in best_key.split(","))
+
+    env = {"APP_PREDICTORS": str(predictors), "APP_CPU_THREADS": str(threads)}
+    with Server(models_dir, env, workers) as server:
+        report["http_floor_c32"] = run_wrk(server.url + "/bench/floor", single, 32, seconds, 1)
+        report["service"] = {f"single_c{c}": run_wrk(server.url + predict, single, c, seconds, 1)
+                             for c in (1, 8, 32, 64)}
+        report["service"]["batch32_c4"] = run_wrk(server.url + predict + "/batch", batch32, 4, seconds, 32)
+    baseline_env = {"APP_PREDICTORS": "1", "APP_MAX_BATCH_SIZE": "1", "APP_CPU_THREADS": str(os.cpu_count() or 1)}
+    with Server(models_dir, baseline_env, 1) as server:
+        report["lock_baseline_single_c32"] = run_wrk(server.url + predict, single, 32, seconds, 1)
+    return report
+
+
+def print_goals(results: dict) -> dict[str, float]:
+    lenet, mobile = results["mnist-lenet"], results["bench-mobilenet"]
+    ratios = {
+        "mobilenet_c32_vs_pipeline (goal >= 0.85)":
+            mobile["service"]["single_c32"]["images_per_s"] / mobile["pipeline_images_per_s"],
+        "mobilenet_c32_vs_lock_baseline (goal >= 1.1)":
+            mobile["service"]["single_c32"]["images_per_s"] / mobile["lock_baseline_single_c32"]["images_per_s"],
+        "lenet_c32_vs_http_floor (goal >= 0.70)":
+            lenet["service"]["single_c32"]["requests_per_s"] / lenet["http_floor_c32"]["requests_per_s"],
+        "lenet_batch32_vs_lock_baseline (goal >= 1.5)":
+            lenet["service"]["batch32_c4"]["images_per_s"] / lenet["lock_baseline_single_c32"]["images_per_s"],
+    }
+    for name, report in (("lenet", lenet), ("mobilenet", mobile)):
+        raw = report["raw"]["1"]["latency_ms"]
+        ratios[f"{name}_p50_c1_minus_raw_b1_ms (goal <= 2)"] = report["service"]["single_c1"]["p50_ms"] - raw
+    print("\nGoals (same run):")
+    for name, value in ratios.items():
+        print(f"  {name}: {value:.2f}")
+    return ratios
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--layouts", default="1x1x2,1x2x1,2x1x1",
+                        help="uvicorn workers x predictors per model x threads per predictor, comma-separated")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is required: apt-get install wrk", file=sys.stderr)
+        return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    layouts = [tuple(int(n) for n in item.split("x")) for item in args.layouts.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        models_dir = Path(tmp)
+        shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")
+        export_mobilenet(models_dir)
+        results = {name: bench_model(name, models_dir, args.seconds, layouts)
+                   for name in ("mnist-lenet", "bench-mobilenet")}
+    results["goals"] = print_goals(results)
+    results["machine"] = {"cpus": os.cpu_count(), "seconds_per_run": args.seconds}
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nfull results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

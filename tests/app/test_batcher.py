@@ -1,0 +1,140 @@
+"""The dynamic batcher with a stand-in predict function (the real predictor is covered by the
+server tests): batching, scatter, per-batch failure, backpressure, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from app.inference.batcher import Batcher, InferenceError, QueueFullError, QueueTimeoutError
+from app.inference.classifier import choose_batch_size
+
+
+class RecordingModel:
+    """Returns each input's first pixel as its 'probability', slowly, and records batch sizes."""
+
+    def __init__(self, delay: float = 0.02, fail_when: float | None = None) -> None:
+        self.delay, self.fail_when, self.sizes = delay, fail_when, []
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.sizes.append(len(batch))
+        time.sleep(self.delay)
+        if self.fail_when is not None and (batch[:, 0, 0, 0] == self.fail_when).any():
+            raise RuntimeError("boom")
+        return batch[:, 0, 0, :1].reshape(len(batch), 1)
+
+
+def image(value: float) -> np.ndarray:
+    return np.full((1, 2, 2), value, dtype=np.float32)
+
+
+async def run_requests(batcher: Batcher, values: list[float], timeout: float | None = 5) -> list:
+    return await asyncio.gather(*(batcher.submit([image(v)], timeout) for v in values), return_exceptions=True)
+
+
+def make_batcher(model: RecordingModel, **kwargs: object) -> tuple[Batcher, ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(4)
+    options = {"workers": 1, "max_batch_size": 8, "max_delay_ms": 0, "max_queue_images": 100, **kwargs}
+    return Batcher(model, executor, **options), executor
+
+
+def test_batcher_groups_waiting_requests_and_scatters_results() -> None:
+    async def scenario() -> None:
+        model = RecordingModel()
+        batcher, executor = make_batcher(model)
+        results = await run_requests(batcher, [float(i) for i in range(20)])
+        assert [float(r.probabilities[0, 0]) for r in results] == [float(i) for i in range(20)]
+        assert max(model.sizes) > 1 and sum(model.sizes) == 20 and max(model.sizes) <= 8
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_splits_requests_larger_than_max_batch() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(delay=0)
+        batcher, executor = make_batcher(model, max_batch_size=4)
+        result = await batcher.submit([image(i) for i in range(10)], 5)
+        assert result.probabilities[:, 0].tolist() == list(range(10))
+        assert max(model.sizes) <= 4
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_failure_fails_only_its_batch() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(fail_when=3.0)
+        batcher, executor = make_batcher(model, max_batch_size=1)
+        results = await run_requests(batcher, [1.0, 2.0, 3.0, 4.0])
+        assert isinstance(results[2], InferenceError)
+        assert [float(r.probabilities[0, 0]) for i, r in enumerate(results) if i != 2] == [1.0, 2.0, 4.0]
+        later = await batcher.submit([image(5.0)], 5)
+        assert float(later.probabilities[0, 0]) == 5.0
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_refuses_when_queue_is_full() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(delay=0.2)
+        batcher, executor = make_batcher(model, max_batch_size=1, max_queue_images=3)
+        results = await run_requests(batcher, [float(i) for i in range(10)])
+        refused = [r for r in results if isinstance(r, QueueFullError)]
+        served = [r for r in results if not isinstance(r, Exception)]
+        assert refused and served and len(refused) + len(served) == 10
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_times_out_and_drops_the_waiting_request() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(delay=0.3)
+        batcher, executor = make_batcher(model, max_batch_size=1)
+        results = await run_requests(batcher, [1.0, 2.0, 3.0], timeout=0.1)
+        assert all(isinstance(r, QueueTimeoutError) for r in results)
+        await asyncio.sleep(0.5)
+        assert sum(model.sizes) < 3, "a timed-out request still queued must not be run"
+        assert batcher.queued_images == 0
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_waits_for_fuller_batch_with_delay() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(delay=0)
+        batcher, executor = make_batcher(model, max_delay_ms=50)
+
+        async def staggered(i: int):  # noqa: ANN202
+            await asyncio.sleep(i * 0.005)
+            return await batcher.submit([image(i)], 5)
+
+        await asyncio.gather(*(staggered(i) for i in range(6)))
+        assert model.sizes[0] > 1
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("measured", "expected"),
+    [({1: 100.0, 8: 1000.0, 32: 1050.0}, 8), ({1: 240.0, 8: 160.0, 32: 148.0}, 1), ({1: 5.0}, 1)],
+)
+def test_choose_batch_size_prefers_smallest_near_best(measured: dict[int, float], expected: int) -> None:
+    assert choose_batch_size(measured) == expected

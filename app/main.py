@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from app.config import Settings, get_settings
 from app.errors import RequestContextMiddleware, install_error_handlers
 from app.lifespan import lifespan
-from app.routers import health, models, predict
+from app.routers import health, models, predict, ui
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,12 +25,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Classify images with Paddle Inference models exported by `training/`. "
                     "Errors share one shape: `{\"error\": {\"code\", \"message\", \"request_id\"}}`.",
         lifespan=lifespan,
+        docs_url=None,  # served by routers/ui.py from our own copy of Swagger UI: works offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     install_error_handlers(app)
-    for module in (health, models, predict):
+    for module in (health, models, predict, ui):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app
 
 

@@ -23,10 +23,15 @@ class Prediction(BaseModel):
     score: float = Field(ge=0, le=1, description="Softmax probability", examples=[0.998])
 
 
+INPUT_IMAGE_DOC = ("With explain=input: the model's input after preprocessing, as a PNG data URL "
+                   "(e.g. the 28x28 digit the network saw)")
+
+
 class PredictResponse(BaseModel):
     model: str = Field(examples=["mnist-lenet"])
     version: int = Field(examples=[1])
     predictions: list[Prediction]
+    input_image: str | None = Field(None, description=INPUT_IMAGE_DOC, examples=["data:image/png;base64,iVBORw0..."])
 
 
 class ItemError(BaseModel):
@@ -39,6 +44,7 @@ class BatchItem(BaseModel):
     filename: str | None
     predictions: list[Prediction] | None = None
     error: ItemError | None = None
+    input_image: str | None = Field(None, description=INPUT_IMAGE_DOC)
 
 
 class BatchResponse(BaseModel):

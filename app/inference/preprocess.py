@@ -53,6 +53,8 @@ def decode_image(data: bytes, max_pixels: int, size_hint: tuple[int, int] | None
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"the image has too many pixels ({exc})") from exc
     except UnidentifiedImageError as exc:
+        if looks_like_image(data):
+            raise ImageDecodeError("the image header is corrupt (the file starts like an image but is not readable)") from exc
         raise UnsupportedImageError(f"not a supported image format (accepted: {', '.join(ALLOWED_FORMATS)})") from exc
     except Exception as exc:  # noqa: BLE001 - any parser failure on client bytes is the client's error
         raise ImageDecodeError(f"the image header is unreadable: {exc}") from exc
@@ -62,6 +64,18 @@ def decode_image(data: bytes, max_pixels: int, size_hint: tuple[int, int] | None
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels")
     return _load_upright(image, size_hint)
+
+
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Starts with an accepted format's signature: a corrupt image (400), not a wrong type (415)."""
+    if data.startswith(_MAGIC):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return len(data) > 2 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace()
 
 
 def _load_upright(image: Image.Image, size_hint: tuple[int, int] | None) -> Image.Image:
@@ -96,6 +110,15 @@ def image_to_array(image: Image.Image, color_mode: str) -> Array:
     converted = image.convert(color_mode)
     array = np.asarray(converted, dtype=np.float32) / 255.0
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def flatten_to_8bit(image: Image.Image, color_mode: str) -> Image.Image:
+    """Any mode -> 8-bit L or RGB, by the same rules as image_to_array (transparency on white)."""
+    if image.mode == color_mode:
+        return image
+    array = image_to_array(image, color_mode)
+    pixels = np.round(array * 255).astype(np.uint8)
+    return Image.fromarray(pixels[:, :, 0] if color_mode == "L" else pixels)
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -236,6 +259,44 @@ def normalize(mean: Sequence[float], std: Sequence[float]) -> Step:
     return lambda array: (array - mean_arr) / std_arr
 
 
+# Geometric steps that can also run on the 8-bit Pillow image, before the float conversion. Leading
+# steps of this kind run there: Pillow's 8-bit resize is ~10x faster than three float-channel ones,
+# which matters for large photos (the values differ from the float path only by 8-bit rounding).
+ImageStep = Callable[[Image.Image], Image.Image]
+
+
+def _resize_image(size: Sequence[int]) -> ImageStep:
+    height, width = int(size[0]), int(size[1])
+    return lambda image: image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _resize_short_image(size: int) -> ImageStep:
+    def step(image: Image.Image) -> Image.Image:
+        width, height = image.size
+        scale = size / min(height, width)
+        target = (max(size, round(width * scale)), max(size, round(height * scale)))
+        return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+    return step
+
+
+def _center_crop_image(size: int) -> ImageStep:
+    def step(image: Image.Image) -> Image.Image:
+        width, height = image.size
+        if height < size or width < size:
+            raise ValueError(f"center_crop({size}) got a smaller {height}x{width} input")
+        left, top = (width - size) // 2, (height - size) // 2
+        return image.crop((left, top, left + size, top + size))
+
+    return step
+
+
+IMAGE_STEP_FACTORIES: dict[str, Callable[..., ImageStep]] = {
+    "resize": _resize_image,
+    "resize_short": _resize_short_image,
+    "center_crop": _center_crop_image,
+}
+
 STEP_FACTORIES: dict[str, Callable[..., Step]] = {
     "invert_if_light_background": invert_if_light_background,
     "normalize_contrast": normalize_contrast,
@@ -271,6 +332,7 @@ class Preprocessor:
     input_shape: tuple[int, int, int]
     steps: tuple[Step, ...]
     max_pixels: int
+    image_steps: tuple[ImageStep, ...] = ()  # the leading geometric steps, run on the 8-bit image
 
     @classmethod
     def create(
@@ -281,7 +343,12 @@ class Preprocessor:
         max_pixels: int,
     ) -> "Preprocessor":
         channels, height, width = (int(d) for d in input_shape)
-        return cls(color_mode, (channels, height, width), tuple(build_steps(step_specs)), max_pixels)
+        lead = 0
+        while lead < len(step_specs) and step_specs[lead][0] in IMAGE_STEP_FACTORIES:
+            lead += 1
+        array_steps = tuple(build_steps(step_specs))[lead:]  # builds all: validates every op
+        image_steps = tuple(IMAGE_STEP_FACTORIES[op](**params) for op, params in step_specs[:lead])
+        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps)
 
     def __call__(self, data: bytes) -> Array:
         return self.process_image(self.decode(data))
@@ -298,6 +365,10 @@ class Preprocessor:
         return decode_image(data, self.max_pixels, size_hint=self.input_shape[1:])
 
     def process_image(self, image: Image.Image) -> Array:
+        if self.image_steps:
+            image = flatten_to_8bit(image, self.color_mode)
+            for step in self.image_steps:
+                image = step(image)
         return self.process_array(image_to_array(image, self.color_mode))
 
     def process_array(self, array: Array) -> Array:
@@ -309,3 +380,17 @@ class Preprocessor:
             # A manifest whose steps do not end at the model's input size is a model bug, not a client's.
             raise RuntimeError(f"preprocessing produced {chw.shape}, the model expects {self.input_shape}")
         return chw
+
+
+def render_input_png(chw: Array) -> bytes:
+    """A model input (C, H, W) as a PNG a person can look at: [0, 1] inputs as they are, normalised
+    ones stretched to their own range."""
+    array = np.asarray(chw, dtype=np.float32).transpose(1, 2, 0)
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        array = (array - low) / (high - low) if high > low else np.zeros_like(array)
+    pixels = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, Query, Response, UploadFile
@@ -13,7 +14,13 @@ from app.errors import ApiError
 from app.inference.batcher import BatchTiming, InferenceError, QueueFullError, QueueTimeoutError
 from app.inference.classifier import Classifier
 from app.inference.postprocess import Prediction as InferencePrediction
-from app.inference.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessError, UnsupportedImageError
+from app.inference.preprocess import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    PreprocessError,
+    UnsupportedImageError,
+    render_input_png,
+)
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep
 from app.runtime import Runtime
 from app.routers.models import NOT_FOUND, NOT_READY, lookup_classifier
@@ -23,6 +30,15 @@ router = APIRouter(prefix="/v1/models", tags=["predict"])
 
 TopK = Annotated[int | None, Query(ge=1, le=10_000, description="How many classes to return, best first "
                                    "(default 5, or all classes if fewer; at most the number of classes)")]
+
+Explain = Annotated[Literal["input"] | None, Query(
+    description="`input`: also return the preprocessed model input as a PNG data URL (`input_image`), "
+                "to see what the model saw")]
+
+
+def input_data_url(array: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(render_input_png(array)).decode("ascii")
+
 
 INPUT_ERRORS = {
     400: {"model": ErrorResponse, "description": "Empty, truncated or corrupt image"},
@@ -108,6 +124,7 @@ async def predict(
     runtime: RuntimeDep,
     response: Response,
     top_k: TopK = None,
+    explain: Explain = None,
 ) -> PredictResponse:
     classifier = lookup_classifier(registry, name)
     k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
@@ -115,7 +132,8 @@ async def predict(
     array, decode_ms, preprocess_ms = await preprocess_upload(classifier, data)
     [predictions], timing = await classify_or_raise(runtime, classifier, [array], k)
     response.headers["Server-Timing"] = server_timing(decode_ms, preprocess_ms, timing)
-    return PredictResponse(model=classifier.name, version=classifier.version, predictions=to_schema(predictions))
+    return PredictResponse(model=classifier.name, version=classifier.version, predictions=to_schema(predictions),
+                           input_image=input_data_url(array) if explain == "input" else None)
 
 
 @router.post("/{name}/predict/batch", response_model=BatchResponse,
@@ -128,6 +146,7 @@ async def predict_batch(
     runtime: RuntimeDep,
     response: Response,
     top_k: TopK = None,
+    explain: Explain = None,
 ) -> BatchResponse:
     classifier = lookup_classifier(registry, name)
     k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
@@ -146,6 +165,8 @@ async def predict_batch(
             continue
         inputs.append(array)
         positions.append(position)
+        if explain == "input":
+            items[position].input_image = input_data_url(array)
         decode_ms, preprocess_ms = decode_ms + decode, preprocess_ms + preprocess
     timing = BatchTiming()
     if inputs:

@@ -159,3 +159,38 @@ def test_docs_and_openapi_are_served(server: Server) -> None:
         assert path in paths
     responses = paths["/v1/models/{name}/predict"]["post"]["responses"]
     assert {"200", "400", "404", "413", "415", "422"} <= set(responses)
+
+
+def test_explain_input_returns_the_preprocessed_digit(server: Server) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = encode(draw_digit_one(), "PNG")
+    with server.client() as client:
+        body = client.post(f"{LENET}/predict", params={"explain": "input"}, files={"file": ("one.png", data)}).json()
+        plain = client.post(f"{LENET}/predict", files={"file": ("one.png", data)}).json()
+        batch = client.post(f"{LENET}/predict/batch", params={"explain": "input"},
+                            files=[("files", ("a.png", data)), ("files", ("b.png", b"junk"))]).json()
+        assert_error(client.post(f"{LENET}/predict", params={"explain": "everything"},
+                                 files={"file": ("one.png", data)}), 422)
+    prefix = "data:image/png;base64,"
+    assert body["input_image"].startswith(prefix) and plain["input_image"] is None
+    image = Image.open(io.BytesIO(base64.b64decode(body["input_image"][len(prefix):])))
+    assert image.size == (28, 28) and image.mode == "L"
+    pixels = np.asarray(image)
+    assert pixels[0, 0] == 0 and pixels.max() == 255  # light stroke on dark, as MNIST
+    assert batch["results"][0]["input_image"].startswith(prefix) and batch["results"][1]["input_image"] is None
+
+
+def test_static_page_and_assets_are_served(server: Server) -> None:
+    with server.client() as client:
+        page = client.get("/")
+        assert page.status_code == 200 and 'id="draw-canvas"' in page.text
+        for asset in ("/static/app.js", "/static/style.css", "/static/swagger/swagger-ui-bundle.js",
+                      "/static/swagger/swagger-ui.css"):
+            assert client.get(asset).status_code == 200, asset
+        docs = client.get("/docs").text
+        assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+        assert_error(client.get("/static/../app/config.py"), 404)

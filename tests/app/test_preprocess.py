@@ -167,3 +167,15 @@ def test_preprocessor_rgb_pipeline_produces_model_shape() -> None:
     out = pre(encode(Image.new("RGB", (80, 50), (255, 128, 0)), "JPEG"))
     assert out.shape == (3, 32, 32)
     assert out[0].mean() == pytest.approx(2.0, abs=0.05)
+
+
+def test_preprocessor_8bit_resize_path_matches_float_path() -> None:
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray((rng.random((300, 400, 3)) * 255).astype(np.uint8)).filter(
+        __import__("PIL.ImageFilter", fromlist=["GaussianBlur"]).GaussianBlur(3))
+    specs = [("resize_short", {"size": 64}), ("center_crop", {"size": 56})]
+    fast = Preprocessor.create("RGB", (3, 56, 56), specs, LIMIT)
+    assert len(fast.image_steps) == 2
+    exact = Preprocessor("RGB", (3, 56, 56), tuple(build_steps(specs)), LIMIT)
+    difference = np.abs(fast.process_image(photo) - exact.process_image(photo))
+    assert difference.mean() < 0.01 and difference.max() < 0.1

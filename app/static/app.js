@@ -1,0 +1,255 @@
+"use strict";
+// The page talks to the same public API as any client: /v1/models and /v1/models/{name}/predict.
+
+const $ = (id) => document.getElementById(id);
+const state = { model: null, info: null };
+
+function describeError(body, response) {
+  if (body && body.error) return `${body.error.message} (${body.error.code}, HTTP ${response.status})`;
+  return `HTTP ${response.status} ${response.statusText}`;
+}
+
+async function getJson(url, options) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (err) {
+    throw new Error(`the server could not be reached (${err.message})`);
+  }
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON: described by status */ }
+  if (!response.ok) throw new Error(describeError(body, response));
+  return body;
+}
+
+function showError(message) {
+  const item = document.createElement("p");
+  item.className = "error";
+  item.textContent = message;
+  $("errors").replaceChildren(item);
+}
+
+function clearError() { $("errors").replaceChildren(); }
+
+function topK() {
+  const value = parseInt($("top-k").value, 10);
+  const classes = state.info ? state.info.manifest.labels.length : 10;
+  return Math.max(1, Math.min(Number.isFinite(value) ? value : 3, classes));
+}
+
+function renderBars(container, predictions) {
+  container.replaceChildren(...predictions.map((p) => {
+    const row = document.createElement("div");
+    row.className = "bar";
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = p.label;
+    const meter = document.createElement("meter");
+    meter.min = 0; meter.max = 1; meter.value = p.score;
+    meter.setAttribute("aria-label", `score for ${p.label}`);
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = `${(p.score * 100).toFixed(1)}%`;
+    row.append(label, meter, score);
+    return row;
+  }));
+}
+
+function addFact(list, name, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  list.append(dt, dd);
+}
+
+function renderInfo(info) {
+  const m = info.manifest;
+  const facts = $("model-facts");
+  facts.replaceChildren();
+  addFact(facts, "Version", `${info.version} (of ${info.versions.join(", ")})`);
+  addFact(facts, "Architecture", m.architecture);
+  addFact(facts, "Labels", m.labels.join(", "));
+  addFact(facts, "Input", `${m.input.shape.slice(1).join("×")} ${m.input.color_mode}, ${m.input.layout}, ${m.input.dtype}`);
+  addFact(facts, "Preprocessing", m.preprocessing.description || m.preprocessing.steps.map((s) => s.op).join(" → "));
+  addFact(facts, "Steps", m.preprocessing.steps.map((s) => s.op).join(" → "));
+  for (const [name, value] of Object.entries(m.metrics)) {
+    addFact(facts, name.replaceAll("_", " "), value <= 1 ? `${(value * 100).toFixed(2)}%` : String(value));
+  }
+  addFact(facts, "Trained on", `${m.dataset.name} (${m.dataset.source})`);
+  addFact(facts, "Runs on", `${info.runtime.device}, ${info.runtime.backend}`);
+}
+
+function isDigitModel(info) {
+  const m = info.manifest;
+  return m.input.color_mode === "L" && m.input.shape[2] === 28 && m.input.shape[3] === 28;
+}
+
+async function selectModel(name) {
+  state.model = name;
+  state.info = null;
+  $("model-status").textContent = `Loading ${name}…`;
+  try {
+    state.info = await getJson(`/v1/models/${encodeURIComponent(name)}`);
+    renderInfo(state.info);
+    $("model-status").textContent = `${name} is ready.`;
+    $("draw-section").hidden = !isDigitModel(state.info);
+    clearError();
+  } catch (err) {
+    $("model-status").textContent = "";
+    showError(`Model ${name}: ${err.message}`);
+  }
+}
+
+async function loadModels() {
+  try {
+    const { models } = await getJson("/v1/models");
+    const select = $("model-select");
+    select.replaceChildren(...models.map((m) => {
+      const option = document.createElement("option");
+      option.value = m.name;
+      option.textContent = `${m.name} (v${m.default_version}, ${m.status})`;
+      option.disabled = m.status !== "ready";
+      return option;
+    }));
+    const preferred = models.find((m) => m.name === "mnist-lenet" && m.status === "ready")
+      || models.find((m) => m.status === "ready");
+    if (!preferred) { showError("No model is ready yet."); return; }
+    select.value = preferred.name;
+    await selectModel(preferred.name);
+  } catch (err) {
+    showError(`Could not list models: ${err.message}`);
+  }
+}
+
+async function predictBlob(blob, filename) {
+  const form = new FormData();
+  form.append("file", blob, filename);
+  const url = `/v1/models/${encodeURIComponent(state.model)}/predict?top_k=${topK()}&explain=input`;
+  return getJson(url, { method: "POST", body: form });
+}
+
+function figure(src, caption, className) {
+  const fig = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = src;
+  img.alt = caption;
+  if (className) img.className = className;
+  const cap = document.createElement("figcaption");
+  cap.textContent = caption;
+  fig.append(img, cap);
+  return fig;
+}
+
+async function classifyFile(file) {
+  const card = document.createElement("li");
+  card.className = "card";
+  const title = document.createElement("h3");
+  title.textContent = file.name;
+  const images = document.createElement("div");
+  images.className = "images";
+  images.append(figure(URL.createObjectURL(file), "uploaded"));
+  const result = document.createElement("div");
+  result.className = "result";
+  result.textContent = "Classifying…";
+  card.append(title, images, result);
+  $("results").prepend(card);
+  try {
+    const body = await predictBlob(file, file.name);
+    if (body.input_image) images.append(figure(body.input_image, "what the model sees", "model-input"));
+    renderBars(result, body.predictions);
+    card.dataset.top = body.predictions[0].label;
+  } catch (err) {
+    result.replaceChildren();
+    const message = document.createElement("p");
+    message.className = "error";
+    message.setAttribute("role", "alert");
+    message.textContent = `Could not classify ${file.name}: ${err.message}`;
+    result.append(message);
+    card.dataset.error = "true";
+  }
+}
+
+function classifyFiles(files) {
+  if (!state.model) { showError("Choose a model first."); return; }
+  clearError();
+  for (const file of files) classifyFile(file);
+}
+
+function setUpUpload() {
+  $("file-input").addEventListener("change", (event) => classifyFiles(event.target.files));
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    classifyFiles(event.dataTransfer.files);
+  });
+}
+
+function setUpCanvas() {
+  const canvas = $("draw-canvas");
+  const ctx = canvas.getContext("2d");
+  let drawing = false, last = null, pending = false, dirty = false, inked = false;
+
+  function clear() {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    inked = false;
+    $("draw-result").replaceChildren();
+  }
+  function point(event) {
+    const rect = canvas.getBoundingClientRect();
+    return { x: (event.clientX - rect.left) * canvas.width / rect.width,
+             y: (event.clientY - rect.top) * canvas.height / rect.height };
+  }
+  async function predictDrawing() {
+    if (!inked || !state.model) return;
+    if (pending) { dirty = true; return; }
+    pending = true;
+    dirty = false;
+    try {
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+      const body = await predictBlob(blob, "drawing.png");
+      const result = $("draw-result");
+      renderBars(result, body.predictions);
+      result.dataset.top = body.predictions[0].label;
+      if (body.input_image) result.prepend(figure(body.input_image, "what the model sees", "model-input"));
+    } catch (err) {
+      $("draw-result").textContent = err.message;
+    } finally {
+      pending = false;
+      if (dirty) predictDrawing();
+    }
+  }
+  canvas.addEventListener("pointerdown", (event) => {
+    drawing = true;
+    last = point(event);
+    canvas.setPointerCapture(event.pointerId);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drawing) return;
+    const p = point(event);
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 18;
+    ctx.lineCap = "round";
+    ctx.beginPath();
+    ctx.moveTo(last.x, last.y);
+    ctx.lineTo(p.x, p.y);
+    ctx.stroke();
+    last = p;
+    inked = true;
+    predictDrawing();
+  });
+  const stop = () => { if (drawing) { drawing = false; predictDrawing(); } };
+  canvas.addEventListener("pointerup", stop);
+  canvas.addEventListener("pointercancel", stop);
+  $("clear-canvas").addEventListener("click", clear);
+  clear();
+}
+
+$("model-select").addEventListener("change", (event) => selectModel(event.target.value));
+setUpUpload();
+setUpCanvas();
+loadModels();

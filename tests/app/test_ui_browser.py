@@ -1,0 +1,121 @@
+"""The page at / and Swagger UI in a real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Server, png_bytes
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists(),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone-sized screen
+    page = context.new_page()
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
+                                                                                    "blob:")) else None)
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not external, f"the page fetched from outside: {external}"
+
+
+def open_page(page, server: Server) -> None:  # noqa: ANN001
+    page.goto(server.url + "/")
+    page.wait_for_selector("#model-status:has-text('ready')", timeout=30_000)
+
+
+def test_page_loads_models_and_information(page, server: Server) -> None:  # noqa: ANN001
+    open_page(page, server)
+    assert page.locator("#model-select option").count() == 3
+    assert page.input_value("#model-select") == "mnist-lenet"
+    facts = page.inner_text("#model-facts")
+    assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in facts and "center_by_mass" in facts and "test accuracy" in facts
+    assert page.is_visible("#draw-canvas")
+
+
+def test_page_upload_digit_shows_right_label_first(page, server: Server, mnist, tmp_path: Path) -> None:  # noqa: ANN001
+    open_page(page, server)
+    digits = []
+    for index in (0, 1):
+        path = tmp_path / f"digit-{index}.png"
+        path.write_bytes(png_bytes(mnist.test.images[index]))
+        digits.append(path)
+    page.set_input_files("#file-input", [str(p) for p in digits])
+    page.wait_for_selector(".card[data-top]:nth-child(2)", timeout=30_000)
+    tops = {page.inner_text(f".card:nth-child({i}) h3"): page.get_attribute(f".card:nth-child({i})", "data-top")
+            for i in (1, 2)}
+    assert tops == {"digit-0.png": str(mnist.test.labels[0]), "digit-1.png": str(mnist.test.labels[1])}
+    assert page.locator(".card img.model-input").count() == 2  # what the model saw, per image
+
+
+def test_page_drawing_a_one_predicts_one(page, server: Server) -> None:  # noqa: ANN001
+    open_page(page, server)
+    page.locator("#draw-canvas").scroll_into_view_if_needed()
+    box = page.locator("#draw-canvas").bounding_box()
+    x = box["x"] + box["width"] * 0.5
+    page.mouse.move(x, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x, box["y"] + box["height"] * (0.15 + 0.7 * step / 20))
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#draw-result').dataset.top !== undefined", timeout=30_000)
+    page.wait_for_timeout(500)  # the last prediction after pointerup
+    assert page.get_attribute("#draw-result", "data-top") == "1"
+
+
+def test_page_corrupt_file_shows_error_message(page, server: Server, tmp_path: Path) -> None:  # noqa: ANN001
+    open_page(page, server)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    page.set_input_files("#file-input", str(broken))
+    page.wait_for_selector(".card[data-error] .error", timeout=30_000)
+    message = page.inner_text(".card .error")
+    assert "broken.png" in message and "HTTP 400" in message
+
+
+def test_swagger_ui_renders_route_list_offline(page, server: Server) -> None:  # noqa: ANN001
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    routes = page.locator(".opblock-summary-path").all_inner_texts()
+    for route in ("/v1/models/{name}/predict", "/v1/models/{name}/predict/batch", "/v1/models", "/readyz"):
+        assert any(route == r.replace("\u200b", "") for r in routes), routes
+
+
+def test_swagger_try_it_out_uploads_a_file(page, server: Server, mnist, tmp_path: Path) -> None:  # noqa: ANN001
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(png_bytes(mnist.test.images[0]))
+    page.goto(server.url + "/docs")
+    operation = page.locator("#operations-predict-predict_v1_models__name__predict_post")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("input[placeholder='name']").fill("mnist-lenet")
+    operation.locator("input[type=file]").set_input_files(str(digit))
+    operation.locator("button.execute").click()
+    page.wait_for_selector(".live-responses-table tbody .response-col_status", timeout=30_000)
+    assert operation.locator(".live-responses-table tbody .response-col_status").first.inner_text().strip() == "200"
+    assert f'"label": "{mnist.test.labels[0]}"' in operation.locator(".live-responses-table").inner_text()

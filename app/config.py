@@ -34,6 +34,10 @@ class Settings(BaseSettings):
                                                                       "0 = take what is queued")
     max_queue_images: int = Field(512, ge=1, description="Images waiting per model before 503")
     request_timeout_ms: int = Field(30_000, ge=1, description="Longest wait for a result before 504")
+    drain_seconds: float = Field(2.0, ge=0, le=300, description="After SIGTERM: readiness 503 for this long "
+                                                                  "before the server stops accepting")
+    cors_origins: list[str] = Field(default_factory=list, description='Allowed browser origins, JSON: '
+                                                                      '["https://example.org"]; none by default')
     log_level: str = Field("info")
 
     def threads_per_predictor(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -78,9 +79,10 @@ class RequestContextMiddleware:
     the body is read, and a body without one (chunked) is cut off as soon as it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, is_draining: Callable[[], bool] = lambda: False) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.is_draining = is_draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +117,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 raw = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 raw.append((b"x-request-id", request_id.encode("latin-1")))
+                if self.is_draining():
+                    # Shutting down: no more requests on this connection, so none races the close.
+                    raw.append((b"connection", b"close"))
                 message = {**message, "headers": raw}
             await send(message)
 

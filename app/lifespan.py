@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from types import FrameType
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -31,12 +33,32 @@ def build_load_options(settings: Settings) -> LoadOptions:
                        model_max_batch_size=dict(settings.model_max_batch_size))
 
 
+def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
+    """On SIGTERM, turn readiness to 503 at once and keep serving for `seconds`, so a load balancer
+    stops sending before the server (uvicorn's own handler, called after) closes its socket and
+    finishes the requests in flight."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or seconds <= 0:
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if runtime.draining:
+            return
+        runtime.draining = True
+        log.warning("SIGTERM: readiness is now 503; stopping in %.1fs", seconds)
+        loop.call_soon_threadsafe(loop.call_later, seconds, previous, signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     registry = ModelRegistry(settings.model_dir, build_load_options(settings))
     threads = ThreadPoolExecutor(max_workers=max(4, settings.predictors * 4), thread_name_prefix="inference")
-    app.state.runtime = Runtime(settings, registry, threads)
+    app.state.runtime = runtime = Runtime(settings, registry, threads)
+    drain_on_sigterm(runtime, settings.drain_seconds)
     # Load in the background so /healthz answers at once and /readyz reports progress.
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
     try:

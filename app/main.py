@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
@@ -29,7 +30,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    if settings.cors_origins:  # closed by default: only listed origins may call the API from a browser
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["*"], expose_headers=["X-Request-ID", "Server-Timing"])
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes,
+                       is_draining=lambda: bool(getattr(getattr(app.state, "runtime", None), "draining", False)))
     install_error_handlers(app)
     for module in (health, models, predict, ui):
         app.include_router(module.router)

@@ -21,6 +21,7 @@ class Runtime:
     registry: ModelRegistry
     inference_threads: ThreadPoolExecutor
     batchers: dict[int, Batcher] = field(default_factory=dict)
+    draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
 
     def batcher_for(self, classifier: Classifier) -> Batcher:
         """One batcher per loaded classifier, made on first use (it needs the running event loop)."""

@@ -260,14 +260,14 @@ def normalize(mean: Sequence[float], std: Sequence[float]) -> Step:
 
 
 # Geometric steps that can also run on the 8-bit Pillow image, before the float conversion. Leading
-# steps of this kind run there: Pillow's 8-bit resize is ~10x faster than three float-channel ones,
-# which matters for large photos (the values differ from the float path only by 8-bit rounding).
+# steps of this kind run there, with antialiased bilinear (as PaddleClas's cv2 resize): a 500x375
+# photo resizes in ~0.5 ms instead of ~12 ms for three float-channel Lanczos passes.
 ImageStep = Callable[[Image.Image], Image.Image]
 
 
 def _resize_image(size: Sequence[int]) -> ImageStep:
     height, width = int(size[0]), int(size[1])
-    return lambda image: image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return lambda image: image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
 def _resize_short_image(size: int) -> ImageStep:
@@ -275,7 +275,7 @@ def _resize_short_image(size: int) -> ImageStep:
         width, height = image.size
         scale = size / min(height, width)
         target = (max(size, round(width * scale)), max(size, round(height * scale)))
-        return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
     return step
 

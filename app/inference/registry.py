@@ -40,8 +40,10 @@ class ModelEntry:
 
     @property
     def default_version(self) -> int | None:
-        """The highest version number; it is what /v1/models/{name}/... serves."""
-        return max(self.versions) if self.versions else None
+        """The highest version that is ready (so a broken new version never takes the model down),
+        else the highest number; it is what /v1/models/{name}/... serves."""
+        ready = [v for v, status in self.versions.items() if status.state == "ready"]
+        return max(ready or self.versions) if self.versions else None
 
     @property
     def state(self) -> State:

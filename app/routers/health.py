@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.errors import ApiError
-from app.routers.deps import RegistryDep
+from app.routers.deps import RuntimeDep
 from app.schemas import ErrorResponse, Health, Readiness
 
 router = APIRouter(tags=["health"])
@@ -18,7 +18,10 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness: 200 once every model is loaded and warmed",
             responses={503: {"model": ErrorResponse, "description": "Still loading, or a model failed to load"}})
-async def readyz(registry: RegistryDep) -> Readiness:
+async def readyz(runtime: RuntimeDep) -> Readiness:
+    registry = runtime.registry
+    if runtime.draining:
+        raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"})
     ready, problems = registry.readiness()
     if not ready:
         raise ApiError(503, "not_ready", "; ".join(problems), headers={"Retry-After": "1"})

@@ -36,8 +36,18 @@ def test_registry_reports_broken_version_with_reason(repository: Path) -> None:
     assert entry.versions[1].state == "ready"
     assert entry.versions[2].state == "failed" and "SHA-256" in entry.versions[2].error
     assert registry.get("mnist-lenet", 1).version == 1
+    with pytest.raises(ModelNotReadyError, match="SHA-256"):
+        registry.get("mnist-lenet", 2)
+    assert entry.default_version == 1 and registry.get("mnist-lenet").version == 1  # the old version serves
+    assert registry.readiness() == (True, [])
+
+
+def test_registry_model_with_no_loadable_version_is_not_ready(repository: Path) -> None:
+    shutil.rmtree(repository / "mnist-lenet" / "1")
+    registry = ModelRegistry(repository, OPTIONS)
+    registry.load_all()
     with pytest.raises(ModelNotReadyError):
-        registry.get("mnist-lenet")  # the default is the highest version, which failed
+        registry.get("mnist-lenet")
     ready, problems = registry.readiness()
     assert not ready and "mnist-lenet: version 2 failed" in problems[0]
 

@@ -1,0 +1,183 @@
+"""Soak and overload, loopback only and bounded in time.
+
+    python bench/soak.py [--soak-seconds 300] [--overload-seconds 20]
+
+1. Soak: concurrency 64 of mixed valid and invalid requests (a digit, a corrupt PNG, a text file,
+   a blank image) against mnist-lenet for --soak-seconds, driven by wrk. Reports statuses (any
+   status not expected for its body is an unexpected error), p99, and the server's RSS after
+   warm-up and at the end.
+2. Overload: a server with a small queue (APP_MAX_QUEUE_IMAGES=16) and a slower model
+   (a 224x224 MobileNetV2), hit at concurrency 256: the excess must be answered 503 fast (p99 of
+   the 503s < 50 ms), admitted requests must succeed, and afterwards, at low load, every request
+   succeeds again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.serving import Server, export_mobilenet, multipart, parse_ms, sample_images  # noqa: E402
+from tests.conftest import draw_digit_one, encode  # noqa: E402
+
+MIXED_SCRIPT = """
+local bodies = {}
+local expected = {}
+local counts = {}
+local unexpected = 0
+function init(args)
+  for i, name in ipairs({"valid", "corrupt", "text", "blank"}) do
+    local f = assert(io.open(os.getenv("BENCH_DIR") .. "/" .. name, "rb"))
+    bodies[i] = f:read("*a")
+    f:close()
+  end
+  expected = {200, 400, 415, 422}
+end
+local n = 0
+function request()
+  n = n % 4 + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "multipart/form-data; boundary=BENCHBOUNDARY"}, bodies[n])
+end
+local sent = {}
+local k = 0
+function response(status, headers, body)
+  k = k % 4 + 1
+  counts[status] = (counts[status] or 0) + 1
+  if status ~= expected[k] then unexpected = unexpected + 1 end
+end
+function done(summary, latency, requests)
+  local parts = {}
+  for status, count in pairs(counts) do parts[#parts + 1] = string.format('"%d": %d', status, count) end
+  io.write(string.format('RESULT {"statuses": {%s}, "unexpected": %d}\\n', table.concat(parts, ", "), unexpected))
+end
+"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def soak(models_dir: Path, seconds: int) -> dict:
+    bodies = {
+        "valid": multipart([encode(draw_digit_one(), "PNG")], "file"),
+        "corrupt": multipart([encode(draw_digit_one(), "PNG")[:200]], "file"),
+        "text": multipart([b"not an image at all\n" * 20], "file"),
+        "blank": multipart([encode(draw_digit_one(40, ink=200, paper=200), "PNG")], "file"),
+    }
+    with tempfile.TemporaryDirectory() as tmp, Server(models_dir, {}) as server:
+        for name, body in bodies.items():
+            (Path(tmp) / name).write_bytes(body)
+        script = Path(tmp) / "mixed.lua"
+        script.write_text(MIXED_SCRIPT)
+        url = server.url + "/v1/models/mnist-lenet/predict"
+        env = {"BENCH_DIR": tmp, "PATH": "/usr/bin:/bin"}
+        # wrk keeps one request per connection in flight, so counting responses in order per
+        # connection would be wrong with 64 connections: expectations are checked with -c1 first.
+        check = subprocess.run(["wrk", "-t1", "-c1", "-d3s", "-s", str(script), url], env=env, capture_output=True,
+                               text=True, check=True)
+        warm = min(30, max(5, seconds // 10))
+        subprocess.run(["wrk", "-t1", "-c64", f"-d{warm}s", "-s", str(script), url], env=env, capture_output=True,
+                       check=True)
+        rss_after_warmup = rss_mb(server.process.pid)
+        result = subprocess.run(["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s",
+                                 str(script), url], env=env, capture_output=True, text=True, check=True)
+        rss_end = rss_mb(server.process.pid)
+        healthy = httpx.get(server.url + "/readyz").status_code == 200
+    stats = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    ordered = json.loads(check.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    statuses = {int(k): v for k, v in stats["statuses"].items()}
+    return {
+        "seconds": seconds,
+        "requests": sum(statuses.values()),
+        "statuses": statuses,
+        "unexpected_in_ordered_check": ordered["unexpected"],
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
+        "unexpected_statuses": sum(v for k, v in statuses.items() if k not in (200, 400, 415, 422)),
+        "p99_ms": parse_ms(result.stdout.split(" 99% ")[1].split()[0]),
+        "rss_mb_after_warmup": round(rss_after_warmup, 1),
+        "rss_mb_end": round(rss_end, 1),
+        "rss_growth": round(rss_end / rss_after_warmup - 1, 4),
+        "ready_after": healthy,
+    }
+
+
+async def hammer(url: str, photo: bytes, concurrency: int, seconds: float) -> list[tuple[int, float]]:
+    results: list[tuple[int, float]] = []
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await client.post(url, files={"file": ("ant.jpg", photo, "image/jpeg")})
+                    results.append((response.status_code, (time.perf_counter() - started) * 1000))
+                except httpx.HTTPError:
+                    results.append((0, (time.perf_counter() - started) * 1000))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def overload(models_dir: Path, seconds: float) -> dict:
+    photo = sample_images("bench-mobilenet")[0]
+    env = {"APP_MAX_QUEUE_IMAGES": "16", "APP_REQUEST_TIMEOUT_MS": "20000"}
+    with Server(models_dir, env) as server:
+        url = server.url + "/v1/models/bench-mobilenet/predict"
+        results = asyncio.run(hammer(url, photo, 256, seconds))
+        time.sleep(1)
+        after = [httpx.post(url, files={"file": ("ant.jpg", photo)}, timeout=30).status_code for _ in range(20)]
+    refused = sorted(ms for status, ms in results if status == 503)
+    served = [ms for status, ms in results if status == 200]
+    other = [status for status, _ in results if status not in (200, 503)]
+    return {
+        "requests": len(results),
+        "served_200": len(served),
+        "refused_503": len(refused),
+        "other": other[:20],
+        "p99_ms_503": refused[int(len(refused) * 0.99) - 1] if refused else None,
+        "p50_ms_200": sorted(served)[len(served) // 2] if served else None,
+        "recovered_after": after.count(200) == len(after),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--soak-seconds", type=int, default=300)
+    parser.add_argument("--overload-seconds", type=float, default=20)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak-results.json")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is required: apt-get install wrk", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        models_dir = Path(tmp)
+        shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")
+        export_mobilenet(models_dir)
+        report = {"soak": soak(models_dir, args.soak_seconds), "overload": overload(models_dir, args.overload_seconds)}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    ok = (report["soak"]["unexpected_statuses"] == 0 and report["soak"]["unexpected_in_ordered_check"] == 0
+          and report["soak"]["rss_growth"] < 0.10 and report["overload"]["recovered_after"]
+          and not report["overload"]["other"] and (report["overload"]["p99_ms_503"] or 0) < 50)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,8 @@ class Settings(BaseSettings):
                                                                       "0 = take what is queued")
     max_queue_images: int = Field(512, ge=1, description="Images waiting per model before 503")
     request_timeout_ms: int = Field(30_000, ge=1, description="Longest wait for a result before 504")
+    admin_token: SecretStr | None = Field(None, description="Bearer token for /v1/admin/*; unset = admin disabled")
+    model_poll_seconds: float = Field(0.0, ge=0, description="Rescan the model directory this often; 0 = never")
     drain_seconds: float = Field(2.0, ge=0, le=300, description="After SIGTERM: readiness 503 for this long "
                                                                   "before the server stops accepting")
     cors_origins: list[str] = Field(default_factory=list, description='Allowed browser origins, JSON: '

@@ -36,9 +36,17 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+V2_PREFIX = "/v2/"
+
+
 def error_response(status: int, code: str, message: str, request_id: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id}}
+                   headers: dict[str, str] | None = None, protocol_v2: bool = False) -> JSONResponse:
+    if protocol_v2:
+        # The Open Inference Protocol's own shape ({"error": "<message>"}), which Triton and KServe
+        # clients parse; our code and request id ride beside it.
+        body: dict = {"error": message, "code": code, "request_id": request_id}
+    else:
+        body = {"error": {"code": code, "message": message, "request_id": request_id}}
     return JSONResponse(body, status_code=status, headers={**(headers or {}), REQUEST_ID_HEADER: request_id})
 
 
@@ -49,7 +57,12 @@ _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"
 async def handle_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return error_response(exc.status_code, code, message, request_id_of(request), dict(exc.headers or {}))
+    return error_response(exc.status_code, code, message, request_id_of(request), dict(exc.headers or {}),
+                          is_v2(request))
+
+
+def is_v2(request: Request) -> bool:
+    return request.url.path.startswith(V2_PREFIX)
 
 
 async def handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,13 +70,15 @@ async def handle_validation_error(request: Request, exc: RequestValidationError)
     for error in exc.errors()[:5]:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
         problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    return error_response(422, "invalid_request", "; ".join(problems) or "invalid request", request_id_of(request))
+    return error_response(422, "invalid_request", "; ".join(problems) or "invalid request", request_id_of(request),
+                          protocol_v2=is_v2(request))
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = request_id_of(request)
     log.exception("unhandled error in request %s", request_id)
-    return error_response(500, "internal_error", "internal server error; quote the request id", request_id)
+    return error_response(500, "internal_error", "internal server error; quote the request id", request_id,
+                          protocol_v2=is_v2(request))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -94,7 +109,7 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
 
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             response = error_response(413, "payload_too_large",
                                       f"request body is {declared} bytes; the limit is {self.max_body_bytes}",
                                       request_id, {"Connection": "close"})

@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.inference.classifier import LoadOptions
 from app.inference.predictor import RuntimeOptions, resolve_device
-from app.inference.registry import ModelRegistry
+from app.inference.registry import ModelRegistry, VersionStatus
 from app.runtime import Runtime
+from app.telemetry import record_model_load
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +53,39 @@ def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def record_version_state(name: str, version: int, status: VersionStatus) -> None:
+    record_model_load(name, version, ready=status.classifier is not None, failed=status.error is not None)
+
+
+async def poll_model_directory(runtime: Runtime, seconds: float) -> None:
+    """APP_MODEL_POLL_SECONDS: reload on a timer, for deployments that copy models in place."""
+    await asyncio.to_thread(runtime.registry.loaded.wait)
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            report = await runtime.reload()
+            if report.loaded or report.removed:
+                log.info("model poll: loaded %s, removed %s", report.loaded, report.removed)
+        except Exception:  # noqa: BLE001 - a failed poll must not stop the next one
+            log.exception("model poll failed")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    registry = ModelRegistry(settings.model_dir, build_load_options(settings))
+    registry = ModelRegistry(settings.model_dir, build_load_options(settings), on_change=record_version_state)
     threads = ThreadPoolExecutor(max_workers=max(4, settings.predictors * 4), thread_name_prefix="inference")
     app.state.runtime = runtime = Runtime(settings, registry, threads)
     drain_on_sigterm(runtime, settings.drain_seconds)
     # Load in the background so /healthz answers at once and /readyz reports progress.
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+    poller = (asyncio.create_task(poll_model_directory(runtime, settings.model_poll_seconds))
+              if settings.model_poll_seconds > 0 else None)
     try:
         yield
     finally:
+        if poller:
+            poller.cancel()
         await asyncio.shield(loading)
         await app.state.runtime.close()
         threads.shutdown(wait=True)

@@ -12,12 +12,24 @@ from starlette.formparsers import MultiPartParser
 from app.config import Settings, get_settings
 from app.errors import RequestContextMiddleware, install_error_handlers
 from app.lifespan import lifespan
-from app.routers import health, models, predict, ui
+from app.telemetry import TelemetryMiddleware
+from app.routers import admin, health, models, predict, ui, v2
+
+
+def configure_access_log() -> None:
+    """Access lines are bare JSON objects, one per line, for log shippers to parse as they are."""
+    access = logging.getLogger("app.access")
+    if not access.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_access_log()
     # Uploads stay in memory (never spooled to disk); the body-size cap below bounds what that costs.
     MultiPartParser.spool_max_size = settings.max_request_bytes
     app = FastAPI(
@@ -33,10 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:  # closed by default: only listed origins may call the API from a browser
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["X-Request-ID", "Server-Timing"])
+    app.add_middleware(TelemetryMiddleware)  # inside the request-id middleware: it logs the id
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes,
                        is_draining=lambda: bool(getattr(getattr(app.state, "runtime", None), "draining", False)))
     install_error_handlers(app)
-    for module in (health, models, predict, ui):
+    for module in (health, models, predict, admin, v2, ui):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -9,10 +11,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.config import Settings
-from app.inference.batcher import Batcher, BatchTiming
+from app.inference.batcher import Batcher, BatchResult, BatchTiming
 from app.inference.classifier import Classifier
 from app.inference.postprocess import Prediction
-from app.inference.registry import ModelRegistry
+from app.inference.registry import ModelRegistry, ReloadReport
+from app.telemetry import QUEUE_DEPTH, QUEUE_WAIT, record_batch
+
+
+@dataclass
+class Admission:
+    batcher: Batcher
+    held: int  # images still reserved; handed over to the queue on submit
+
+    def release(self) -> None:
+        self.batcher.release(self.held)
+        self.held = 0
 
 
 @dataclass
@@ -20,12 +33,14 @@ class Runtime:
     settings: Settings
     registry: ModelRegistry
     inference_threads: ThreadPoolExecutor
-    batchers: dict[int, Batcher] = field(default_factory=dict)
+    # Keyed by id(classifier); the classifier is kept beside its batcher so the id is never reused.
+    batchers: dict[int, tuple[Classifier, Batcher]] = field(default_factory=dict)
     draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
 
     def batcher_for(self, classifier: Classifier) -> Batcher:
         """One batcher per loaded classifier, made on first use (it needs the running event loop)."""
-        batcher = self.batchers.get(id(classifier))
+        found = self.batchers.get(id(classifier))
+        batcher = found[1] if found else None
         if batcher is None:
             batcher = Batcher(
                 classifier.predict,
@@ -35,16 +50,55 @@ class Runtime:
                 max_delay_ms=self.settings.max_batch_delay_ms,
                 max_queue_images=self.settings.max_queue_images,
                 run_inline=classifier.runs_inline(),
+                on_batch=partial(record_batch, classifier.name, classifier.version),
             )
-            self.batchers[id(classifier)] = batcher
+            self.batchers[id(classifier)] = (classifier, batcher)
         return batcher
 
-    async def classify(self, classifier: Classifier, inputs: Sequence[np.ndarray],
-                       k: int) -> tuple[list[list[Prediction]], BatchTiming]:
-        """Queue the inputs on the model's batcher; raises the batcher's QueueFull/Timeout/Inference errors."""
-        result = await self.batcher_for(classifier).submit(inputs, self.settings.request_timeout_ms / 1000)
+    async def reload(self) -> ReloadReport:
+        """Rescan the model directory off the event loop, then retire what was replaced."""
+        report = await asyncio.to_thread(self.registry.reload)
+        await self.retire_unloaded()
+        return report
+
+    async def retire_unloaded(self) -> None:
+        """Close the batchers of classifiers a reload replaced or removed, once their queues drain
+        (requests already queued finish on the version they started with)."""
+        live = {id(s.classifier) for e in self.registry.models() for s in e.versions.values() if s.classifier}
+        for key in [k for k in self.batchers if k not in live]:
+            _classifier, batcher = self.batchers.pop(key)
+            await batcher.close()
+
+    def admit(self, classifier: Classifier, images: int) -> Admission:
+        """Reserve queue room for a request before decoding it; raises QueueFullError at once."""
+        batcher = self.batcher_for(classifier)
+        batcher.reserve(images)
+        return Admission(batcher, images)
+
+    async def classify(self, classifier: Classifier, inputs: Sequence[np.ndarray], k: int,
+                       admission: Admission | None = None) -> tuple[list[list[Prediction]], BatchTiming]:
+        """Queue the inputs on the model's batcher; top-k per input, and where the time went."""
+        result = await self.submit(classifier, inputs, admission)
         return [classifier.postprocess(row, k) for row in result.probabilities], result.timing
 
+    async def probabilities(self, classifier: Classifier, inputs: Sequence[np.ndarray],
+                            admission: Admission | None = None) -> np.ndarray:
+        return (await self.submit(classifier, inputs, admission)).probabilities
+
+    async def submit(self, classifier: Classifier, inputs: Sequence[np.ndarray],
+                     admission: Admission | None) -> BatchResult:
+        """Raises the batcher's QueueFull/Timeout/Inference errors."""
+        batcher = self.batcher_for(classifier)
+        labels = (classifier.name, str(classifier.version))
+        QUEUE_DEPTH.labels(*labels).set(batcher.queued_images + len(inputs))
+        reserved = 0
+        if admission is not None:
+            reserved, admission.held = admission.held, 0
+        result = await batcher.submit(inputs, self.settings.request_timeout_ms / 1000, reserved)
+        QUEUE_DEPTH.labels(*labels).set(batcher.queued_images)
+        QUEUE_WAIT.labels(*labels).observe(result.timing.queue_ms / 1000)
+        return result
+
     async def close(self) -> None:
-        for batcher in self.batchers.values():
+        for _classifier, batcher in self.batchers.values():
             await batcher.close()

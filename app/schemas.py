@@ -86,3 +86,10 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
     models: dict[str, str] = Field(description="model name -> state of its default version")
+
+
+class ReloadResponse(BaseModel):
+    loaded: list[str] = Field(description="name/version newly loaded or reloaded", examples=[["mnist-lenet/2"]])
+    unchanged: list[str]
+    removed: list[str]
+    failed: dict[str, str] = Field(description="name/version -> reason; the old classifier, if any, still serves")

@@ -72,6 +72,7 @@ class Batcher:
         self.max_queue_images = max(1, max_queue_images)
         self._queue: deque[_Item] = deque()
         self._queued_images = 0
+        self._reserved_images = 0  # admitted requests still being decoded, not yet queued
         self._wakeup = asyncio.Event()
         self._on_batch = on_batch
         # For models whose largest batch runs in about a millisecond, handing the batch to a thread
@@ -85,12 +86,27 @@ class Batcher:
     def queued_images(self) -> int:
         return self._queued_images
 
-    async def submit(self, inputs: Sequence[np.ndarray], timeout: float | None) -> BatchResult:
-        """inputs: (C, H, W) arrays. Requests larger than the max batch size are split into chunks."""
+    def reserve(self, images: int) -> None:
+        """Admit a request before its images are decoded, so an overload is refused at once,
+        before any work is spent on it. Pair with release() (or submit(..., reserved=images))."""
+        if self._closed:
+            raise QueueFullError("the model is shutting down")
+        if self._queued_images + self._reserved_images + images > self.max_queue_images:
+            raise QueueFullError(f"{self._queued_images + self._reserved_images} images are already waiting "
+                                 f"for this model")
+        self._reserved_images += images
+
+    def release(self, images: int) -> None:
+        self._reserved_images -= images
+
+    async def submit(self, inputs: Sequence[np.ndarray], timeout: float | None, reserved: int = 0) -> BatchResult:
+        """inputs: (C, H, W) arrays. Requests larger than the max batch size are split into chunks.
+        `reserved`: images this request reserved earlier; they are released here."""
+        self.release(reserved)
         if self._closed:
             raise QueueFullError("the model is shutting down")
         stacked = np.stack(inputs)
-        if self._queued_images + len(stacked) > self.max_queue_images:
+        if self._queued_images + self._reserved_images + len(stacked) > self.max_queue_images:
             raise QueueFullError(f"{self._queued_images} images are already queued for this model")
         chunks = [stacked[i : i + self.max_batch_size] for i in range(0, len(stacked), self.max_batch_size)]
         loop = asyncio.get_running_loop()

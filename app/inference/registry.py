@@ -1,19 +1,28 @@
-"""The model repository on disk, models/<name>/<version>/, loaded into classifiers with a status each."""
+"""The model repository on disk, models/<name>/<version>/, loaded into classifiers with a status each.
+
+`reload()` rescans the repository: new and changed versions are loaded and verified off to the
+side and swapped in only once they work; removed versions are dropped (requests already holding
+their classifier finish on it). A version that fails keeps its old classifier, if it had one.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from app.inference.classifier import Classifier, LoadOptions
-from app.inference.manifest import NAME_PATTERN
+from app.inference.manifest import MANIFEST_FILE, NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
 State = Literal["loading", "ready", "failed"]
+MODEL_CONFIG_FILE = "model.json"  # optional, in models/<name>/: {"default_version": 2}
 
 
 class ModelNotFoundError(LookupError):
@@ -31,24 +40,38 @@ class VersionStatus:
     state: State = "loading"
     error: str | None = None
     classifier: Classifier | None = None
+    fingerprint: str = ""  # SHA-256 of the manifest the classifier was loaded from
 
 
 @dataclass
 class ModelEntry:
     name: str
     versions: dict[int, VersionStatus] = field(default_factory=dict)
+    pinned_version: int | None = None  # from models/<name>/model.json
 
     @property
     def default_version(self) -> int | None:
-        """The highest version that is ready (so a broken new version never takes the model down),
-        else the highest number; it is what /v1/models/{name}/... serves."""
-        ready = [v for v, status in self.versions.items() if status.state == "ready"]
+        """The pinned version if the model directory names one, else the highest version that is
+        ready (a broken new version never takes the model down), else the highest number."""
+        if self.pinned_version is not None:
+            return self.pinned_version
+        ready = [v for v, status in self.versions.items() if status.classifier is not None]
         return max(ready or self.versions) if self.versions else None
 
     @property
     def state(self) -> State:
         default = self.versions.get(self.default_version) if self.versions else None
-        return default.state if default else "failed"
+        if default is None:
+            return "failed"
+        return "ready" if default.classifier is not None else default.state
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    loaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def scan_repository(model_dir: Path) -> dict[str, dict[int, Path]]:
@@ -59,47 +82,107 @@ def scan_repository(model_dir: Path) -> dict[str, dict[int, Path]]:
     for model_path in sorted(model_dir.iterdir()):
         if not model_path.is_dir() or not NAME_PATTERN.match(model_path.name):
             continue
-        versions = {int(v.name): v for v in model_path.iterdir() if v.is_dir() and v.name.isdigit() and int(v.name) > 0}
+        versions = {int(v.name): v for v in model_path.iterdir()
+                    if v.is_dir() and v.name.isascii() and v.name.isdigit() and int(v.name) > 0}
         if versions:
             found[model_path.name] = versions
     return found
 
 
+def read_pinned_version(model_path: Path) -> int | None:
+    path = model_path / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("default_version")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.error("ignoring %s: %s", path, exc)
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def fingerprint_version(path: Path) -> str:
+    try:
+        return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
 class ModelRegistry:
-    def __init__(self, model_dir: Path, options: LoadOptions) -> None:
+    def __init__(self, model_dir: Path, options: LoadOptions,
+                 on_change: Callable[[str, int, VersionStatus], None] | None = None) -> None:
         self.model_dir = model_dir
         self.options = options
         self._models: dict[str, ModelEntry] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _models; loading happens outside it
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self._on_change = on_change
         self.loaded = threading.Event()
 
     def load_all(self) -> None:
-        """Load every version found; a version that fails is recorded with its reason, never raised."""
+        """The first load; a version that fails is recorded with its reason, never raised."""
         try:
-            found = scan_repository(self.model_dir)
-            with self._lock:
-                self._models = {
-                    name: ModelEntry(name, {v: VersionStatus(v, path) for v, path in versions.items()})
-                    for name, versions in found.items()
-                }
-            for entry in list(self._models.values()):
-                for status in entry.versions.values():
-                    self._load_version(entry.name, status)
+            self.reload()
         finally:
             self.loaded.set()
 
-    def _load_version(self, name: str, status: VersionStatus) -> None:
-        try:
-            classifier = Classifier.load(status.path, self.options)
-            if (classifier.name, classifier.version) != (name, status.version):
-                raise ValueError(f"manifest says {classifier.name}/{classifier.version}, "
-                                 f"directory is {name}/{status.version}")
-        except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal to the service
-            status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.error("model %s version %s failed to load: %s", name, status.version, status.error)
+    def reload(self) -> ReloadReport:
+        """Bring the loaded models in line with the directory. Safe to call while serving."""
+        with self._reload_lock:
+            report = ReloadReport()
+            found = scan_repository(self.model_dir)
+            for name, versions in found.items():
+                for number, path in sorted(versions.items()):
+                    self._sync_version(name, number, path, report)
+            self._drop_removed(found, report)
+            with self._lock:
+                for name, entry in self._models.items():
+                    entry.pinned_version = read_pinned_version(self.model_dir / name)
+            return report
+
+    def _sync_version(self, name: str, number: int, path: Path, report: ReloadReport) -> None:
+        key = f"{name}/{number}"
+        fingerprint = fingerprint_version(path)
+        with self._lock:
+            entry = self._models.setdefault(name, ModelEntry(name))
+            current = entry.versions.get(number)
+            if current is None:
+                current = entry.versions[number] = VersionStatus(number, path)
+        if current.fingerprint == fingerprint and current.state == "ready":
+            report.unchanged.append(key)
             return
-        status.classifier, status.state = classifier, "ready"
-        log.info("model %s version %s ready in %.2fs", name, status.version, classifier.load_seconds)
+        if current.fingerprint == fingerprint and current.state == "failed" and current.classifier is None:
+            report.failed[key] = current.error or "failed"
+            return  # same broken files as last time: do not pay the load again
+        try:
+            classifier = Classifier.load(path, self.options)
+            if (classifier.name, classifier.version) != (name, number):
+                raise ValueError(f"manifest says {classifier.name}/{classifier.version}, directory is {key}")
+        except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal to the service
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("model %s failed to load: %s", key, error)
+            updated = replace(current, error=error, fingerprint=fingerprint,
+                              state="ready" if current.classifier is not None else "failed")
+            report.failed[key] = error
+        else:
+            log.info("model %s ready in %.2fs", key, classifier.load_seconds)
+            updated = VersionStatus(number, path, "ready", None, classifier, fingerprint)
+            report.loaded.append(key)
+        with self._lock:
+            entry.versions[number] = updated  # the swap: new requests see the new classifier
+        if self._on_change:
+            self._on_change(name, number, updated)
+
+    def _drop_removed(self, found: dict[str, dict[int, Path]], report: ReloadReport) -> None:
+        with self._lock:
+            for name in list(self._models):
+                entry = self._models[name]
+                for number in list(entry.versions):
+                    if number not in found.get(name, {}):
+                        del entry.versions[number]
+                        report.removed.append(f"{name}/{number}")
+                if not entry.versions:
+                    del self._models[name]
 
     def models(self) -> list[ModelEntry]:
         with self._lock:
@@ -108,27 +191,28 @@ class ModelRegistry:
     def get(self, name: str, version: int | None = None) -> Classifier:
         with self._lock:
             entry = self._models.get(name)
-        if entry is None:
-            raise ModelNotFoundError(f"no model named {name!r}")
-        number = entry.default_version if version is None else version
-        status = entry.versions.get(number) if number is not None else None
+            if entry is None:
+                raise ModelNotFoundError(f"no model named {name!r}")
+            number = entry.default_version if version is None else version
+            status = entry.versions.get(number) if number is not None else None
         if status is None:
-            raise ModelNotFoundError(f"model {name!r} has no version {version}")
+            raise ModelNotFoundError(f"model {name!r} has no version {number}")
         if status.classifier is None:
             raise ModelNotReadyError(f"model {name!r} version {number} is {status.state}"
                                      + (f": {status.error}" if status.error else ""))
         return status.classifier
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """Ready when loading has finished and every model's default version is ready."""
+        """Ready when loading has finished and every model's default version can serve."""
         if not self.loaded.is_set():
             return False, ["models are still loading"]
         models = self.models()
         if not models:
             return False, [f"no models found in {self.model_dir}"]
-        problems = [
-            f"{entry.name}: version {entry.default_version} {entry.versions[entry.default_version].state}: "
-            f"{entry.versions[entry.default_version].error}"
-            for entry in models if entry.state != "ready"
-        ]
+        problems = []
+        for entry in models:
+            if entry.state != "ready":
+                status = entry.versions.get(entry.default_version)
+                reason = f"{status.state}: {status.error}" if status else "missing"
+                problems.append(f"{entry.name}: version {entry.default_version} {reason}")
         return not problems, problems

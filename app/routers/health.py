@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from app.errors import ApiError
 from app.routers.deps import RuntimeDep
 from app.schemas import ErrorResponse, Health, Readiness
+from app.telemetry import render_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -26,3 +27,10 @@ async def readyz(runtime: RuntimeDep) -> Readiness:
     if not ready:
         raise ApiError(503, "not_ready", "; ".join(problems), headers={"Retry-After": "1"})
     return Readiness(status="ready", models={entry.name: entry.state for entry in registry.models()})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+async def metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

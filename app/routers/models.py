@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
+from fastapi import Path as FastPath
 
 from app.errors import ApiError
 from app.inference.classifier import Classifier
@@ -33,8 +36,18 @@ async def list_models(registry: RegistryDep) -> ModelList:
 @router.get("/{name}", response_model=ModelInfo, responses={**NOT_FOUND, **NOT_READY},
             summary="Model information: manifest (labels, input, preprocessing, metrics, provenance) and runtime")
 async def get_model(name: ModelName, registry: RegistryDep) -> ModelInfo:
-    classifier = lookup_classifier(registry, name)
-    versions = next(sorted(e.versions) for e in registry.models() if e.name == name)
+    return describe(registry, lookup_classifier(registry, name))
+
+
+@router.get("/{name}/versions/{version}", response_model=ModelInfo, responses={**NOT_FOUND, **NOT_READY},
+            summary="Information on one version of a model")
+async def get_model_version(name: ModelName, version: Annotated[int, FastPath(ge=1, le=1_000_000_000)],
+                            registry: RegistryDep) -> ModelInfo:
+    return describe(registry, lookup_classifier(registry, name, version))
+
+
+def describe(registry: ModelRegistry, classifier: Classifier) -> ModelInfo:
+    versions = next((sorted(e.versions) for e in registry.models() if e.name == classifier.name), [])
     return ModelInfo(name=classifier.name, version=classifier.version, versions=versions,
                      manifest=classifier.manifest.model_dump(mode="json"), runtime=classifier.runtime_info())
 

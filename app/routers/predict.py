@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as FastPath
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError
@@ -22,7 +24,9 @@ from app.inference.preprocess import (
     render_input_png,
 )
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep
-from app.runtime import Runtime
+from app.routers.uploads import read_many, read_single, request_body_doc
+from app.runtime import Admission, Runtime
+from app.telemetry import MODEL_VERSION_HEADER
 from app.routers.models import NOT_FOUND, NOT_READY, lookup_classifier
 from app.schemas import BatchItem, BatchResponse, ErrorResponse, ItemError, Prediction, PredictResponse
 
@@ -60,13 +64,6 @@ def resolve_top_k(classifier: Classifier, requested: int | None, default: int) -
     return requested
 
 
-async def read_upload(upload: UploadFile, limit: int) -> bytes:
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, "file_too_large", f"{upload.filename or 'file'} is larger than {limit} bytes")
-    return data
-
-
 # Below this many pixels decoding and preprocessing take well under a thread hand-off: do them inline.
 INLINE_PIXELS = 128 * 128
 
@@ -92,13 +89,30 @@ def preprocess_or_raise(classifier: Classifier, data: bytes) -> tuple[np.ndarray
         raise ApiError(422, "unusable_image", str(exc)) from exc
 
 
-async def classify_or_raise(runtime: Runtime, classifier: Classifier, inputs: Sequence[np.ndarray],
-                            k: int) -> tuple[list[list[InferencePrediction]], BatchTiming]:
+def overloaded(exc: QueueFullError) -> ApiError:
+    return ApiError(503, "overloaded", f"the server is at capacity: {exc}; retry shortly",
+                    headers={"Retry-After": "1"})
+
+
+@contextmanager
+def admit_or_raise(runtime: Runtime, classifier: Classifier, images: int) -> Iterator[Admission]:
+    """Refuse an overload before reading or decoding anything more of the request."""
     try:
-        return await runtime.classify(classifier, inputs, k)
+        admission = runtime.admit(classifier, images)
     except QueueFullError as exc:
-        raise ApiError(503, "overloaded", f"the server is at capacity: {exc}; retry shortly",
-                       headers={"Retry-After": "1"}) from exc
+        raise overloaded(exc) from exc
+    try:
+        yield admission
+    finally:
+        admission.release()
+
+
+async def classify_or_raise(runtime: Runtime, classifier: Classifier, inputs: Sequence[np.ndarray], k: int,
+                            admission: Admission) -> tuple[list[list[InferencePrediction]], BatchTiming]:
+    try:
+        return await runtime.classify(classifier, inputs, k, admission)
+    except QueueFullError as exc:
+        raise overloaded(exc) from exc
     except QueueTimeoutError as exc:
         raise ApiError(504, "timeout", f"inference did not finish in time: {exc}") from exc
     except InferenceError as exc:
@@ -115,63 +129,94 @@ def to_schema(predictions: list[InferencePrediction]) -> list[Prediction]:
     return [Prediction(class_id=p.class_id, label=p.label, score=p.score) for p in predictions]
 
 
-@router.post("/{name}/predict", response_model=PredictResponse, responses={**INPUT_ERRORS, **NOT_FOUND, **NOT_READY},
-             summary="Classify one image (multipart field `file`)")
-async def predict(
-    name: ModelName,
-    file: Annotated[UploadFile, File(description="An image: PNG, JPEG, GIF, BMP, TIFF, WebP or PPM")],
-    registry: RegistryDep,
-    runtime: RuntimeDep,
-    response: Response,
-    top_k: TopK = None,
-    explain: Explain = None,
-) -> PredictResponse:
-    classifier = lookup_classifier(registry, name)
-    k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
-    data = await read_upload(file, runtime.settings.max_upload_bytes)
-    array, decode_ms, preprocess_ms = await preprocess_upload(classifier, data)
-    [predictions], timing = await classify_or_raise(runtime, classifier, [array], k)
+Version = Annotated[int, FastPath(ge=1, le=1_000_000_000, description="Model version number")]
+SINGLE_DOC = "Classify one image: multipart field `file`, a raw image body, or JSON {\"image\": base64}"
+BATCH_DOC = ("Classify many images: multipart fields `files` or JSON {\"images\": [base64, ...]}; "
+             "a bad image fails only its item")
+
+
+def finish(response: Response, classifier: Classifier, decode_ms: float, preprocess_ms: float,
+           timing: BatchTiming) -> None:
     response.headers["Server-Timing"] = server_timing(decode_ms, preprocess_ms, timing)
+    response.headers[MODEL_VERSION_HEADER] = f"{classifier.name}/{classifier.version}"
+
+
+async def classify_one(classifier: Classifier, request: Request, runtime: Runtime, response: Response,
+                       top_k: int | None, explain: str | None) -> PredictResponse:
+    k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
+    with admit_or_raise(runtime, classifier, 1) as admission:  # before the body is read: overload is cheap
+        image = await read_single(request, runtime.settings)
+        if image.error:
+            raise image.error
+        array, decode_ms, preprocess_ms = await preprocess_upload(classifier, image.data)
+        [predictions], timing = await classify_or_raise(runtime, classifier, [array], k, admission)
+    finish(response, classifier, decode_ms, preprocess_ms, timing)
     return PredictResponse(model=classifier.name, version=classifier.version, predictions=to_schema(predictions),
                            input_image=input_data_url(array) if explain == "input" else None)
 
 
-@router.post("/{name}/predict/batch", response_model=BatchResponse,
-             responses={**INPUT_ERRORS, **NOT_FOUND, **NOT_READY},
-             summary="Classify many images (multipart field `files`, repeated); a bad file fails only its item")
-async def predict_batch(
-    name: ModelName,
-    files: Annotated[list[UploadFile], File(description="1 to APP_MAX_BATCH_FILES images")],
-    registry: RegistryDep,
-    runtime: RuntimeDep,
-    response: Response,
-    top_k: TopK = None,
-    explain: Explain = None,
-) -> BatchResponse:
-    classifier = lookup_classifier(registry, name)
+async def classify_many(classifier: Classifier, request: Request, runtime: Runtime, response: Response,
+                        top_k: int | None, explain: str | None) -> BatchResponse:
     k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
-    limit = runtime.settings.max_batch_files
-    if len(files) > limit:
-        raise ApiError(413, "too_many_files", f"{len(files)} files sent; the limit is {limit} per request")
-    items = [BatchItem(filename=f.filename) for f in files]
-    inputs, positions = [], []
-    decode_ms = preprocess_ms = 0.0
-    for position, upload in enumerate(files):
-        try:
-            data = await read_upload(upload, runtime.settings.max_upload_bytes)
-            array, decode, preprocess = await preprocess_upload(classifier, data)
-        except ApiError as exc:
-            items[position].error = ItemError(status=exc.status_code, code=exc.code, message=exc.message)
-            continue
-        inputs.append(array)
-        positions.append(position)
-        if explain == "input":
-            items[position].input_image = input_data_url(array)
-        decode_ms, preprocess_ms = decode_ms + decode, preprocess_ms + preprocess
-    timing = BatchTiming()
-    if inputs:
-        results, timing = await classify_or_raise(runtime, classifier, inputs, k)
-        for position, predictions in zip(positions, results):
-            items[position].predictions = to_schema(predictions)
-    response.headers["Server-Timing"] = server_timing(decode_ms, preprocess_ms, timing)
+    images = await read_many(request, runtime.settings)
+    with admit_or_raise(runtime, classifier, len(images)) as admission:
+        items = [BatchItem(filename=image.filename) for image in images]
+        inputs, positions = [], []
+        decode_ms = preprocess_ms = 0.0
+        for position, image in enumerate(images):
+            try:
+                if image.error:
+                    raise image.error
+                array, decode, preprocess = await preprocess_upload(classifier, image.data)
+            except ApiError as exc:
+                items[position].error = ItemError(status=exc.status_code, code=exc.code, message=exc.message)
+                continue
+            inputs.append(array)
+            positions.append(position)
+            if explain == "input":
+                items[position].input_image = input_data_url(array)
+            decode_ms, preprocess_ms = decode_ms + decode, preprocess_ms + preprocess
+        timing = BatchTiming()
+        if inputs:
+            results, timing = await classify_or_raise(runtime, classifier, inputs, k, admission)
+            for position, predictions in zip(positions, results):
+                items[position].predictions = to_schema(predictions)
+    finish(response, classifier, decode_ms, preprocess_ms, timing)
     return BatchResponse(model=classifier.name, version=classifier.version, results=items)
+
+
+RESPONSES = {**INPUT_ERRORS, **NOT_FOUND, **NOT_READY}
+SINGLE_BODY = request_body_doc(batch=False)
+BATCH_BODY = request_body_doc(batch=True)
+
+
+@router.post("/{name}/predict", response_model=PredictResponse, responses=RESPONSES, summary=SINGLE_DOC,
+             openapi_extra=SINGLE_BODY)
+async def predict(name: ModelName, request: Request, registry: RegistryDep, runtime: RuntimeDep,
+                  response: Response, top_k: TopK = None, explain: Explain = None) -> PredictResponse:
+    return await classify_one(lookup_classifier(registry, name), request, runtime, response, top_k, explain)
+
+
+@router.post("/{name}/predict/batch", response_model=BatchResponse, responses=RESPONSES, summary=BATCH_DOC,
+             openapi_extra=BATCH_BODY)
+async def predict_batch(name: ModelName, request: Request, registry: RegistryDep, runtime: RuntimeDep,
+                        response: Response, top_k: TopK = None, explain: Explain = None) -> BatchResponse:
+    return await classify_many(lookup_classifier(registry, name), request, runtime, response, top_k, explain)
+
+
+@router.post("/{name}/versions/{version}/predict", response_model=PredictResponse, responses=RESPONSES,
+             summary=SINGLE_DOC + ", with a given model version", openapi_extra=SINGLE_BODY)
+async def predict_version(name: ModelName, version: Version, request: Request, registry: RegistryDep,
+                          runtime: RuntimeDep, response: Response, top_k: TopK = None,
+                          explain: Explain = None) -> PredictResponse:
+    return await classify_one(lookup_classifier(registry, name, version), request, runtime, response, top_k,
+                              explain)
+
+
+@router.post("/{name}/versions/{version}/predict/batch", response_model=BatchResponse, responses=RESPONSES,
+             summary=BATCH_DOC + ", with a given model version", openapi_extra=BATCH_BODY)
+async def predict_version_batch(name: ModelName, version: Version, request: Request, registry: RegistryDep,
+                                runtime: RuntimeDep, response: Response, top_k: TopK = None,
+                                explain: Explain = None) -> BatchResponse:
+    return await classify_many(lookup_classifier(registry, name, version), request, runtime, response, top_k,
+                               explain)

@@ -133,7 +133,8 @@ def test_top_k_out_of_range_is_422(server: Server, mnist, top_k: str) -> None:  
 def test_missing_file_field_is_422(server: Server) -> None:
     with server.client() as client:
         assert_error(client.post(f"{LENET}/predict", files={"picture": ("d.png", b"x")}), 422, "invalid_request")
-        assert_error(client.post(f"{LENET}/predict/batch", data={"x": "1"}), 422, "invalid_request")
+        assert_error(client.post(f"{LENET}/predict/batch", files={"picture": ("d.png", b"x")}), 422, "invalid_request")
+        assert_error(client.post(f"{LENET}/predict/batch", data={"x": "1"}), 415, "unsupported_media_type")
 
 
 def test_request_id_is_echoed_or_made(server: Server) -> None:

@@ -18,6 +18,21 @@ from tests.app.test_api import LENET, assert_error
 from tests.conftest import Server, draw_digit_one, encode
 
 
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def memory_before(server: Server) -> dict[str, float]:
+    """The server's resident memory before the catalogue, after one warm request."""
+    with server.client() as client:
+        client.post(f"{LENET}/predict", files={"file": ("d.png", encode(draw_digit_one(), "PNG"))})
+    return {"rss_mb": rss_mb(server.process.pid)}
+
+
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -224,7 +239,9 @@ def test_catalogue_bad_model_names(server: Server, name: str) -> None:
     assert_error(response, response.status_code)
 
 
-def test_catalogue_server_healthy_after_everything(server: Server) -> None:
+def test_catalogue_server_healthy_after_everything(server: Server, memory_before: dict[str, float]) -> None:
+    after = rss_mb(server.process.pid)
+    assert after <= memory_before["rss_mb"] * 1.25 + 20, (memory_before, after)
     with server.client() as client:
         assert client.get("/readyz").status_code == 200
         assert client.post(f"{LENET}/predict", files={"file": ("d.png", VALID["png-grey"]())}).status_code == 200

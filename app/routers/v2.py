@@ -1,0 +1,246 @@
+"""The Open Inference Protocol (KServe v2), as Triton's and KServe's standard clients speak it.
+
+Inputs: an FP32 tensor already preprocessed to the manifest's shape, or a BYTES tensor of encoded
+images that we decode and preprocess. Both the JSON form and the binary tensor extension
+(`Inference-Header-Content-Length`) are accepted. Output: `probabilities` (softmax over the labels);
+the classification extension (`"parameters": {"classification": k}` on the requested output)
+returns "probability:index:label" strings, best first.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import ApiError
+from app.inference.batcher import InferenceError, QueueFullError, QueueTimeoutError
+from app.inference.classifier import Classifier
+from app.routers.deps import ModelName, RegistryDep, RuntimeDep
+from app.routers.models import lookup_classifier
+from app.routers.predict import overloaded, preprocess_or_raise
+from app.runtime import Runtime
+
+router = APIRouter(prefix="/v2", tags=["kserve-v2"])
+
+PROBABILITIES = "probabilities"
+HEADER_LENGTH = "inference-header-content-length"
+SERVER_EXTENSIONS = ["classification", "binary_tensor_data", "model_repository"]
+
+
+def parse_version(version: str | None) -> int | None:
+    if version is None or version == "":
+        return None
+    if not (version.isascii() and version.isdigit()) or len(version) > 9 or int(version) < 1:
+        raise ApiError(400, "invalid_version", f"version must be a positive integer, got {version[:20]!r}")
+    return int(version)
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "paddle-classifier-serving", "version": "0.1.0", "extensions": SERVER_EXTENSIONS}
+
+
+@router.get("/health/live", summary="Liveness (v2)")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Readiness (v2)")
+async def ready(runtime: RuntimeDep) -> dict[str, bool]:
+    is_ready, problems = runtime.registry.readiness()
+    if not is_ready or runtime.draining:
+        raise ApiError(503, "not_ready", "; ".join(problems) or "shutting down")
+    return {"ready": True}
+
+
+def model_metadata(classifier: Classifier, versions: list[int]) -> dict[str, Any]:
+    manifest = classifier.manifest
+    classes = len(manifest.labels)
+    return {
+        "name": classifier.name,
+        "versions": [str(v) for v in versions],
+        "platform": "paddle_inference",
+        "inputs": [{"name": manifest.input.name, "datatype": "FP32", "shape": manifest.input.shape},
+                   {"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [{"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, classes]}],
+    }
+
+
+def versions_of(registry: RegistryDep, name: str) -> list[int]:
+    return next((sorted(e.versions) for e in registry.models() if e.name == name), [])
+
+
+@router.get("/models/{name}", summary="Model metadata (v2)")
+async def metadata(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
+    return model_metadata(lookup_classifier(registry, name), versions_of(registry, name))
+
+
+@router.get("/models/{name}/versions/{version}", summary="Model version metadata (v2)")
+async def version_metadata(name: ModelName, version: str, registry: RegistryDep) -> dict[str, Any]:
+    return model_metadata(lookup_classifier(registry, name, parse_version(version)), versions_of(registry, name))
+
+
+@router.get("/models/{name}/ready", summary="Model readiness (v2)")
+async def model_ready(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
+    lookup_classifier(registry, name)
+    return {"name": name, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness (v2)")
+async def model_version_ready(name: ModelName, version: str, registry: RegistryDep) -> dict[str, Any]:
+    lookup_classifier(registry, name, parse_version(version))
+    return {"name": name, "version": version, "ready": True}
+
+
+@router.post("/models/{name}/infer", summary="Inference (v2): FP32 tensors or BYTES images")
+async def infer(name: ModelName, request: Request, registry: RegistryDep, runtime: RuntimeDep) -> Response:
+    return await run_infer(lookup_classifier(registry, name), request, runtime)
+
+
+@router.post("/models/{name}/versions/{version}/infer", summary="Inference with a given version (v2)")
+async def infer_version(name: ModelName, version: str, request: Request, registry: RegistryDep,
+                        runtime: RuntimeDep) -> Response:
+    return await run_infer(lookup_classifier(registry, name, parse_version(version)), request, runtime)
+
+
+async def read_infer_request(request: Request) -> tuple[dict[str, Any], bytes]:
+    body = await request.body()
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
+            raise ApiError(400, "invalid_request", f"{HEADER_LENGTH} must be a length within the body")
+        json_part, binary = body[: int(header_length)], body[int(header_length):]
+    try:
+        payload = json.loads(json_part)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_request", f"the inference request is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        raise ApiError(400, "invalid_request", "the request needs a non-empty 'inputs' list")
+    return payload, binary
+
+
+def tensor_data(spec: dict[str, Any], binary: bytes, offset: int) -> tuple[Any, int]:
+    """The tensor's data (a numpy array for FP32, a list of bytes for BYTES) and the next offset."""
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    datatype = spec.get("datatype")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise ApiError(400, "invalid_request", "binary_data_size runs past the end of the body")
+        chunk = binary[offset : offset + size]
+        if datatype == "FP32":
+            if size % 4:
+                raise ApiError(400, "invalid_request", "FP32 binary data must be a multiple of 4 bytes")
+            return np.frombuffer(chunk, dtype="<f4"), offset + size
+        return split_bytes_tensor(chunk), offset + size
+    if "data" not in spec:
+        raise ApiError(400, "invalid_request", f"input {spec.get('name')!r} has no data")
+    if datatype == "FP32":
+        try:
+            return np.asarray(spec["data"], dtype=np.float32).ravel(), offset
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "invalid_request", f"FP32 data is not numeric: {exc}") from exc
+    return [item.encode("latin-1") if isinstance(item, str) else bytes(item) for item in spec["data"]], offset
+
+
+def split_bytes_tensor(chunk: bytes) -> list[bytes]:
+    """The binary BYTES encoding: each element is a 4-byte little-endian length, then the bytes."""
+    items, position = [], 0
+    while position < len(chunk):
+        if position + 4 > len(chunk):
+            raise ApiError(400, "invalid_request", "truncated BYTES tensor")
+        (length,) = struct.unpack_from("<I", chunk, position)
+        position += 4
+        if position + length > len(chunk):
+            raise ApiError(400, "invalid_request", "truncated BYTES tensor element")
+        items.append(chunk[position : position + length])
+        position += length
+    return items
+
+
+async def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any,
+                       runtime: Runtime) -> np.ndarray:
+    expected = classifier.manifest.input.shape[1:]
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ApiError(400, "invalid_request", "each input needs a 'shape' list of non-negative integers")
+    if spec.get("datatype") == "FP32":
+        if len(shape) != 4 or shape[1:] != expected or shape[0] < 1:
+            raise ApiError(400, "invalid_shape", f"FP32 input shape {shape} does not match the model's "
+                                                 f"[-1, {', '.join(map(str, expected))}]")
+        if data.size != int(np.prod(shape)):
+            raise ApiError(400, "invalid_shape", f"{data.size} values do not fill shape {shape}")
+        if not np.isfinite(data).all():
+            raise ApiError(400, "invalid_request", "FP32 input holds NaN or infinity")
+        return data.reshape(shape)
+    if spec.get("datatype") == "BYTES":
+        if not data or len(data) != int(np.prod(shape)):
+            raise ApiError(400, "invalid_shape", f"{len(data)} images do not fill shape {shape}")
+        if len(data) > runtime.settings.max_batch_files:
+            raise ApiError(413, "too_many_files", f"at most {runtime.settings.max_batch_files} images per request")
+        arrays = []
+        for item in data:
+            if len(item) > runtime.settings.max_upload_bytes:
+                raise ApiError(413, "file_too_large", f"an image is larger than {runtime.settings.max_upload_bytes} bytes")
+            array, _decode_ms, _preprocess_ms = await run_in_threadpool(preprocess_or_raise, classifier, item)
+            arrays.append(array)
+        return np.stack(arrays)
+    raise ApiError(400, "invalid_datatype", f"datatype {spec.get('datatype')!r}: use FP32 or BYTES")
+
+
+async def run_infer(classifier: Classifier, request: Request, runtime: Runtime) -> Response:
+    payload, binary = await read_infer_request(request)
+    spec = payload["inputs"][0]
+    if len(payload["inputs"]) != 1 or not isinstance(spec, dict):
+        raise ApiError(400, "invalid_request", "exactly one input tensor is expected")
+    data, _offset = tensor_data(spec, binary, 0)
+    batch = await build_inputs(classifier, spec, data, runtime)
+    try:
+        admission = runtime.admit(classifier, len(batch))
+    except QueueFullError as exc:
+        raise overloaded(exc) from exc
+    try:
+        probabilities = await runtime.probabilities(classifier, batch, admission)
+    except QueueFullError as exc:
+        raise overloaded(exc) from exc
+    except QueueTimeoutError as exc:
+        raise ApiError(504, "timeout", f"inference did not finish in time: {exc}") from exc
+    except InferenceError as exc:
+        raise ApiError(500, "inference_failed", str(exc)) from exc
+    finally:
+        admission.release()
+    outputs = render_outputs(classifier, payload.get("outputs"), probabilities)
+    body = {"model_name": classifier.name, "model_version": str(classifier.version), "outputs": outputs}
+    if "id" in payload:
+        body["id"] = payload["id"]
+    return JSONResponse(body)
+
+
+def render_outputs(classifier: Classifier, requested: Any, probabilities: np.ndarray) -> list[dict[str, Any]]:
+    tensors = {PROBABILITIES: probabilities}
+    wanted = requested if isinstance(requested, list) and requested else [{"name": PROBABILITIES}]
+    outputs = []
+    for output in wanted:
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in tensors:
+            raise ApiError(400, "invalid_output", f"unknown output {name!r}; outputs are {sorted(tensors)}")
+        values = tensors[name]
+        k = ((output.get("parameters") or {}).get("classification"))
+        if k is None:
+            outputs.append({"name": name, "datatype": "FP32", "shape": list(values.shape),
+                            "data": values.astype(float).ravel().tolist()})
+            continue
+        if not isinstance(k, int) or not 1 <= k <= values.shape[1]:
+            raise ApiError(400, "invalid_top_k", f"classification must be 1..{values.shape[1]}, got {k!r}")
+        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        strings = [f"{values[row, index]:f}:{index}:{classifier.labels[index]}"
+                   for row in range(len(values)) for index in order[row]]
+        outputs.append({"name": name, "datatype": "BYTES", "shape": [len(values), k], "data": strings})
+    return outputs

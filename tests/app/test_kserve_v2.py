@@ -95,7 +95,7 @@ def test_v2_errors_keep_the_error_shape(server: Server) -> None:
         # found by schemathesis: a Unicode digit that int() refuses was a 500
         assert http.post(f"/v2/models/{MODEL}/versions/%C2%B3/infer", content=b"{}").status_code == 400
         assert http.post(f"/v2/models/{MODEL}/infer", content=b"{}",
-                         headers={"Inference-Header-Content-Length": "\u00b3"}).status_code in (400, 422)
+                         headers={"Inference-Header-Content-Length": b"\xb3"}).status_code in (400, 422)
         bad_image = http.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
             {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": ["not an image"]}]})
         assert bad_image.status_code == 415

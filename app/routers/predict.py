@@ -107,16 +107,23 @@ def admit_or_raise(runtime: Runtime, classifier: Classifier, images: int) -> Ite
         admission.release()
 
 
-async def classify_or_raise(runtime: Runtime, classifier: Classifier, inputs: Sequence[np.ndarray], k: int,
-                            admission: Admission) -> tuple[list[list[InferencePrediction]], BatchTiming]:
+@contextmanager
+def batcher_errors() -> Iterator[None]:
+    """The batcher's errors as API errors: 503 overloaded, 504 timeout, 500 for a failed batch."""
     try:
-        return await runtime.classify(classifier, inputs, k, admission)
+        yield
     except QueueFullError as exc:
         raise overloaded(exc) from exc
     except QueueTimeoutError as exc:
         raise ApiError(504, "timeout", f"inference did not finish in time: {exc}") from exc
     except InferenceError as exc:
         raise ApiError(500, "inference_failed", str(exc)) from exc
+
+
+async def classify_or_raise(runtime: Runtime, classifier: Classifier, inputs: Sequence[np.ndarray], k: int,
+                            admission: Admission) -> tuple[list[list[InferencePrediction]], BatchTiming]:
+    with batcher_errors():
+        return await runtime.classify(classifier, inputs, k, admission)
 
 
 def server_timing(decode_ms: float, preprocess_ms: float, timing: BatchTiming) -> str:

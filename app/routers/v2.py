@@ -19,11 +19,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError
-from app.inference.batcher import InferenceError, QueueFullError, QueueTimeoutError
 from app.inference.classifier import Classifier
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep
 from app.routers.models import lookup_classifier
-from app.routers.predict import overloaded, preprocess_or_raise
+from app.routers.predict import admit_or_raise, batcher_errors, preprocess_or_raise
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
@@ -202,20 +201,8 @@ async def run_infer(classifier: Classifier, request: Request, runtime: Runtime) 
         raise ApiError(400, "invalid_request", "exactly one input tensor is expected")
     data, _offset = tensor_data(spec, binary, 0)
     batch = await build_inputs(classifier, spec, data, runtime)
-    try:
-        admission = runtime.admit(classifier, len(batch))
-    except QueueFullError as exc:
-        raise overloaded(exc) from exc
-    try:
+    with admit_or_raise(runtime, classifier, len(batch)) as admission, batcher_errors():
         probabilities = await runtime.probabilities(classifier, batch, admission)
-    except QueueFullError as exc:
-        raise overloaded(exc) from exc
-    except QueueTimeoutError as exc:
-        raise ApiError(504, "timeout", f"inference did not finish in time: {exc}") from exc
-    except InferenceError as exc:
-        raise ApiError(500, "inference_failed", str(exc)) from exc
-    finally:
-        admission.release()
     outputs = render_outputs(classifier, payload.get("outputs"), probabilities)
     body = {"model_name": classifier.name, "model_version": str(classifier.version), "outputs": outputs}
     if "id" in payload:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from app.config import Settings
 from app.errors import ApiError
 from app.inference.registry import ModelRegistry
 from app.runtime import Runtime
@@ -23,13 +22,8 @@ def get_registry(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ModelRegi
     return runtime.registry
 
 
-def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 # Length-bounded here; the name pattern is checked by the registry lookup (unknown -> 404).
 ModelName = Annotated[str, Path(description="Model name, e.g. mnist-lenet", max_length=64,
                                  examples=["mnist-lenet"])]

@@ -144,10 +144,11 @@ def test_catalogue_valid_exotic_images_are_predicted(server: Server, name: str) 
     assert len(response.json()["predictions"]) == 5
 
 
-@pytest.mark.parametrize("name", sorted(VALID))
+NOT_A_DRAWN_ONE = {"tiny-2x2", "wide-2000x20"}
+
+
+@pytest.mark.parametrize("name", sorted(set(VALID) - NOT_A_DRAWN_ONE))
 def test_catalogue_valid_one_is_read_as_one(server: Server, name: str) -> None:
-    if name in ("tiny-2x2", "wide-2000x20"):
-        pytest.skip("not a drawing of a 1")
     with server.client() as client:
         body = client.post(f"{LENET}/predict", files={"file": ("one.img", VALID[name]())}).json()
     assert body["predictions"][0]["label"] == "1", body

@@ -46,6 +46,11 @@ def decode_image(data: bytes, max_pixels: int, size_hint: tuple[int, int] | None
     The pixel limit is checked from the header, before any pixel data is decoded. `size_hint`
     lets JPEG decode at a reduced scale (DCT scaling) when the model wants far fewer pixels.
     """
+    return load_image(open_image(data, max_pixels), size_hint)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only (cheap) and enforce the limits; the pixels are decoded by load_image."""
     if not data:
         raise ImageDecodeError("the file is empty")
     try:
@@ -63,7 +68,7 @@ def decode_image(data: bytes, max_pixels: int, size_hint: tuple[int, int] | None
         raise ImageTooLargeError(f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels")
-    return _load_upright(image, size_hint)
+    return image
 
 
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
@@ -78,7 +83,8 @@ def looks_like_image(data: bytes) -> bool:
     return len(data) > 2 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace()
 
 
-def _load_upright(image: Image.Image, size_hint: tuple[int, int] | None) -> Image.Image:
+def load_image(image: Image.Image, size_hint: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the pixels of an image from open_image: first frame, upright per EXIF."""
     try:
         if size_hint is not None and image.format == "JPEG":
             # Decode at no less than twice the model's size so the later resize still antialiases.
@@ -353,16 +359,14 @@ class Preprocessor:
     def __call__(self, data: bytes) -> Array:
         return self.process_image(self.decode(data))
 
-    def declared_pixels(self, data: bytes) -> int:
-        """Width x height from the header alone (no pixel decoding); 0 when unreadable."""
-        try:
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                return image.size[0] * image.size[1]
-        except Exception:  # noqa: BLE001 - the real decode reports the error
-            return 0
-
     def decode(self, data: bytes) -> Image.Image:
-        return decode_image(data, self.max_pixels, size_hint=self.input_shape[1:])
+        return self.load(self.open(data))
+
+    def open(self, data: bytes) -> Image.Image:
+        return open_image(data, self.max_pixels)
+
+    def load(self, image: Image.Image) -> Image.Image:
+        return load_image(image, size_hint=self.input_shape[1:])
 
     def process_image(self, image: Image.Image) -> Array:
         if self.image_steps:

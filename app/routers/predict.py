@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
@@ -31,6 +31,8 @@ from app.routers.models import NOT_FOUND, NOT_READY, lookup_classifier
 from app.schemas import BatchItem, BatchResponse, ErrorResponse, ItemError, Prediction, PredictResponse
 
 router = APIRouter(prefix="/v1/models", tags=["predict"])
+T = TypeVar("T")
+R = TypeVar("R")
 
 TopK = Annotated[int | None, Query(ge=1, le=10_000, description="How many classes to return, best first "
                                    "(default 5, or all classes if fewer; at most the number of classes)")]
@@ -69,16 +71,18 @@ INLINE_PIXELS = 128 * 128
 
 
 async def preprocess_upload(classifier: Classifier, data: bytes) -> tuple[np.ndarray, float, float]:
-    """Small images on the event loop, large ones in a worker thread (in parallel with inference)."""
-    if len(data) <= 64 * 1024 and classifier.preprocessor.declared_pixels(data) <= INLINE_PIXELS:
-        return preprocess_or_raise(classifier, data)
-    return await run_in_threadpool(preprocess_or_raise, classifier, data)
+    """Read the header on the event loop (cheap, and it enforces the limits), then decode and
+    preprocess small images right there and large ones in a worker thread, beside inference."""
+    image = client_errors(classifier.preprocessor.open, data)
+    if len(data) <= 64 * 1024 and image.width * image.height <= INLINE_PIXELS:
+        return client_errors(classifier.preprocess_timed, image)
+    return await run_in_threadpool(client_errors, classifier.preprocess_timed, image)
 
 
-def preprocess_or_raise(classifier: Classifier, data: bytes) -> tuple[np.ndarray, float, float]:
+def client_errors(function: Callable[[T], R], argument: T) -> R:
     """Map the preprocessing module's errors to client statuses: never a 500 for a client's bytes."""
     try:
-        return classifier.preprocess_timed(data)
+        return function(argument)
     except UnsupportedImageError as exc:
         raise ApiError(415, "unsupported_media_type", str(exc)) from exc
     except ImageDecodeError as exc:
@@ -97,10 +101,8 @@ def overloaded(exc: QueueFullError) -> ApiError:
 @contextmanager
 def admit_or_raise(runtime: Runtime, classifier: Classifier, images: int) -> Iterator[Admission]:
     """Refuse an overload before reading or decoding anything more of the request."""
-    try:
+    with batcher_errors():
         admission = runtime.admit(classifier, images)
-    except QueueFullError as exc:
-        raise overloaded(exc) from exc
     try:
         yield admission
     finally:

@@ -16,13 +16,12 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError
 from app.inference.classifier import Classifier
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep
 from app.routers.models import lookup_classifier
-from app.routers.predict import admit_or_raise, batcher_errors, preprocess_or_raise
+from app.routers.predict import admit_or_raise, batcher_errors, preprocess_upload
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
@@ -188,7 +187,7 @@ async def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any,
         for item in data:
             if len(item) > runtime.settings.max_upload_bytes:
                 raise ApiError(413, "file_too_large", f"an image is larger than {runtime.settings.max_upload_bytes} bytes")
-            array, _decode_ms, _preprocess_ms = await run_in_threadpool(preprocess_or_raise, classifier, item)
+            array, _decode_ms, _preprocess_ms = await preprocess_upload(classifier, item)
             arrays.append(array)
         return np.stack(arrays)
     raise ApiError(400, "invalid_datatype", f"datatype {spec.get('datatype')!r}: use FP32 or BYTES")

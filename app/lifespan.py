@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from types import FrameType
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.inference.classifier import LoadOptions
-from app.inference.predictor import RuntimeOptions, resolve_device
+from app.inference.predictor import RuntimeOptions, import_paddle, resolve_device
 from app.inference.registry import ModelRegistry, VersionStatus
 from app.runtime import Runtime
 from app.telemetry import record_model_load
@@ -32,6 +33,20 @@ def build_load_options(settings: Settings) -> LoadOptions:
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
                        model_max_batch_size=dict(settings.model_max_batch_size))
+
+
+def reclaim_signal_handlers() -> None:
+    """Import Paddle here, in the main thread, and give SIGINT/SIGTERM back to Python (uvicorn).
+
+    Importing Paddle later, in a loading thread, would let its C-level handlers replace uvicorn's
+    graceful shutdown without Python noticing."""
+    import_paddle()
+    if threading.current_thread() is not threading.main_thread():
+        return  # embedded (e.g. a test portal): signals belong to whoever runs the main thread
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
@@ -76,6 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry = ModelRegistry(settings.model_dir, build_load_options(settings), on_change=record_version_state)
     threads = ThreadPoolExecutor(max_workers=max(4, settings.predictors * 4), thread_name_prefix="inference")
     app.state.runtime = runtime = Runtime(settings, registry, threads)
+    reclaim_signal_handlers()
     drain_on_sigterm(runtime, settings.drain_seconds)
     # Load in the background so /healthz answers at once and /readyz reports progress.
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))

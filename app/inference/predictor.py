@@ -10,6 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -33,9 +34,23 @@ class RuntimeOptions:
     new_executor: bool = False
 
 
+def import_paddle() -> ModuleType:
+    """Import Paddle and take the fatal-signal handlers it installs back out.
+
+    Paddle's import installs C-level handlers (SIGTERM among them) that print a C++ trace and
+    re-raise the signal. They silently replace uvicorn's graceful shutdown, and as PID 1 in a
+    container the re-raised SIGTERM is ignored, so `docker stop` waits for SIGKILL. Callers in the
+    main thread re-register Python's handlers afterwards (`signal.signal` reinstalls them in C).
+    """
+    import paddle
+
+    paddle.disable_signal_handler()
+    return paddle
+
+
 def gpu_status() -> tuple[bool, str]:
     """(usable, why) for the CUDA predictor on this machine."""
-    import paddle
+    paddle = import_paddle()
 
     if not paddle.device.is_compiled_with_cuda():
         return False, f"paddlepaddle {paddle.__version__} is a CPU-only build (install paddlepaddle-gpu for CUDA)"

@@ -9,6 +9,12 @@ COPY app ./app
 COPY training ./training
 # Runtime dependencies only: the training extras (matplotlib, ...) stay out of the image.
 RUN pip install --upgrade pip && pip install .
+# The compose file's `gpu` profile swaps in Paddle's CUDA build (same `paddle` module, other wheel).
+ARG PADDLE_GPU_PACKAGE=""
+ARG PADDLE_GPU_INDEX=""
+RUN if [ -n "$PADDLE_GPU_PACKAGE" ]; then \
+        pip uninstall -y paddlepaddle && pip install --extra-index-url "$PADDLE_GPU_INDEX" "$PADDLE_GPU_PACKAGE"; \
+    fi
 
 FROM python:3.11-slim
 # Paddle's CPU kernels link against OpenMP.

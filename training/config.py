@@ -14,7 +14,24 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DataConfig:
+    # mnist: the verified wheel; idx: *-images-idx3-ubyte[.gz] + *-labels-idx1-ubyte[.gz] in `root`;
+    # folder: root/<class>/* or root/{train,val}/<class>/*; csv: `csv` (id, label) + images in `root`.
     name: str = "mnist"
+    root: str | None = None
+    csv: str | None = None
+    id_column: str = "id"
+    label_column: str = "label"
+    class_names: list[str] | None = None  # names for numeric CSV / IDX labels, in label order
+    val_fraction: float = 0.1  # stratified split when the data has no validation part of its own
+    split_seed: int = 0
+    color_mode: str = "RGB"  # L | RGB (folder / csv); IDX and MNIST are L
+    # Image formats (by content, whatever the extension) a folder / csv dataset may contain; others,
+    # like a GIF placeholder in a photo set, are listed and skipped. None: any the service decodes.
+    formats: list[str] | None = field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+    input_size: int = 224  # square model input for folder / csv images
+    # digits: MNIST's centring (for photos of digits); plain: resize to the input; photo: resize the
+    # short side, centre-crop, ImageNet-normalise (the usual CNN preprocessing).
+    preprocessing: str | None = None  # default: digits for mnist / idx, photo for folder / csv
     cache_dir: str = "~/.cache/paddle-classifier-serving/mnist"
     limit_train: int | None = None  # take the first N training images (smoke runs)
     limit_eval: int | None = None  # take the first N validation / test images
@@ -22,21 +39,41 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "adam"  # sgd | momentum | adam
+    name: str = "adam"  # sgd | momentum | adam | adamw
     lr: float = 1e-3
-    weight_decay: float = 0.0  # L2 regularisation coefficient
+    weight_decay: float = 0.0  # L2 regularisation (sgd, momentum, adam); decoupled decay (adamw)
     momentum: float = 0.9
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "constant"  # constant | cosine
-    warmup_epochs: int = 0
+    name: str = "constant"  # constant | step | cosine
+    warmup_epochs: int = 0  # linear warm-up from 0 before the schedule
+    step_epochs: int = 10  # step: multiply the rate by gamma every step_epochs
+    gamma: float = 0.1
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    max_shift: int = 0  # random translation in pixels, applied per image per epoch
+    max_shift: int = 0  # random translation in pixels (digits)
+    random_resized_crop: bool = False  # else a centre crop from the stored size
+    crop_scale_min: float = 0.35
+    hflip: bool = False
+    vflip: bool = False
+    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
+    color_jitter: float = 0.0  # brightness, contrast and saturation strength
+    random_erasing: float = 0.0  # probability per image (RandomErasing / Cutout)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha); 0 = off
+    cutmix_alpha: float = 0.0
+    randaugment: bool = False  # RandAugment: `randaugment_ops` random ops of `randaugment_magnitude`
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9  # 0-30
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    init_from: str | None = None  # a local .pdparams; layers whose shape differs (the head) start fresh
+    freeze_backbone: bool = False  # train only the layers not loaded from init_from
 
 
 @dataclass(frozen=True)
@@ -53,10 +90,15 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 42
     output_dir: str = "runs"
+    label_smoothing: float = 0.0
+    balanced_sampling: bool = False  # draw each class equally often per epoch (the course's label shuffling)
+    early_stopping_patience: int = 0  # stop after this many epochs without a better val accuracy; 0 = off
+    resume: str | None = None  # a run directory (its last.pdckpt) or a .pdckpt file
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +133,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return float(value)
         if kind in (int, str, bool) and type(value) is kind:
             return value
+        if getattr(kind, "__origin__", None) is list and isinstance(value, list):
+            (item,) = kind.__args__
+            return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     raise ValueError(f"{where}: {value!r} is not a {hint}")
 
 

@@ -32,30 +32,44 @@ def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator) -
                   rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def epoch_order(labels: np.ndarray, rng: np.random.Generator, balanced: bool = False, rank: int = 0,
+                world: int = 1) -> np.ndarray:
+    """This epoch's sample indices for this rank. Balanced: as many draws as samples, each class
+    equally likely (the course's label shuffling). Ranks take disjoint, equally long slices."""
+    if balanced:
+        counts = np.bincount(labels)
+        weights = 1.0 / counts[labels]
+        order = rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum())
+    else:
+        order = rng.permutation(len(labels))
+    per_rank = len(order) // world
+    return order[rank * per_rank : (rank + 1) * per_rank] if world > 1 else order
+
+
+Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def train_one_epoch(
     model: nn.Layer,
     optimizer: paddle.optimizer.Optimizer,
     images: np.ndarray,
     labels: np.ndarray,
+    order: np.ndarray,
     batch_size: int,
-    rng: np.random.Generator,
-    augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    augment: Augment,
     scheduler: paddle.optimizer.lr.LRScheduler | None = None,
     description: str = "train",
 ) -> EpochResult:
-    """images: float32 (N, C, H, W); labels: int64 (N,). Returns mean loss and accuracy."""
+    """images: stored training arrays; augment turns a batch into (inputs, soft targets)."""
     model.train()
-    order = rng.permutation(len(labels))
     total_loss, correct = 0.0, 0
     batches = range(0, len(order), batch_size)
     with tqdm(batches, desc=description, unit="batch", leave=False, dynamic_ncols=True, disable=None) as bar:
         for start in bar:
             index = order[start : start + batch_size]
-            batch = images[index] if augment is None else augment(images[index])
-            x = paddle.to_tensor(batch)
-            y = paddle.to_tensor(labels[index])
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            inputs, targets = augment(images[index], labels[index])
+            logits = model(paddle.to_tensor(inputs))
+            loss = F.cross_entropy(logits, paddle.to_tensor(targets), soft_label=True)
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
@@ -63,9 +77,9 @@ def train_one_epoch(
                 scheduler.step()
             batch_loss = float(loss)
             total_loss += batch_loss * len(index)
-            correct += int((logits.argmax(axis=1) == y).astype("int64").sum())
+            correct += int((logits.argmax(axis=1).numpy() == labels[index]).sum())
             bar.set_postfix(loss=f"{batch_loss:.4f}")
-    return EpochResult(total_loss / len(order), correct / len(order))
+    return EpochResult(total_loss / max(1, len(order)), correct / max(1, len(order)))
 
 
 @paddle.no_grad()
@@ -91,19 +105,24 @@ def build_optimizer(name: str, lr: float | paddle.optimizer.lr.LRScheduler, para
                                          weight_decay=decay)
     if name == "adam":
         return paddle.optimizer.Adam(learning_rate=lr, parameters=parameters, weight_decay=decay)
-    raise ValueError(f"unknown optimizer {name!r}: use sgd, momentum or adam")
+    if name == "adamw":  # decoupled weight decay, not an L2 term in the gradient
+        return paddle.optimizer.AdamW(learning_rate=lr, parameters=parameters, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: use sgd, momentum, adam or adamw")
 
 
-def build_schedule(name: str, lr: float, epochs: int, steps_per_epoch: int,
-                   warmup_epochs: int) -> float | paddle.optimizer.lr.LRScheduler:
+def build_schedule(name: str, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: int,
+                   step_epochs: int = 10, gamma: float = 0.1) -> float | paddle.optimizer.lr.LRScheduler:
     """Per-step schedule; the caller calls .step() after every optimiser step if it is a scheduler."""
+    warmup_steps = warmup_epochs * steps_per_epoch
     if name == "constant":
         schedule: float | paddle.optimizer.lr.LRScheduler = lr
-    elif name == "cosine":
-        schedule = paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=max(1, epochs * steps_per_epoch))
+    elif name == "step":
+        schedule = paddle.optimizer.lr.StepDecay(lr, step_size=max(1, step_epochs * steps_per_epoch), gamma=gamma)
+    elif name == "cosine":  # anneals over the steps after the warm-up
+        schedule = paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=max(1, epochs * steps_per_epoch - warmup_steps))
     else:
-        raise ValueError(f"unknown schedule {name!r}: use constant or cosine")
+        raise ValueError(f"unknown schedule {name!r}: use constant, step or cosine")
     if warmup_epochs > 0:
-        schedule = paddle.optimizer.lr.LinearWarmup(schedule, warmup_steps=warmup_epochs * steps_per_epoch,
+        schedule = paddle.optimizer.lr.LinearWarmup(schedule, warmup_steps=warmup_steps,
                                                     start_lr=0.0, end_lr=lr)
     return schedule

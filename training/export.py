@@ -1,13 +1,14 @@
 """Export a trained network as a static Paddle inference model plus the manifest the app reads.
 
-Metrics in the manifest are measured on the exported files through the app's own predictor, both
-on the test arrays as they come and through the service's preprocessing of PNG-encoded digits, so
-the numbers describe what a client of the service gets.
+Metrics in the manifest are measured on the exported files through the app's own predictor and
+preprocessing (MNIST: PNG-encoded test digits; image folders: the validation or test files), so the
+numbers describe what a client of the service gets.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -20,7 +21,6 @@ from paddle.static import InputSpec
 from PIL import Image
 
 from app.inference.manifest import (
-    DatasetProvenance,
     Manifest,
     TensorInput,
     TensorOutput,
@@ -29,7 +29,9 @@ from app.inference.manifest import (
 )
 from app.inference.predictor import Predictor, RuntimeOptions
 from training.config import TrainConfig
-from training.data.mnist import LABELS, PREPROCESSING, Mnist, create_preprocessor
+from training.data.dataset import Dataset
+from training.data.mnist import create_preprocessor, load_mnist
+from training.report import classification_metrics
 
 INPUT_NAME = "image"
 FILE_PREFIX = "inference"
@@ -62,30 +64,66 @@ def run_predictor(predictor: Predictor, batch: np.ndarray, batch_size: int = 500
 
 
 def measure_metrics(directory: Path, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy of the exported files as a client gets it: each test digit encoded as an 8-bit PNG,
-    decoded and preprocessed by the service's code, classified by Paddle Inference."""
-    predictor = Predictor.create(find_model_file(directory), directory / f"{FILE_PREFIX}.pdiparams",
-                                 RuntimeOptions(device="cpu", cpu_threads=2))
-    preprocessor = create_preprocessor()
-    outputs = run_predictor(predictor, np.stack([preprocessor(encode_png(image)) for image in images]))
-    ranked = np.argsort(-outputs, axis=1)
+    """MNIST accuracy of exported files as a client gets it (`python -m training evaluate`)."""
+    logits = png_path_logits(directory, images)
+    ranked = np.argsort(-logits, axis=1)
     return {
         "test_accuracy": float((ranked[:, 0] == labels).mean()),
         "test_top2_accuracy": float((ranked[:, :2] == labels[:, None]).any(axis=1).mean()),
     }
 
 
-def export_mnist_model(model: paddle.nn.Layer, config: TrainConfig, data: Mnist, training_facts: dict[str, Any],
-                       limit_test: int | None = None) -> Path:
-    """Write models/<name>/<version>/ atomically: a reader never sees a half-written version."""
+def create_predictor(directory: Path) -> Predictor:
+    return Predictor.create(find_model_file(directory), directory / f"{FILE_PREFIX}.pdiparams",
+                            RuntimeOptions(device="cpu", cpu_threads=2))
+
+
+def png_path_logits(directory: Path, images: np.ndarray) -> np.ndarray:
+    """Each MNIST digit encoded as an 8-bit PNG, decoded and preprocessed by the service's code,
+    classified by the exported files through Paddle Inference."""
+    preprocessor = create_preprocessor()
+    return run_predictor(create_predictor(directory), np.stack([preprocessor(encode_png(image)) for image in images]))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    split: str
+    inputs: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray
+    method: str
+
+
+def evaluate_exported(directory: Path, data: Dataset, cache_dir: Path, limit_eval: int | None) -> Evaluation:
+    split_name, split = data.evaluation
+    if data.name == "mnist":
+        raw = load_mnist(cache_dir).test
+        images = raw.images[:limit_eval] if limit_eval else raw.images
+        return Evaluation(split_name, split.inputs, split.labels, png_path_logits(directory, images),
+                          "each test digit encoded as an 8-bit PNG, decoded and preprocessed by the service's code, "
+                          "classified by the exported model through Paddle Inference")
+    logits = run_predictor(create_predictor(directory), split.inputs, batch_size=64)
+    return Evaluation(split_name, split.inputs, split.labels, logits,
+                      f"every {split_name} image decoded and preprocessed from its file by the service's code, "
+                      "classified by the exported model through Paddle Inference")
+
+
+def manifest_metrics(split: str, metrics: dict[str, Any]) -> dict[str, float]:
+    return {f"{split}_{key}": float(value) for key, value in metrics.items()
+            if key.endswith(("accuracy", "macro_f1", "macro_precision", "macro_recall"))}
+
+
+def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, training_facts: dict[str, Any]
+                 ) -> tuple[Path, Evaluation, dict[str, Any]]:
+    """Write models/<name>/<version>/ atomically (a reader never sees a half-written version) and
+    measure the written files; returns (directory, evaluation, metrics)."""
     target = Path(config.export.models_dir) / config.export.name / str(config.export.version)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.export.version}-", dir=target.parent))
     try:
-        save_inference_model(model, (1, 28, 28), staging)
-        test_images = data.test.images[:limit_test] if limit_test else data.test.images
-        test_labels = data.test.labels[:limit_test] if limit_test else data.test.labels
-        metrics = measure_metrics(staging, test_images, test_labels)
+        save_inference_model(model, data.input_shape, staging)
+        evaluation = evaluate_exported(staging, data, Path(config.data.cache_dir), config.data.limit_eval)
+        metrics = classification_metrics(evaluation.logits, evaluation.labels, data.classes)
         model_file = find_model_file(staging)
         manifest = Manifest(
             name=config.export.name,
@@ -95,19 +133,15 @@ def export_mnist_model(model: paddle.nn.Layer, config: TrainConfig, data: Mnist,
             framework={"name": "paddlepaddle", "version": paddle.__version__},
             model_file=model_file.name,
             params_file=f"{FILE_PREFIX}.pdiparams",
-            labels=list(LABELS),
-            input=TensorInput(name=INPUT_NAME, shape=[-1, 1, 28, 28], dtype="float32", layout="NCHW",
-                              color_mode="L"),
+            labels=list(data.classes),
+            input=TensorInput(name=INPUT_NAME, shape=[-1, *data.input_shape], dtype="float32", layout="NCHW",
+                              color_mode=data.color_mode),
             output=TensorOutput(name="logits", activation="logits"),
-            preprocessing=PREPROCESSING,
-            metrics=metrics,
-            evaluation={
-                "split": "test",
-                "images": int(len(test_labels)),
-                "method": "each test digit encoded as an 8-bit PNG, decoded and preprocessed by the service's "
-                          "code, classified by the exported model through Paddle Inference",
-            },
-            dataset=DatasetProvenance(name="mnist", source=data.source, sha256=data.sha256, splits=data.sizes()),
+            preprocessing=data.preprocessing,
+            metrics=manifest_metrics(evaluation.split, metrics),
+            evaluation={"split": evaluation.split, "images": int(len(evaluation.labels)), "method": evaluation.method,
+                        "per_class": metrics["per_class"], "confusion": metrics["confusion"]},
+            dataset=data.provenance,
             training=training_facts,
             files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
@@ -118,4 +152,4 @@ def export_mnist_model(model: paddle.nn.Layer, config: TrainConfig, data: Mnist,
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return target
+    return target, evaluation, metrics

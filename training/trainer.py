@@ -1,24 +1,33 @@
-"""One training run: data -> model -> epochs -> best checkpoint, with a run directory that records it."""
+"""One training run: data -> model -> epochs -> best checkpoint, with a run directory that records it.
+
+Randomness is re-derived from (seed, epoch) at the start of every epoch, so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would have. Under
+`python -m paddle.distributed.launch` each rank trains on its own slice of every epoch and
+gradients are all-reduced (paddle.DataParallel); rank 0 alone writes the run directory."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import paddle
+import paddle.distributed as dist
 
+from training.augment import Augmenter
 from training.config import TrainConfig, save_config
-from training.data.mnist import INPUT_SHAPE, Mnist, load_mnist, prepare_inputs
-from training.engine import build_optimizer, build_schedule, evaluate, shift_images, train_one_epoch
+from training.data.dataset import Dataset
+from training.engine import build_optimizer, build_schedule, epoch_order, evaluate, train_one_epoch
 from training.models import count_parameters, create_model
 
 log = logging.getLogger(__name__)
+CHECKPOINT = "last.pdckpt"
 
 
 @dataclass
@@ -27,62 +36,165 @@ class RunResult:
     best_params: Path
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
 
 
-def load_dataset(config: TrainConfig) -> Mnist:
-    if config.data.name != "mnist":
-        raise ValueError(f"unknown dataset {config.data.name!r}: this version trains on mnist")
-    return load_mnist(Path(config.data.cache_dir))
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
-def limit(array: np.ndarray, count: int | None) -> np.ndarray:
-    return array if count is None else array[:count]
+def init_ranks() -> Ranks:
+    world = dist.get_world_size()
+    if world > 1:
+        dist.init_parallel_env()
+    return Ranks(dist.get_rank(), world)
 
 
-def create_run_dir(config: TrainConfig) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(config.output_dir) / f"{config.export.name}-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+def create_run_dir(config: TrainConfig, ranks: Ranks) -> Path:
+    name = [f"{config.export.name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"]
+    if ranks.world > 1:
+        dist.broadcast_object_list(name, src=0)  # one directory for all ranks
+    run_dir = Path(config.output_dir) / name[0]
+    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def run_training(config: TrainConfig, data: Mnist) -> RunResult:
+def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
+    """Every source of randomness for one epoch, from (seed, epoch) alone."""
+    paddle.seed(seed * 1000 + epoch)
+    random.seed(seed * 1000 + epoch)
+    return np.random.default_rng([seed, epoch])
+
+
+def build_model(config: TrainConfig, data: Dataset) -> tuple[paddle.nn.Layer, list[paddle.Tensor]]:
+    """The network, fine-tuned from finetune.init_from if given; returns it and what to train."""
     paddle.seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    run_dir = create_run_dir(config)
-    cache_dir = Path(config.data.cache_dir)
-    save_config(config, run_dir / "config.yaml")
+    model = create_model(config.model, data.input_shape, len(data.classes))
+    if not config.finetune.init_from:
+        return model, model.parameters()
+    state = paddle.load(config.finetune.init_from)
+    own = model.state_dict()
+    loaded = {k: v for k, v in state.items() if k in own and list(v.shape) == list(own[k].shape)}
+    if not loaded:
+        raise ValueError(f"{config.finetune.init_from}: no parameter matches {config.model}'s names and shapes")
+    model.set_state_dict(loaded)
+    fresh = sorted(set(own) - set(loaded))
+    log.info("fine-tuning: %d tensors loaded from %s, %d start fresh: %s", len(loaded), config.finetune.init_from,
+             len(fresh), ", ".join(fresh))
+    if not config.finetune.freeze_backbone:
+        return model, model.parameters()
+    trainable = []
+    for name, param in model.named_parameters():
+        param.stop_gradient = name in loaded
+        if not param.stop_gradient:
+            trainable.append(param)
+    return model, trainable
 
-    x_train = prepare_inputs(limit(data.train.images, config.data.limit_train), cache_dir, "train")
-    y_train = limit(data.train.labels, config.data.limit_train)
-    x_val = prepare_inputs(limit(data.val.images, config.data.limit_eval), cache_dir, "val")
-    y_val = limit(data.val.labels, config.data.limit_eval)
 
-    model = create_model(config.model, INPUT_SHAPE, 10)
-    log.info("model %s: %d parameters", config.model, count_parameters(model))
-    steps_per_epoch = -(-len(y_train) // config.batch_size)
+def eval_batch_size(input_shape: tuple[int, int, int]) -> int:
+    return max(16, min(1000, (1 << 20) // int(np.prod(input_shape))))
+
+
+def run_training(config: TrainConfig, data: Dataset) -> RunResult:
+    ranks = init_ranks()
+    run_dir = create_run_dir(config, ranks)
+    if ranks.is_main:
+        save_config(config, run_dir / "config.yaml")
+    model, trainable = build_model(config, data)
+    log.info("model %s: %d parameters (%d trainable)", config.model, count_parameters(model),
+             int(sum(p.numel().item() for p in trainable)))
+    per_rank = len(data.train.labels) // ranks.world
+    steps_per_epoch = -(-per_rank // config.batch_size)
     schedule = build_schedule(config.schedule.name, config.optimizer.lr, config.epochs, steps_per_epoch,
-                              config.schedule.warmup_epochs)
-    optimizer = build_optimizer(config.optimizer.name, schedule, model.parameters(),
-                                config.optimizer.weight_decay, config.optimizer.momentum)
+                              config.schedule.warmup_epochs, config.schedule.step_epochs, config.schedule.gamma)
+    optimizer = build_optimizer(config.optimizer.name, schedule, trainable, config.optimizer.weight_decay,
+                                config.optimizer.momentum)
     scheduler = schedule if isinstance(schedule, paddle.optimizer.lr.LRScheduler) else None
-    augment = partial(shift_images, max_shift=config.augment.max_shift, rng=rng) if config.augment.max_shift else None
+    network = paddle.DataParallel(model) if ranks.world > 1 else model
 
     result = RunResult(run_dir, run_dir / "best.pdparams", best_epoch=0)
-    best_accuracy = -1.0
-    for epoch in range(1, config.epochs + 1):
+    first_epoch = 1
+    if config.resume:
+        first_epoch = load_checkpoint(Path(config.resume), model, optimizer, scheduler, result)
+    best = max((h["val_accuracy"] for h in result.history), default=-1.0)
+    size = data.input_shape[1:]
+    for epoch in range(first_epoch, config.epochs + 1):
+        rng = seed_epoch(config.seed, epoch)
+        augment = Augmenter(config.augment, size, len(data.classes), config.label_smoothing, data.normalize, rng)
+        order = epoch_order(data.train.labels, rng, config.balanced_sampling, ranks.rank, ranks.world)
         started = time.perf_counter()
-        train = train_one_epoch(model, optimizer, x_train, y_train, config.batch_size, rng, augment, scheduler,
-                                description=f"epoch {epoch}/{config.epochs}")
-        val = evaluate(model, x_val, y_val)
-        seconds = time.perf_counter() - started
-        record = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
-                  "val_loss": val.loss, "val_accuracy": val.accuracy, "seconds": seconds}
+        train = train_one_epoch(network, optimizer, data.train.inputs, data.train.labels, order, config.batch_size,
+                                augment, scheduler, description=f"epoch {epoch}/{config.epochs}")
+        val = evaluate(model, data.val.inputs, data.val.labels, eval_batch_size(data.input_shape))
+        record = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy, "val_loss": val.loss,
+                  "val_accuracy": val.accuracy, "lr": float(optimizer.get_lr()),
+                  "seconds": time.perf_counter() - started}
         result.history.append(record)
+        if ranks.world > 1:
+            write_rank_record(run_dir, ranks, epoch, order, data, model)
+        if not ranks.is_main:
+            continue
         print(f"epoch {epoch:3d}  train_loss {train.loss:.4f}  train_acc {train.accuracy:.4f}  "
-              f"val_loss {val.loss:.4f}  val_acc {val.accuracy:.4f}  {seconds:.1f}s", flush=True)
-        if val.accuracy > best_accuracy:
-            best_accuracy, result.best_epoch = val.accuracy, epoch
+              f"val_loss {val.loss:.4f}  val_acc {val.accuracy:.4f}  {record['seconds']:.1f}s", flush=True)
+        if val.accuracy > best:
+            best, result.best_epoch = val.accuracy, epoch
             paddle.save(model.state_dict(), str(result.best_params))
         (run_dir / "metrics.json").write_text(json.dumps(result.history, indent=2), encoding="utf-8")
+        save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, result, epoch)
+        if should_stop(result, config.early_stopping_patience):
+            result.stopped_early = True
+            print(f"early stopping: no better val accuracy for {config.early_stopping_patience} epochs", flush=True)
+            break
     return result
+
+
+def should_stop(result: RunResult, patience: int) -> bool:
+    return patience > 0 and len(result.history) - result.best_epoch >= patience
+
+
+def save_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
+                    scheduler: paddle.optimizer.lr.LRScheduler | None, result: RunResult, epoch: int) -> None:
+    """Model, optimiser, scheduler, epoch and history; the RNG needs no state (see seed_epoch)."""
+    path.mkdir(exist_ok=True)
+    paddle.save(model.state_dict(), str(path / "model.pdparams"))
+    paddle.save(optimizer.state_dict(), str(path / "optimizer.pdopt"))
+    state = {"epoch": epoch, "best_epoch": result.best_epoch, "history": result.history,
+             "scheduler": scheduler.state_dict() if scheduler is not None else None}
+    (path / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+
+def load_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
+                    scheduler: paddle.optimizer.lr.LRScheduler | None, result: RunResult) -> int:
+    """Restore a checkpoint (a run directory or its last.pdckpt); returns the next epoch to run."""
+    path = path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {path}")
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    model.set_state_dict(paddle.load(str(path / "model.pdparams")))
+    optimizer.set_state_dict(paddle.load(str(path / "optimizer.pdopt")))
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.set_state_dict(state["scheduler"])
+    result.history[:] = state["history"]
+    result.best_epoch = state["best_epoch"]
+    best_params = path.parent / "best.pdparams"
+    if best_params.is_file() and best_params != result.best_params:
+        result.best_params.write_bytes(best_params.read_bytes())
+    log.info("resumed from %s after epoch %d", path, state["epoch"])
+    return int(state["epoch"]) + 1
+
+
+def write_rank_record(run_dir: Path, ranks: Ranks, epoch: int, order: np.ndarray, data: Dataset,
+                      model: paddle.nn.Layer) -> None:
+    """What this rank saw and where its weights ended: shows disjoint data and identical weights."""
+    digest = hashlib.sha256()
+    for _, value in sorted(model.state_dict().items()):
+        digest.update(np.ascontiguousarray(value.numpy()).tobytes())
+    record = {"rank": ranks.rank, "world": ranks.world, "epoch": epoch, "samples": sorted(data.train.ids[i] for i in order),
+              "weights_sha256": digest.hexdigest()}
+    (run_dir / f"rank-{ranks.rank}.json").write_text(json.dumps(record), encoding="utf-8")

@@ -1,4 +1,5 @@
-"""Networks from the Paddle MNIST course, created by name."""
+"""Networks from the Paddle image-classification course, created by name (no weight download:
+the `paddle.vision.models` networks start from random weights; see finetune.init_from)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 
 import paddle
 from paddle import nn
+from paddle.vision import models
 
 
 class SoftmaxRegression(nn.Layer):
@@ -40,15 +42,16 @@ class MLP(nn.Layer):
 class LeNet5(nn.Layer):
     """LeNet-5 for 28x28 inputs (padding 2 on the first conv stands in for the original 32x32)."""
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int, size: tuple[int, int] = (28, 28)) -> None:
         super().__init__()
+        side = [(d // 2 - 4) // 2 for d in size]  # after conv(pad 2), pool, conv(5), pool
         self.features = nn.Sequential(
             nn.Conv2D(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
             nn.Conv2D(6, 16, 5), nn.ReLU(), nn.MaxPool2D(2, 2),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+            nn.Linear(16 * side[0] * side[1], 120), nn.ReLU(),
             nn.Linear(120, 84), nn.ReLU(),
             nn.Linear(84, num_classes),
         )
@@ -57,12 +60,62 @@ class LeNet5(nn.Layer):
         return self.classifier(self.features(x))
 
 
+class CnnBn(nn.Layer):
+    """Two conv + BatchNorm + ReLU + pool blocks and a small head: the clothing exercise's network."""
+
+    def __init__(self, in_channels: int, num_classes: int, size: tuple[int, int]) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list[nn.Layer]:
+            return [nn.Conv2D(cin, cout, 3, padding=1), nn.BatchNorm2D(cout), nn.ReLU(), nn.MaxPool2D(2, 2)]
+
+        self.features = nn.Sequential(*block(in_channels, 32), *block(32, 64))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * (size[0] // 4) * (size[1] // 4), 128), nn.ReLU(), nn.Dropout(0.3),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.classifier(self.features(x))
+
+
+def vision_model(factory: Callable[..., nn.Layer], in_channels: int, num_classes: int) -> nn.Layer:
+    """A paddle.vision network with random weights; a first conv for 1-channel inputs if needed."""
+    model = factory(pretrained=False, num_classes=num_classes)
+    if in_channels != 3:
+        adapt_first_conv(model, in_channels)
+    return model
+
+
+def adapt_first_conv(model: nn.Layer, in_channels: int) -> None:
+    for name, layer in model.named_sublayers():
+        if isinstance(layer, nn.Conv2D):
+            replacement = nn.Conv2D(in_channels, layer._out_channels, layer._kernel_size, stride=layer._stride,
+                                    padding=layer._padding, bias_attr=False if layer.bias is None else None)
+            parent = model
+            *path, leaf = name.split(".")
+            for part in path:
+                parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
+            if leaf.isdigit():
+                parent[int(leaf)] = replacement
+            else:
+                setattr(parent, leaf, replacement)
+            return
+
+
 ModelFactory = Callable[[tuple[int, int, int], int], nn.Layer]
 
 _FACTORIES: dict[str, ModelFactory] = {
     "softmax": lambda shape, n: SoftmaxRegression(shape[0] * shape[1] * shape[2], n),
     "mlp": lambda shape, n: MLP(shape[0] * shape[1] * shape[2], n),
-    "lenet": lambda shape, n: LeNet5(shape[0], n),
+    "lenet": lambda shape, n: LeNet5(shape[0], n, (shape[1], shape[2])),
+    "cnn_bn": lambda shape, n: CnnBn(shape[0], n, (shape[1], shape[2])),
+    "resnet18": lambda shape, n: vision_model(models.resnet18, shape[0], n),
+    "resnet34": lambda shape, n: vision_model(models.resnet34, shape[0], n),
+    "resnet50": lambda shape, n: vision_model(models.resnet50, shape[0], n),
+    "mobilenet_v2": lambda shape, n: vision_model(models.mobilenet_v2, shape[0], n),
+    "mobilenet_v3_small": lambda shape, n: vision_model(models.mobilenet_v3_small, shape[0], n),
 }
 MODEL_NAMES = tuple(sorted(_FACTORIES))
 

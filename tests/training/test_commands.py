@@ -1,0 +1,70 @@
+"""`python -m training eda | summary | predict` as a user runs them, and the report a train run
+writes (its exported model comes from test_export_roundtrip's fixture)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import MNIST_CACHE, MODELS_DIR, ROOT, png_bytes
+from tests.training.test_export_roundtrip import exported  # noqa: F401 - the shared trained model
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_eda_prints_class_counts_and_writes_a_histogram(tmp_path: Path) -> None:
+    out = tmp_path / "eda.png"
+    result = run_cli("eda", "--config", "training/configs/hymenoptera_cnn.yaml", "--set", "data.input_size=32",
+                     "--out", str(out))
+    assert "ants" in result.stdout and "bees" in result.stdout and "imageNotFound.gif" in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith(("ants", "bees"))}
+    assert rows == {"ants": ["123", "70"], "bees": ["121", "83"]}
+    assert Image.open(out).size[0] > 300
+
+
+def test_summary_prints_the_layer_table() -> None:
+    result = run_cli("summary", "--model", "resnet18", "--input", "3,64,64", "--classes", "2")
+    assert "Conv2D" in result.stdout and "Trainable params: 11,177,538" in result.stdout
+
+
+def test_predict_writes_a_csv_through_the_service_path(tmp_path: Path, mnist) -> None:  # noqa: ANN001
+    images = tmp_path / "digits"
+    images.mkdir()
+    for index in range(30):
+        (images / f"test_{index:03d}.png").write_bytes(png_bytes(mnist.test.images[index]))
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "submission.csv"
+    result = run_cli("predict", "--model", str(MODELS_DIR / "mnist-lenet"), "--images", str(images), "--out", str(out),
+                     "--id", "stem")
+    assert "wrote 30 rows" in result.stdout and "skipped 1" in result.stdout
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == [f"test_{i:03d}" for i in range(30)]
+    correct = sum(r["label"] == str(mnist.test.labels[i]) for i, r in enumerate(rows))
+    assert correct >= 29 and all(0.0 < float(r["score"]) <= 1.0 for r in rows)
+
+
+def test_train_writes_the_report_and_puts_final_metrics_in_the_manifest(exported: Path) -> None:  # noqa: F811
+    manifest = json.loads((exported / "manifest.json").read_text())
+    run_dir = Path(manifest["training"]["run_dir"])
+    for name in ("config.yaml", "metrics.json", "curves.png", "confusion.png", "misclassified.png", "report.json",
+                 "report.txt"):
+        assert (run_dir / name).is_file(), name
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["split"] == "test" and set(report["per_class"]) == {str(d) for d in range(10)}
+    assert np.asarray(report["confusion"]).sum() == report["images"] == 500
+    assert manifest["metrics"]["test_accuracy"] == report["accuracy"]
+    assert manifest["metrics"]["test_top5_accuracy"] == report["top5_accuracy"]
+    assert manifest["evaluation"]["per_class"] == report["per_class"]
+    assert "precision" in (run_dir / "report.txt").read_text()

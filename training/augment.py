@@ -70,8 +70,8 @@ class Augmenter:
             ops.append(T.RandomHorizontalFlip(0.5))
         if c.vflip:
             ops.append(T.RandomVerticalFlip(0.5))
-        if c.rotation > 0:
-            ops.append(T.RandomRotation(c.rotation))
+        if c.rotation > 0:  # PIL directly: Paddle's RandomRotation fails on greyscale images
+            ops.append(lambda im: im.rotate(random.uniform(-c.rotation, c.rotation), Image.Resampling.BILINEAR))
         if c.color_jitter > 0:
             ops.append(T.ColorJitter(c.color_jitter, c.color_jitter, c.color_jitter))
         return ops

@@ -69,6 +69,7 @@ def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
     """Every source of randomness for one epoch, from (seed, epoch) alone."""
     paddle.seed(seed * 1000 + epoch)
     random.seed(seed * 1000 + epoch)
+    np.random.seed((seed * 1000 + epoch) % 2**32)  # paddle.vision.transforms draws from numpy's global RNG
     return np.random.default_rng([seed, epoch])
 
 

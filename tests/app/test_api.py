@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import Server, draw_digit_one, encode, png_bytes
+from tests.conftest import ROOT, Server, draw_digit_one, encode, png_bytes
 
 LENET = "/v1/models/mnist-lenet"
 
@@ -25,13 +25,14 @@ def test_health_live_and_ready(server: Server) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json()["models"] == {"mnist-lenet": "ready", "mnist-mlp": "ready", "mnist-softmax": "ready"}
+        assert ready.json()["models"] == {"mnist-lenet": "ready", "mnist-mlp": "ready", "mnist-softmax": "ready",
+                                          "hymenoptera": "ready"}
 
 
 def test_models_list_every_bundled_model(server: Server) -> None:
     with server.client() as client:
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
-    assert set(models) == {"mnist-lenet", "mnist-mlp", "mnist-softmax"}
+    assert set(models) == {"mnist-lenet", "mnist-mlp", "mnist-softmax", "hymenoptera"}
     assert all(m["status"] == "ready" and m["default_version"] == 1 for m in models.values())
 
 
@@ -195,3 +196,20 @@ def test_static_page_and_assets_are_served(server: Server) -> None:
         docs = client.get("/docs").text
         assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
         assert_error(client.get("/static/../app/config.py"), 404)
+
+
+def test_photo_model_classifies_real_photos_as_its_manifest_says(server: Server) -> None:
+    """Every ants/bees validation photo over HTTP: the accuracy the manifest claims, to the image."""
+    val = ROOT.parent / "shared" / "data" / "hymenoptera" / "val"
+    correct = total = 0
+    with server.client() as client:
+        manifest = client.get("/v1/models/hymenoptera").json()
+        for label in ("ants", "bees"):
+            for path in sorted((val / label).iterdir()):
+                response = client.post("/v1/models/hymenoptera/predict",
+                                       files={"file": (path.name, path.read_bytes(), "image/jpeg")})
+                assert response.status_code == 200, response.text
+                correct += response.json()["predictions"][0]["label"] == label
+                total += 1
+    metrics = manifest.get("metrics") or manifest["manifest"]["metrics"]
+    assert total == 153 and correct / total == pytest.approx(metrics["val_accuracy"], abs=1 / 153)

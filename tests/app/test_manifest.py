@@ -29,15 +29,26 @@ def edit_manifest(directory: Path, **changes: object) -> None:
 
 
 def test_manifest_bundled_models_validate_and_match_their_files() -> None:
-    assert {p.parent.name for p in BUNDLED} == {"mnist-softmax", "mnist-mlp", "mnist-lenet"}
+    assert {p.parent.name for p in BUNDLED} == {"mnist-softmax", "mnist-mlp", "mnist-lenet", "hymenoptera"}
     floors = {"mnist-softmax": 0.92, "mnist-mlp": 0.98, "mnist-lenet": 0.99}
-    for directory in BUNDLED:
+    for directory in [d for d in BUNDLED if d.parent.name.startswith("mnist-")]:
         manifest = load_manifest(directory)
         verify_files(directory, manifest)
         assert manifest.name == directory.parent.name and manifest.version == int(directory.name)
         assert manifest.metrics["test_accuracy"] >= floors[manifest.name]
         assert manifest.evaluation["images"] == 10_000
         assert manifest.dataset.splits == {"train": 50_000, "val": 10_000, "test": 10_000}
+
+
+def test_manifest_bundled_photo_model_reports_its_held_out_validation() -> None:
+    (directory,) = [d for d in BUNDLED if d.parent.name == "hymenoptera"]
+    manifest = load_manifest(directory)
+    verify_files(directory, manifest)
+    assert manifest.labels == ["ants", "bees"] and manifest.input.color_mode == "RGB"
+    assert manifest.dataset.splits == {"train": 244, "val": 153}  # the GIF placeholder skipped
+    assert manifest.evaluation["split"] == "val" and manifest.evaluation["images"] == 153
+    assert manifest.training["exported_weights"] == "last"  # val did not pick the weights
+    assert manifest.metrics["val_accuracy"] >= 0.70
 
 
 def test_manifest_detects_tampered_weights(model_copy: Path) -> None:

@@ -51,7 +51,7 @@ def open_page(page, server: Server) -> None:  # noqa: ANN001
 
 def test_page_loads_models_and_information(page, server: Server) -> None:  # noqa: ANN001
     open_page(page, server)
-    assert page.locator("#model-select option").count() == 3
+    assert page.locator("#model-select option").count() == 4
     assert page.input_value("#model-select") == "mnist-lenet"
     facts = page.inner_text("#model-facts")
     assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in facts and "center_by_mass" in facts and "test accuracy" in facts

@@ -46,7 +46,8 @@ def data(mnist):  # noqa: ANN001, ANN201
 
 
 def test_trainer_seeded_runs_repeat_exactly(tmp_path: Path, data) -> None:  # noqa: ANN001
-    config = smoke_config(tmp_path, "epochs=2", "augment.random_erasing=0.5", "label_smoothing=0.1")
+    config = smoke_config(tmp_path, "epochs=2", "augment.random_erasing=0.5", "label_smoothing=0.1",
+                          "augment.random_resized_crop=true", "augment.rotation=10", "augment.mixup_alpha=0.2")
     first, second = run_training(config, data), run_training(config, data)
     assert same(final_weights(first), final_weights(second))
     assert first.history[-1]["train_loss"] == second.history[-1]["train_loss"]

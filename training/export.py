@@ -146,6 +146,8 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
             files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
         save_manifest(staging, manifest)
+        # mkdtemp makes the directory 0700: the service often runs as another user (the image's uid 10001).
+        staging.chmod(0o755)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

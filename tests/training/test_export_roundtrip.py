@@ -42,6 +42,7 @@ def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Pat
     verify_files(exported, manifest)
     assert manifest.name == "smoke-lenet" and manifest.version == 3 and manifest.architecture == "lenet"
     assert set(manifest.files) == {"inference.json", "inference.pdiparams"}
+    assert exported.stat().st_mode & 0o005 == 0o005, "other users (the service's) can read the version"
     assert 0.5 < manifest.metrics["test_accuracy"] <= 1.0
     assert manifest.evaluation["images"] == 500
     assert manifest.dataset.sha256 == "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"

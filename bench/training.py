@@ -102,7 +102,6 @@ def measure_speed(epochs: int, batch: int) -> dict[str, object]:
     try:
         import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         result["torch_version"] = torch.__version__
         result["torch_seconds"] = torch_epoch_seconds(x, y, batch, epochs)
         result["ratio_paddle_over_torch"] = min(result["paddle_seconds"]) / min(result["torch_seconds"])

@@ -1,5 +1,5 @@
 """`python -m training eda | summary | predict` as a user runs them, and the report a train run
-writes (its exported model comes from test_export_roundtrip's fixture)."""
+writes (its exported model comes from the `exported` fixture in conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import MNIST_CACHE, MODELS_DIR, ROOT, png_bytes
-from tests.training.test_export_roundtrip import exported  # noqa: F401 - the shared trained model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +54,7 @@ def test_predict_writes_a_csv_through_the_service_path(tmp_path: Path, mnist) ->
     assert correct >= 29 and all(0.0 < float(r["score"]) <= 1.0 for r in rows)
 
 
-def test_train_writes_the_report_and_puts_final_metrics_in_the_manifest(exported: Path) -> None:  # noqa: F811
+def test_train_writes_the_report_and_puts_final_metrics_in_the_manifest(exported: Path) -> None:
     manifest = json.loads((exported / "manifest.json").read_text())
     run_dir = Path(manifest["training"]["run_dir"])
     for name in ("config.yaml", "metrics.json", "curves.png", "confusion.png", "misclassified.png", "report.json",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +12,10 @@ import pytest
 from app.inference.classifier import Classifier, LoadOptions
 from app.inference.manifest import load_manifest, verify_files
 from app.inference.predictor import RuntimeOptions
-from tests.conftest import MNIST_CACHE, ROOT, png_bytes
+from tests.conftest import MNIST_CACHE, png_bytes
 from training.data.mnist import INPUT_SHAPE, prepare_inputs
 from training.engine import predict_logits
 from training.models import MODEL_NAMES, create_model
-
-SMOKE = ["epochs=1", "data.limit_train=3000", "data.limit_eval=500", f"data.cache_dir={MNIST_CACHE}"]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, mnist) -> Path:  # noqa: ANN001
-    """`python -m training train` as a user runs it, on a slice of real MNIST."""
-    work = tmp_path_factory.mktemp("train")
-    overrides = [*SMOKE, f"output_dir={work / 'runs'}", f"export.models_dir={work / 'models'}",
-                 "export.name=smoke-lenet", "export.version=3"]
-    command = [sys.executable, "-m", "training", "train", "--config", "training/configs/mnist_lenet.yaml"]
-    for item in overrides:
-        command += ["--set", item]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "val_acc" in result.stdout
-    return work / "models" / "smoke-lenet" / "3"
-
 
 def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Path) -> None:
     manifest = load_manifest(exported)

@@ -47,16 +47,12 @@ class Dataset:
     color_mode: str
     input_shape: tuple[int, int, int]
     preprocessing: Preprocessing  # what the service runs; written to the manifest
-    train: ArraySplit  # [0, 1], at stored_size (>= the input) and before `normalize`
+    train: ArraySplit  # [0, 1], stored at or above the input size, before `normalize`
     val: ArraySplit  # model inputs
     test: ArraySplit | None
     provenance: DatasetProvenance
     normalize: tuple[list[float], list[float]] | None = None  # applied to training batches last
     skipped: list[str] = field(default_factory=list)
-
-    @property
-    def stored_size(self) -> int:
-        return int(self.train.inputs.shape[-1])
 
     @property
     def evaluation(self) -> tuple[str, ArraySplit]:

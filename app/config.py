@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
     cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = cores / predictors")
     predictors: int = Field(1, ge=1, le=64, description="Predictors per model (one per inference thread)")
+    isolation: Literal["process", "thread"] = Field(
+        "process", description="process: each predictor in a child process, so inference never holds the "
+                               "server's GIL (overloads are refused at once); thread: in the server process")
     onednn: bool = Field(True, description="Use oneDNN (MKL-DNN) kernels on CPU")
     gpu_memory_mb: int = Field(512, ge=64, description="Initial GPU memory pool per predictor")
     gpu_id: int = Field(0, ge=0)

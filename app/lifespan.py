@@ -8,7 +8,6 @@ import signal
 import threading
 from types import FrameType
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -32,7 +31,7 @@ def build_load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(runtime=runtime, predictors=settings.predictors,
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
-                       model_max_batch_size=dict(settings.model_max_batch_size))
+                       model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation)
 
 
 def reclaim_signal_handlers() -> None:
@@ -89,8 +88,7 @@ async def poll_model_directory(runtime: Runtime, seconds: float) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     registry = ModelRegistry(settings.model_dir, build_load_options(settings), on_change=record_version_state)
-    threads = ThreadPoolExecutor(max_workers=max(4, settings.predictors * 4), thread_name_prefix="inference")
-    app.state.runtime = runtime = Runtime(settings, registry, threads)
+    app.state.runtime = runtime = Runtime(settings, registry)
     reclaim_signal_handlers()
     drain_on_sigterm(runtime, settings.drain_seconds)
     # Load in the background so /healthz answers at once and /readyz reports progress.
@@ -104,5 +102,4 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             poller.cancel()
         await asyncio.shield(loading)
         await app.state.runtime.close()
-        threads.shutdown(wait=True)
         app.state.runtime = None

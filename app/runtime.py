@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from app.config import Settings
-from app.inference.batcher import Batcher, BatchResult, BatchTiming
+from app.inference.batcher import Batcher, BatchResult, BatchTiming, QueueFullError
 from app.inference.classifier import Classifier
 from app.inference.postprocess import Prediction
 from app.inference.registry import ModelRegistry, ReloadReport
@@ -32,7 +31,6 @@ class Admission:
 class Runtime:
     settings: Settings
     registry: ModelRegistry
-    inference_threads: ThreadPoolExecutor
     # Keyed by id(classifier); the classifier is kept beside its batcher so the id is never reused.
     batchers: dict[int, tuple[Classifier, Batcher]] = field(default_factory=dict)
     draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
@@ -42,14 +40,14 @@ class Runtime:
         found = self.batchers.get(id(classifier))
         batcher = found[1] if found else None
         if batcher is None:
+            if classifier.closed:
+                raise QueueFullError("this model version was just replaced")  # 503, Retry-After
             batcher = Batcher(
-                classifier.predict,
-                self.inference_threads,
+                classifier.predict_async,
                 workers=classifier.pool.size,
                 max_batch_size=classifier.batch_policy.max_batch_size,
                 max_delay_ms=self.settings.max_batch_delay_ms,
                 max_queue_images=self.settings.max_queue_images,
-                run_inline=classifier.runs_inline(),
                 on_batch=partial(record_batch, classifier.name, classifier.version),
             )
             self.batchers[id(classifier)] = (classifier, batcher)
@@ -63,11 +61,14 @@ class Runtime:
 
     async def retire_unloaded(self) -> None:
         """Close the batchers of classifiers a reload replaced or removed, once their queues drain
-        (requests already queued finish on the version they started with)."""
+        (requests already queued finish on the version they started with), then their predictors."""
+        retired = self.registry.take_retired()
         live = {id(s.classifier) for e in self.registry.models() for s in e.versions.values() if s.classifier}
         for key in [k for k in self.batchers if k not in live]:
             _classifier, batcher = self.batchers.pop(key)
             await batcher.close()
+        for classifier in retired:
+            await asyncio.to_thread(classifier.close)
 
     def admit(self, classifier: Classifier, images: int) -> Admission:
         """Reserve queue room for a request before decoding it; raises QueueFullError at once."""
@@ -100,5 +101,7 @@ class Runtime:
         return result
 
     async def close(self) -> None:
+        """Drain every batcher, then stop every predictor."""
         for _classifier, batcher in self.batchers.values():
             await batcher.close()
+        await asyncio.to_thread(self.registry.close)

@@ -3,7 +3,8 @@ batch size, waiting at most `max_delay_ms` for more), run it through one predict
 each request its rows back.
 
 One worker per predictor in the pool, so N predictors run N batches at once while the event loop
-keeps decoding and queueing. No FastAPI here: errors are plain exceptions the routers map.
+keeps decoding and queueing; `predict` is awaited, so where it runs (a child process, a thread,
+or inline) is the pool's business. No FastAPI here: errors are plain exceptions the routers map.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,17 +56,14 @@ class BatchResult:
 class Batcher:
     def __init__(
         self,
-        predict: Callable[[np.ndarray], np.ndarray],
-        executor: Executor,
+        predict: Callable[[np.ndarray], Awaitable[np.ndarray]],
         workers: int,
         max_batch_size: int,
         max_delay_ms: float,
         max_queue_images: int,
         on_batch: Callable[[int, float], None] | None = None,
-        run_inline: bool = False,
     ) -> None:
         self._predict = predict
-        self._executor = executor
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay = max(0.0, max_delay_ms) / 1000
         self.max_queue_images = max(1, max_queue_images)
@@ -75,9 +72,6 @@ class Batcher:
         self._reserved_images = 0  # admitted requests still being decoded, not yet queued
         self._wakeup = asyncio.Event()
         self._on_batch = on_batch
-        # For models whose largest batch runs in about a millisecond, handing the batch to a thread
-        # and back (and fighting for the GIL) costs more than the inference: run it on the loop.
-        self.run_inline = run_inline
         self._closed = False
         self._busy = 0
         self._workers = [asyncio.get_running_loop().create_task(self._work()) for _ in range(max(1, workers))]
@@ -152,7 +146,6 @@ class Batcher:
         return batch
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             while not self._queue:
                 self._wakeup.clear()
@@ -166,18 +159,15 @@ class Batcher:
                 self._wakeup.set()  # let another idle worker start on what is left
             self._busy += 1
             try:
-                await self._run(loop, batch)
+                await self._run(batch)
             finally:
                 self._busy -= 1
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+    async def _run(self, batch: list[_Item]) -> None:
         inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([i.inputs for i in batch])
         started = time.perf_counter()
         try:
-            if self.run_inline:
-                probabilities = self._predict(inputs)
-            else:
-                probabilities = await loop.run_in_executor(self._executor, self._predict, inputs)
+            probabilities = await self._predict(inputs)
         except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep the worker alive
             log.exception("inference failed for a batch of %d", len(inputs))
             for item in batch:

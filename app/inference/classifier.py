@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -15,6 +15,7 @@ from PIL import Image
 from app.inference.manifest import Manifest, load_manifest, verify_files
 from app.inference.postprocess import Prediction, to_probabilities, top_k
 from app.inference.predictor import Predictor, PredictorPool, RuntimeOptions
+from app.inference.predictor_process import ProcessPool
 from app.inference.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ class LoadOptions:
     device_reason: str = ""
     max_batch_size: int = 0  # 0: measure at warm-up
     model_max_batch_size: dict[str, int] = field(default_factory=dict)  # per model name, wins over the above
+    # "process": predictors in child processes (the server's default); "thread": in this process,
+    # for scripts and tools that classify a folder and need no event loop kept responsive.
+    isolation: Literal["process", "thread"] = "thread"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ class BatchPolicy:
 
 
 INLINE_BATCH_MS = 2.0
+
+
+def create_pool(model_file: Path, params_file: Path, options: LoadOptions, name: str) -> PredictorPool | ProcessPool:
+    if options.isolation == "process":
+        return ProcessPool(model_file, params_file, options.runtime, options.predictors, name)
+    return PredictorPool(Predictor.create(model_file, params_file, options.runtime), options.predictors)
 
 
 def choose_batch_size(measured: dict[int, float], tolerance: float = 0.9) -> int:
@@ -55,11 +65,12 @@ class Classifier:
     directory: Path
     manifest: Manifest
     preprocessor: Preprocessor
-    pool: PredictorPool
+    pool: PredictorPool | ProcessPool
     options: LoadOptions
     load_seconds: float = 0.0
     warmup_ms: float = 0.0
     batch_policy: BatchPolicy = BatchPolicy(1, "not measured")
+    closed: bool = False
 
     @property
     def name(self) -> str:
@@ -85,12 +96,19 @@ class Classifier:
             [(step.op, step.params()) for step in manifest.preprocessing.steps],
             options.max_image_pixels,
         )
-        first = Predictor.create(directory / manifest.model_file, directory / manifest.params_file, options.runtime)
-        if first.input_name != manifest.input.name:
-            raise ValueError(f"model input is {first.input_name!r}, manifest says {manifest.input.name!r}")
-        classifier = cls(directory, manifest, preprocessor, PredictorPool(first, options.predictors), options)
-        classifier.warmup_ms = classifier.warm_up()
-        classifier.batch_policy = classifier.decide_batch_policy()
+        pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
+                           f"{manifest.name}/{manifest.version}")
+        classifier = cls(directory, manifest, preprocessor, pool, options)
+        try:
+            if pool.input_name != manifest.input.name:
+                raise ValueError(f"model input is {pool.input_name!r}, manifest says {manifest.input.name!r}")
+            classifier.warmup_ms = classifier.warm_up()
+            classifier.batch_policy = classifier.decide_batch_policy()
+        except BaseException:
+            pool.close()
+            raise
+        if isinstance(pool, PredictorPool):
+            pool.inline = classifier.runs_inline()
         classifier.load_seconds = time.perf_counter() - started
         return classifier
 
@@ -116,7 +134,10 @@ class Classifier:
                                  f"images/s", measured)
 
     def runs_inline(self) -> bool:
-        """True when a full batch takes under INLINE_BATCH_MS: cheaper to run than to hand to a thread."""
+        """True for in-process predictors when a full batch takes under INLINE_BATCH_MS: cheaper to
+        run on the event loop than to hand to a thread."""
+        if not isinstance(self.pool, PredictorPool):
+            return False
         policy = self.batch_policy
         rate = policy.measured_images_per_second.get(policy.max_batch_size)
         return bool(rate) and policy.max_batch_size / rate * 1000 < INLINE_BATCH_MS
@@ -142,6 +163,15 @@ class Classifier:
         """(N, C, H, W) -> (N, K) probabilities."""
         return to_probabilities(self.pool.run(batch), self.manifest.output.activation)
 
+    async def predict_async(self, batch: np.ndarray) -> np.ndarray:
+        """predict() for the event loop: awaits the predictor without blocking the loop."""
+        return to_probabilities(await self.pool.run_async(batch), self.manifest.output.activation)
+
+    def close(self) -> None:
+        """Stop this version's predictor processes; requests must no longer reach it."""
+        self.closed = True
+        self.pool.close()
+
     def postprocess(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
         return top_k(probabilities, self.labels, k)
 
@@ -163,6 +193,8 @@ class Classifier:
             "cpu_threads": runtime.cpu_threads if runtime.device == "cpu" else None,
             "onednn": runtime.onednn if runtime.device == "cpu" else False,
             "predictors": self.pool.size,
+            "isolation": self.options.isolation,
+            "predictor_restarts": self.pool.restarts,
             "load_seconds": round(self.load_seconds, 3),
             "warmup_ms": round(self.warmup_ms, 2),
             "max_batch_size": self.batch_policy.max_batch_size,

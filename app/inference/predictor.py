@@ -6,6 +6,7 @@ predictors are created in the lifespan, never at import.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass
@@ -119,11 +120,20 @@ class Predictor:
 
 
 class PredictorPool:
-    """A fixed set of predictors; a caller borrows one for the duration of one run."""
+    """In-process predictors (thread isolation); a caller borrows one for the duration of one run.
+
+    Paddle holds the GIL while it runs, so these share one core's worth of Python with the event
+    loop; process isolation (predictor_process.py) is the server's default."""
+
+    restarts = 0  # nothing to restart in-process; the same attribute as the process pool's
 
     def __init__(self, first: Predictor, size: int) -> None:
         self._free = [first] + [first.clone() for _ in range(max(1, size) - 1)]
         self.size = len(self._free)
+        self.input_name = first.input_name
+        # Set once a full batch is known to take about a millisecond: then handing it to a thread
+        # and back (and fighting for the GIL) costs more than the inference, so run it on the loop.
+        self.inline = False
         self._available = threading.Semaphore(self.size)
         self._lock = threading.Lock()
 
@@ -136,3 +146,14 @@ class PredictorPool:
             finally:
                 with self._lock:
                     self._free.append(predictor)
+
+    async def run_async(self, batch: np.ndarray) -> np.ndarray:
+        if self.inline:
+            return self.run(batch)
+        return await asyncio.to_thread(self.run, batch)
+
+    def pids(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        """Predictors are freed with the last reference to them."""

@@ -117,6 +117,7 @@ class ModelRegistry:
         self._lock = threading.Lock()  # guards _models; loading happens outside it
         self._reload_lock = threading.Lock()  # one reload at a time
         self._on_change = on_change
+        self._retired: list[Classifier] = []  # replaced or removed, still to be closed
         self.loaded = threading.Event()
 
     def load_all(self) -> None:
@@ -154,11 +155,14 @@ class ModelRegistry:
         if current.fingerprint == fingerprint and current.state == "failed" and current.classifier is None:
             report.failed[key] = current.error or "failed"
             return  # same broken files as last time: do not pay the load again
+        classifier: Classifier | None = None
         try:
             classifier = Classifier.load(path, self.options)
             if (classifier.name, classifier.version) != (name, number):
                 raise ValueError(f"manifest says {classifier.name}/{classifier.version}, directory is {key}")
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal to the service
+            if classifier is not None:
+                classifier.close()
             error = f"{type(exc).__name__}: {exc}"
             log.error("model %s failed to load: %s", key, error)
             updated = replace(current, error=error, fingerprint=fingerprint,
@@ -170,6 +174,8 @@ class ModelRegistry:
             report.loaded.append(key)
         with self._lock:
             entry.versions[number] = updated  # the swap: new requests see the new classifier
+            if current.classifier is not None and current.classifier is not updated.classifier:
+                self._retired.append(current.classifier)
         if self._on_change:
             self._on_change(name, number, updated)
 
@@ -179,10 +185,27 @@ class ModelRegistry:
                 entry = self._models[name]
                 for number in list(entry.versions):
                     if number not in found.get(name, {}):
-                        del entry.versions[number]
+                        removed = entry.versions.pop(number)
+                        if removed.classifier is not None:
+                            self._retired.append(removed.classifier)
                         report.removed.append(f"{name}/{number}")
                 if not entry.versions:
                     del self._models[name]
+
+    def take_retired(self) -> list[Classifier]:
+        """Classifiers a reload replaced or removed: the caller drains and closes them."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+        return retired
+
+    def close(self) -> None:
+        """Stop every classifier's predictors (at shut-down, after the batchers have drained)."""
+        with self._lock:
+            classifiers = [s.classifier for e in self._models.values() for s in e.versions.values() if s.classifier]
+            classifiers += self._retired
+            self._models, self._retired = {}, []
+        for classifier in classifiers:
+            classifier.close()
 
     def models(self) -> list[ModelEntry]:
         with self._lock:

@@ -41,8 +41,12 @@ async def run_requests(batcher: Batcher, values: list[float], timeout: float | N
 
 def make_batcher(model: RecordingModel, **kwargs: object) -> tuple[Batcher, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(4)
+
+    async def predict(batch: np.ndarray) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(executor, model, batch)
+
     options = {"workers": 1, "max_batch_size": 8, "max_delay_ms": 0, "max_queue_images": 100, **kwargs}
-    return Batcher(model, executor, **options), executor
+    return Batcher(predict, **options), executor
 
 
 def test_batcher_groups_waiting_requests_and_scatters_results() -> None:

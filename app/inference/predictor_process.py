@@ -1,0 +1,268 @@
+"""Predictors in child processes, so that inference never holds the server's GIL.
+
+Paddle Inference's `run()` keeps the GIL for the whole forward pass (measured: a thread running a
+65 ms batch slows the event loop's thread about 7x). In process isolation each predictor lives in a
+child process; the event loop only writes the batch to a pipe and is woken (`add_reader`) when the
+result is back, so it keeps parsing, decoding and refusing overloads while a batch runs.
+
+Children come from a fork server that has imported Paddle once: a new child costs ~0.1 s and
+shares Paddle's pages, instead of ~1 s and ~240 MB for a fresh interpreter. The wire format is
+JSON headers plus raw float32 bytes (no pickle), over a pipe rather than shared memory: the
+64 MiB /dev/shm that containers get by default would cap batch sizes, and copying a 224x224 batch
+through the pipe costs well under a millisecond per image.
+
+A child that dies (a crash inside Paddle, the OOM killer) fails only the batch it was running;
+the next batch starts a fresh child, and `restarts` counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import signal
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.inference.predictor import Predictor, RuntimeOptions, import_paddle
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 5.0
+
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+def process_context() -> Any:
+    """The fork-server context, with Paddle preloaded in the server (started on first use)."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = multiprocessing.get_context("forkserver")
+            _context.set_forkserver_preload(["app.inference.predictor_process", "paddle"])
+        return _context
+
+
+class PredictorCrashedError(RuntimeError):
+    """The child process died or broke the protocol while running a batch."""
+
+
+def serve_predictor(conn: Connection, model_file: str, params_file: str, options: RuntimeOptions) -> None:
+    """Child process: build one predictor, then answer run requests until the pipe closes."""
+    # The server drains on SIGTERM/SIGINT and stops its children itself; a signal sent to the whole
+    # process group (Ctrl-C, systemd) must not kill inference for requests still in flight.
+    import_paddle()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        predictor = Predictor.create(Path(model_file), Path(params_file), options)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the load
+        send_header(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    send_header(conn, {"ok": True, "input_name": predictor.input_name})
+    while True:
+        try:
+            header = json.loads(conn.recv_bytes())
+            if header.get("op") == "stop":
+                return
+            batch = np.frombuffer(conn.recv_bytes(), dtype=np.float32).reshape(header["shape"])
+        except (EOFError, OSError):
+            return  # the parent is gone
+        try:
+            outputs = np.ascontiguousarray(predictor.run(batch), dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 - fails this batch only
+            send_header(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        send_header(conn, {"ok": True, "shape": list(outputs.shape)})
+        conn.send_bytes(outputs.data)
+
+
+def send_header(conn: Connection, header: dict[str, Any]) -> None:
+    conn.send_bytes(json.dumps(header).encode())
+
+
+class PredictorProcess:
+    """Parent-side handle of one child predictor. One batch at a time (the pool ensures it)."""
+
+    def __init__(self, model_file: Path, params_file: Path, options: RuntimeOptions, name: str) -> None:
+        self._args = (str(model_file), str(params_file), options)
+        self._name = name
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self.input_name = ""
+        self.restarts = 0
+        self.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive() and self._conn is not None
+
+    def start(self) -> None:
+        """Start the child and wait until its predictor is built; raises what the child reported."""
+        context = process_context()
+        parent_conn, child_conn = context.Pipe(duplex=True)
+        process = context.Process(target=serve_predictor, args=(child_conn, *self._args), daemon=True,
+                                  name=f"predictor {self._name}")
+        process.start()
+        child_conn.close()
+        self._process, self._conn = process, parent_conn
+        try:
+            if not parent_conn.poll(START_TIMEOUT_S):
+                raise PredictorCrashedError(f"the predictor process did not start in {START_TIMEOUT_S:.0f} s")
+            header = self._read_header()
+            if not header.get("ok"):
+                raise RuntimeError(header.get("error", "the predictor process failed to start"))
+        except BaseException:
+            self.kill()
+            raise
+        self.input_name = header["input_name"]
+
+    def restart(self) -> None:
+        self.kill()
+        self.restarts += 1
+        log.warning("restarting the predictor process for %s (restart %d)", self._name, self.restarts)
+        self.start()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Blocking: float32 (N, C, H, W) -> float32 (N, K)."""
+        self._ensure_started()
+        self._send(batch)
+        return self._receive()
+
+    async def run_async(self, batch: np.ndarray) -> np.ndarray:
+        """The same, without blocking the event loop while the child computes."""
+        if not self.alive():
+            await asyncio.to_thread(self._ensure_started)
+        self._send(batch)
+        assert self._conn is not None
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+        fd = self._conn.fileno()
+        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+        try:
+            await readable
+        except BaseException:
+            self.kill()  # cancelled mid-run: the reply would arrive out of step with the next batch
+            raise
+        finally:
+            loop.remove_reader(fd)
+        return self._receive()
+
+    def _ensure_started(self) -> None:
+        if not self.alive():
+            self.restart()
+
+    def _send(self, batch: np.ndarray) -> None:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        assert self._conn is not None
+        try:
+            self._conn.send_bytes(json.dumps({"shape": list(batch.shape)}).encode())
+            self._conn.send_bytes(batch.data)
+        except OSError as exc:
+            self.kill()
+            raise PredictorCrashedError(f"the predictor process is gone: {exc}") from exc
+
+    def _receive(self) -> np.ndarray:
+        header = self._read_header()
+        if not header.get("ok"):
+            raise RuntimeError(header.get("error", "inference failed"))
+        assert self._conn is not None
+        try:
+            data = self._conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            self.kill()
+            raise PredictorCrashedError("the predictor process died while sending its result") from exc
+        return np.frombuffer(data, dtype=np.float32).reshape(header["shape"])
+
+    def _read_header(self) -> dict[str, Any]:
+        assert self._conn is not None
+        try:
+            return json.loads(self._conn.recv_bytes())
+        except (EOFError, OSError) as exc:
+            code = self._process.exitcode if self._process is not None else None
+            self.kill()
+            raise PredictorCrashedError(f"the predictor process died (exit code {code})") from exc
+
+    def kill(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(STOP_TIMEOUT_S)
+            self._process = None
+
+    def stop(self) -> None:
+        """Ask the child to exit; kill it if it does not."""
+        if self._conn is not None and self.alive():
+            try:
+                send_header(self._conn, {"op": "stop"})
+                self._process.join(STOP_TIMEOUT_S)
+            except OSError:
+                pass
+        self.kill()
+
+
+class ProcessPool:
+    """Predictor processes for one model version. `run` borrows one for one batch."""
+
+    def __init__(self, model_file: Path, params_file: Path, options: RuntimeOptions, size: int, name: str) -> None:
+        self._processes: list[PredictorProcess] = []
+        try:
+            for index in range(max(1, size)):
+                self._processes.append(PredictorProcess(model_file, params_file, options, f"{name}#{index}"))
+        except BaseException:
+            self.close()
+            raise
+        self.size = len(self._processes)
+        self.input_name = self._processes[0].input_name
+        self._free = deque(self._processes)
+        self._available = threading.Semaphore(self.size)
+        self._lock = threading.Lock()
+
+    @property
+    def restarts(self) -> int:
+        return sum(process.restarts for process in self._processes)
+
+    def pids(self) -> list[int]:
+        return [pid for process in self._processes if (pid := process.pid) is not None]
+
+    def _borrow(self) -> PredictorProcess:
+        with self._lock:
+            return self._free.popleft()
+
+    def _give_back(self, process: PredictorProcess) -> None:
+        with self._lock:
+            self._free.append(process)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        with self._available:
+            process = self._borrow()
+            try:
+                return process.run(batch)
+            finally:
+                self._give_back(process)
+
+    async def run_async(self, batch: np.ndarray) -> np.ndarray:
+        """Callers (the batcher's workers) never outnumber the processes, so one is always free."""
+        process = self._borrow()
+        try:
+            return await process.run_async(batch)
+        finally:
+            self._give_back(process)
+
+    def close(self) -> None:
+        for process in self._processes:
+            process.stop()

@@ -1,0 +1,110 @@
+"""Predictors in child processes, with the bundled LeNet: same answers as in-process, a crash
+fails one batch and the next batch gets a fresh child, nothing is left running after close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.inference.predictor import Predictor, RuntimeOptions
+from app.inference.predictor_process import PredictorCrashedError, ProcessPool
+from tests.conftest import MODELS_DIR
+
+LENET_DIR = MODELS_DIR / "mnist-lenet" / "1"
+OPTIONS = RuntimeOptions(device="cpu", cpu_threads=1)
+
+
+def model_files(directory: Path) -> tuple[Path, Path]:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return directory / manifest["model_file"], directory / manifest["params_file"]
+
+
+def digits(count: int) -> np.ndarray:
+    return np.random.default_rng(count).random((count, 1, 28, 28), dtype=np.float32)
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessPool]:
+    created = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=1, name="mnist-lenet/1")
+    yield created
+    created.close()
+
+
+def test_process_pool_answers_like_the_in_process_predictor(pool: ProcessPool) -> None:
+    local = Predictor.create(*model_files(LENET_DIR), OPTIONS)
+    for count in (1, 7, 32):
+        batch = digits(count)
+        np.testing.assert_allclose(pool.run(batch), local.run(batch), rtol=1e-5, atol=1e-6)
+    assert pool.input_name == local.input_name
+
+
+def test_process_pool_run_async_matches_run(pool: ProcessPool) -> None:
+    batch = digits(5)
+
+    async def one_by_one() -> list[np.ndarray]:
+        return [await pool.run_async(batch[i : i + 1]) for i in range(5)]
+
+    np.testing.assert_allclose(np.concatenate(asyncio.run(one_by_one())), pool.run(batch), rtol=1e-5, atol=1e-6)
+
+
+def test_process_pool_error_in_the_predictor_fails_only_that_batch(pool: ProcessPool) -> None:
+    [pid] = pool.pids()
+    with pytest.raises(RuntimeError):
+        pool.run(np.zeros((1, 1, 3, 3), dtype=np.float32))  # too small for LeNet's convolutions
+    assert pool.run(digits(2)).shape == (2, 10)
+    assert pool.pids() == [pid] and pool.restarts == 0  # the same child goes on serving
+
+
+def test_process_pool_crash_fails_the_batch_then_restarts() -> None:
+    pool = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=1, name="mnist-lenet/1")
+    try:
+        [pid] = pool.pids()
+        expected = pool.run(digits(3))
+
+        async def crash_mid_batch() -> None:
+            os.kill(pid, signal.SIGSTOP)  # hold the child inside this batch, then kill it there
+            running = asyncio.ensure_future(pool.run_async(digits(3)))
+            await asyncio.sleep(0.2)
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(PredictorCrashedError, match="died"):
+                await running
+
+        asyncio.run(crash_mid_batch())
+        assert not is_running(pid)
+        np.testing.assert_allclose(pool.run(digits(3)), expected, rtol=1e-5, atol=1e-6)
+        assert pool.restarts == 1 and pool.pids() != [pid]
+    finally:
+        pool.close()
+
+
+def test_process_pool_reports_a_broken_model_and_leaves_no_child(tmp_path: Path) -> None:
+    shutil.copytree(LENET_DIR, tmp_path / "1")
+    model_file, params_file = model_files(tmp_path / "1")
+    params_file.write_bytes(params_file.read_bytes()[:1000])  # truncated weights
+    with pytest.raises(RuntimeError) as raised:
+        ProcessPool(model_file, params_file, OPTIONS, size=1, name="broken/1")
+    assert not isinstance(raised.value, PredictorCrashedError)  # Paddle's own message, from the child
+
+
+def test_process_pool_close_stops_every_child() -> None:
+    pool = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=2, name="mnist-lenet/1")
+    pids = pool.pids()
+    assert len(pids) == 2 and all(is_running(pid) for pid in pids)
+    pool.close()
+    assert not any(is_running(pid) for pid in pids)

@@ -8,8 +8,10 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
  3. the HTTP floor: the same app with a route that reads the same multipart upload and returns a
     constant body (no decode, no inference);
  4. the service: single-image requests at concurrency 1, 8, 32, 64, and 32-image batch requests;
- 5. a lock-per-request baseline: one predictor, batch size 1 (APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1);
-and tries process x thread layouts. Load comes from `wrk` (Debian package `wrk`), a C load
+ 5. a lock-per-request baseline: one in-process predictor, batch size 1 (APP_ISOLATION=thread,
+    APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1), what a serving layer without batching does;
+and tries layouts: uvicorn workers x predictors x threads per predictor, predictors in child
+processes (APP_ISOLATION=process, the default) or in the server process (thread). Load comes from `wrk` (Debian package `wrk`), a C load
 generator, so the client costs the server as little CPU as possible. Prints the goal ratios.
 """
 
@@ -200,7 +202,26 @@ def run_wrk(url: str, body: bytes, concurrency: int, seconds: float, images_per_
     }
 
 
-def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[tuple[int, int, int]]) -> dict:
+Layout = tuple[int, int, int, str]
+
+
+def layout_env(predictors: int, threads: int, isolation: str) -> dict[str, str]:
+    return {"APP_PREDICTORS": str(predictors), "APP_CPU_THREADS": str(threads), "APP_ISOLATION": isolation}
+
+
+def layout_key(layout: Layout) -> str:
+    workers, predictors, threads, isolation = layout
+    return f"workers={workers},predictors={predictors},threads={threads},isolation={isolation}"
+
+
+def parse_layout(text: str) -> Layout:
+    """'1x1x2:process' -> (1, 1, 2, 'process')."""
+    sizes, _, isolation = text.partition(":")
+    workers, predictors, threads = (int(n) for n in sizes.split("x"))
+    return workers, predictors, threads, isolation or "process"
+
+
+def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layout]) -> dict:
     directory = models_dir / name / "1"
     images = sample_images(name)
     single, batch32 = multipart(images[:1], "file"), multipart(images[:32], "files")
@@ -209,24 +230,21 @@ def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[tuple
     report["pipeline_images_per_s"] = measure_pipeline(directory, images, os.cpu_count() or 1, seconds)
 
     layout_results = {}
-    for workers, predictors, threads in layouts:
-        env = {"APP_PREDICTORS": str(predictors), "APP_CPU_THREADS": str(threads)}
-        with Server(models_dir, env, workers) as server:
-            key = f"workers={workers},predictors={predictors},threads={threads}"
+    for layout in layouts:
+        with Server(models_dir, layout_env(*layout[1:]), layout[0]) as server:
+            key = layout_key(layout)
             layout_results[key] = run_wrk(server.url + predict, single, 32, seconds, 1)
             print(f"  {name} layout {key}: {layout_results[key]['images_per_s']:.0f} images/s", flush=True)
-    best_key = max(layout_results, key=lambda k: layout_results[k]["images_per_s"])
+    best = max(layouts, key=lambda layout: layout_results[layout_key(layout)]["images_per_s"])
     report["layouts_single_c32"] = layout_results
-    report["best_layout"] = best_key
-    workers, predictors, threads = (int(part.split("=")[1]) for part in best_key.split(","))
+    report["best_layout"] = layout_key(best)
 
-    env = {"APP_PREDICTORS": str(predictors), "APP_CPU_THREADS": str(threads)}
-    with Server(models_dir, env, workers) as server:
+    with Server(models_dir, layout_env(*best[1:]), best[0]) as server:
         report["http_floor_c32"] = run_wrk(server.url + "/bench/floor", single, 32, seconds, 1)
         report["service"] = {f"single_c{c}": run_wrk(server.url + predict, single, c, seconds, 1)
                              for c in (1, 8, 32, 64)}
         report["service"]["batch32_c4"] = run_wrk(server.url + predict + "/batch", batch32, 4, seconds, 32)
-    baseline_env = {"APP_PREDICTORS": "1", "APP_MAX_BATCH_SIZE": "1", "APP_CPU_THREADS": str(os.cpu_count() or 1)}
+    baseline_env = {**layout_env(1, os.cpu_count() or 1, "thread"), "APP_MAX_BATCH_SIZE": "1"}
     with Server(models_dir, baseline_env, 1) as server:
         report["lock_baseline_single_c32"] = run_wrk(server.url + predict, single, 32, seconds, 1)
     return report
@@ -257,14 +275,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
-    parser.add_argument("--layouts", default="1x1x2,1x2x1,2x1x1",
-                        help="uvicorn workers x predictors per model x threads per predictor, comma-separated")
+    parser.add_argument("--layouts", default="1x1x2:process,1x1x2:thread,1x2x1:process,2x1x1:process",
+                        help="uvicorn workers x predictors per model x threads per predictor[:process|thread], "
+                             "comma-separated")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is required: apt-get install wrk", file=sys.stderr)
         return 2
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    layouts = [tuple(int(n) for n in item.split("x")) for item in args.layouts.split(",")]
+    layouts = [parse_layout(item) for item in args.layouts.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = Path(tmp)
         shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")

@@ -15,7 +15,7 @@ from app.schemas import ErrorResponse, ReloadResponse
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-def require_admin(runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = runtime.settings.admin_token
     if token is None:
         raise ApiError(404, "not_found", "admin routes are disabled (set APP_ADMIN_TOKEN to enable them)")

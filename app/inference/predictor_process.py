@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections import deque
@@ -157,6 +158,9 @@ class PredictorProcess:
             raise
         finally:
             loop.remove_reader(fd)
+            # uvloop makes a watched descriptor non-blocking; the reads below expect whole messages.
+            if self._conn is not None:
+                os.set_blocking(fd, True)
         return self._receive()
 
     def _ensure_started(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uvloop
 
 from app.inference.predictor import Predictor, RuntimeOptions
 from app.inference.predictor_process import PredictorCrashedError, ProcessPool
@@ -54,13 +55,19 @@ def test_process_pool_answers_like_the_in_process_predictor(pool: ProcessPool) -
     assert pool.input_name == local.input_name
 
 
-def test_process_pool_run_async_matches_run(pool: ProcessPool) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_process_pool_run_async_matches_run(pool: ProcessPool, loop: str) -> None:
+    """uvloop (what uvicorn runs when it is installed) leaves watched descriptors non-blocking."""
     batch = digits(5)
+    large = digits(3000)  # a reply larger than the socket buffer arrives in pieces
 
     async def one_by_one() -> list[np.ndarray]:
-        return [await pool.run_async(batch[i : i + 1]) for i in range(5)]
+        return [await pool.run_async(batch[i : i + 1]) for i in range(5)] + [await pool.run_async(large)]
 
-    np.testing.assert_allclose(np.concatenate(asyncio.run(one_by_one())), pool.run(batch), rtol=1e-5, atol=1e-6)
+    run = uvloop.run if loop == "uvloop" else asyncio.run
+    *rows, large_rows = run(one_by_one())
+    np.testing.assert_allclose(np.concatenate(rows), pool.run(batch), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(large_rows, pool.run(large), rtol=1e-5, atol=1e-6)
 
 
 def test_process_pool_error_in_the_predictor_fails_only_that_batch(pool: ProcessPool) -> None:

@@ -10,9 +10,19 @@ from tests.app.test_api import LENET, assert_error
 from tests.conftest import Server, png_bytes
 
 
-def test_concurrent_requests_are_all_answered_correctly(server: Server, mnist) -> None:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def thread_server(server_factory) -> Server:  # noqa: ANN001
+    return server_factory({"APP_ISOLATION": "thread"})
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_concurrent_requests_are_all_answered_correctly(isolation: str, request, mnist) -> None:  # noqa: ANN001
+    server: Server = request.getfixturevalue("server" if isolation == "process" else "thread_server")
     images = [png_bytes(image) for image in mnist.test.images[:96]]
     labels = [int(label) for label in mnist.test.labels[:96]]
+    with server.client() as client:
+        runtime = client.get(LENET).json()["runtime"]
+    assert runtime["isolation"] == isolation and runtime["predictor_restarts"] == 0
 
     def send(index: int) -> int:
         with server.client() as client:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
+PREDICTOR_NICENESS = 5
 
 _context_lock = threading.Lock()
 _context: Any = None
@@ -61,6 +62,9 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
     # The server drains on SIGTERM/SIGINT and stops its children itself; a signal sent to the whole
     # process group (Ctrl-C, systemd) must not kill inference for requests still in flight.
     import_paddle()
+    # Inference is throughput work; parsing, admission and refusals in the server are short and
+    # latency-bound. When cores are contended (overload), the server's process should win them.
+    os.nice(PREDICTOR_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:

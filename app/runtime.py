@@ -63,7 +63,7 @@ class Runtime:
         """Close the batchers of classifiers a reload replaced or removed, once their queues drain
         (requests already queued finish on the version they started with), then their predictors."""
         retired = self.registry.take_retired()
-        live = {id(s.classifier) for e in self.registry.models() for s in e.versions.values() if s.classifier}
+        live = {id(classifier) for classifier in self.registry.classifiers()}
         for key in [k for k in self.batchers if k not in live]:
             _classifier, batcher = self.batchers.pop(key)
             await batcher.close()

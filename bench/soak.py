@@ -135,6 +135,17 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return int(lines[0].split()[1]), headers.get("connection", "").lower() != "close"
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def exchange(connection: Connection, request: bytes) -> tuple[int, bool]:
+    """Send one request on an open connection; (status, keep-alive) once the response is read."""
+    reader, writer = connection
+    writer.write(request)
+    await writer.drain()
+    return await asyncio.wait_for(read_response(reader), 60)
+
+
 async def hammer(url: str, photo: bytes, concurrency: int, seconds: float) -> list[tuple[int, float]]:
     host, port, request = build_request(url, photo)
     results: list[tuple[int, float]] = []
@@ -147,10 +158,7 @@ async def hammer(url: str, photo: bytes, concurrency: int, seconds: float) -> li
             try:
                 if connection is None:
                     connection = await asyncio.open_connection(host, port)
-                reader, writer = connection
-                writer.write(request)
-                await writer.drain()
-                status, keep_alive = await asyncio.wait_for(read_response(reader), 60)
+                status, keep_alive = await exchange(connection, request)
                 results.append((status, (time.perf_counter() - started) * 1000))
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
                 results.append((0, (time.perf_counter() - started) * 1000))
@@ -174,7 +182,7 @@ async def send_at_rate(url: str, photo: bytes, rate: float, seconds: float,
     # requests scheduled meanwhile would look slow. Keep the client's own pauses out of the numbers.
     gc.collect()
     gc.freeze()
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    idle: list[Connection] = []
     results: list[tuple[int, float]] = []
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -186,9 +194,7 @@ async def send_at_rate(url: str, photo: bytes, rate: float, seconds: float,
             try:
                 if connection is None:
                     connection = await asyncio.open_connection(host, port)
-                connection[1].write(request)
-                await connection[1].drain()
-                status, keep_alive = await asyncio.wait_for(read_response(connection[0]), 60)
+                status, keep_alive = await exchange(connection, request)
                 break
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
                 if connection is not None:

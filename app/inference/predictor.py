@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "gpu"]
+T = TypeVar("T")
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -119,6 +122,26 @@ class Predictor:
         return self._output.copy_to_cpu()
 
 
+class Lender(Generic[T]):
+    """Lends each of a fixed set of items to one caller at a time; further callers wait."""
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self._free = list(items)
+        self._available = threading.Semaphore(len(self._free))
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def borrow(self) -> Iterator[T]:
+        with self._available:
+            with self._lock:
+                item = self._free.pop()
+            try:
+                yield item
+            finally:
+                with self._lock:
+                    self._free.append(item)
+
+
 class PredictorPool:
     """In-process predictors (thread isolation); a caller borrows one for the duration of one run.
 
@@ -128,32 +151,22 @@ class PredictorPool:
     restarts = 0  # nothing to restart in-process; the same attribute as the process pool's
 
     def __init__(self, first: Predictor, size: int) -> None:
-        self._free = [first] + [first.clone() for _ in range(max(1, size) - 1)]
-        self.size = len(self._free)
+        predictors = [first] + [first.clone() for _ in range(max(1, size) - 1)]
+        self.size = len(predictors)
         self.input_name = first.input_name
         # Set once a full batch is known to take about a millisecond: then handing it to a thread
         # and back (and fighting for the GIL) costs more than the inference, so run it on the loop.
         self.inline = False
-        self._available = threading.Semaphore(self.size)
-        self._lock = threading.Lock()
+        self._lender = Lender(predictors)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        with self._available:
-            with self._lock:
-                predictor = self._free.pop()
-            try:
-                return predictor.run(batch)
-            finally:
-                with self._lock:
-                    self._free.append(predictor)
+        with self._lender.borrow() as predictor:
+            return predictor.run(batch)
 
     async def run_async(self, batch: np.ndarray) -> np.ndarray:
         if self.inline:
             return self.run(batch)
         return await asyncio.to_thread(self.run, batch)
-
-    def pids(self) -> list[int]:
-        return []
 
     def close(self) -> None:
         """Predictors are freed with the last reference to them."""

@@ -24,14 +24,13 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.inference.predictor import Predictor, RuntimeOptions, import_paddle
+from app.inference.predictor import Lender, Predictor, RuntimeOptions, import_paddle
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +235,7 @@ class ProcessPool:
             raise
         self.size = len(self._processes)
         self.input_name = self._processes[0].input_name
-        self._free = deque(self._processes)
-        self._available = threading.Semaphore(self.size)
-        self._lock = threading.Lock()
+        self._lender = Lender(self._processes)
 
     @property
     def restarts(self) -> int:
@@ -247,29 +244,14 @@ class ProcessPool:
     def pids(self) -> list[int]:
         return [pid for process in self._processes if (pid := process.pid) is not None]
 
-    def _borrow(self) -> PredictorProcess:
-        with self._lock:
-            return self._free.popleft()
-
-    def _give_back(self, process: PredictorProcess) -> None:
-        with self._lock:
-            self._free.append(process)
-
     def run(self, batch: np.ndarray) -> np.ndarray:
-        with self._available:
-            process = self._borrow()
-            try:
-                return process.run(batch)
-            finally:
-                self._give_back(process)
+        with self._lender.borrow() as process:
+            return process.run(batch)
 
     async def run_async(self, batch: np.ndarray) -> np.ndarray:
-        """Callers (the batcher's workers) never outnumber the processes, so one is always free."""
-        process = self._borrow()
-        try:
+        """Callers (the batcher's workers) never outnumber the processes, so borrowing never waits."""
+        with self._lender.borrow() as process:
             return await process.run_async(batch)
-        finally:
-            self._give_back(process)
 
     def close(self) -> None:
         for process in self._processes:

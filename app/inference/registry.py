@@ -200,12 +200,17 @@ class ModelRegistry:
 
     def close(self) -> None:
         """Stop every classifier's predictors (at shut-down, after the batchers have drained)."""
+        classifiers = self.classifiers()
         with self._lock:
-            classifiers = [s.classifier for e in self._models.values() for s in e.versions.values() if s.classifier]
             classifiers += self._retired
             self._models, self._retired = {}, []
         for classifier in classifiers:
             classifier.close()
+
+    def classifiers(self) -> list[Classifier]:
+        """Every loaded classifier, of every version."""
+        with self._lock:
+            return [s.classifier for e in self._models.values() for s in e.versions.values() if s.classifier]
 
     def models(self) -> list[ModelEntry]:
         with self._lock:

@@ -209,6 +209,8 @@ function setUpCanvas() {
     if (pending) { dirty = true; return; }
     pending = true;
     dirty = false;
+    // aria-busy tells screen readers (and tests) that the shown label may still change.
+    $("draw-result").setAttribute("aria-busy", "true");
     try {
       const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
       const body = await predictBlob(blob, "drawing.png");
@@ -221,6 +223,7 @@ function setUpCanvas() {
     } finally {
       pending = false;
       if (dirty) predictDrawing();
+      if (!pending) $("draw-result").removeAttribute("aria-busy");
     }
   }
   canvas.addEventListener("pointerdown", (event) => {

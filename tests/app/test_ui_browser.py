@@ -66,7 +66,8 @@ def test_page_upload_digit_shows_right_label_first(page, server: Server, mnist, 
         path.write_bytes(png_bytes(mnist.test.images[index]))
         digits.append(path)
     page.set_input_files("#file-input", [str(p) for p in digits])
-    page.wait_for_selector(".card[data-top]:nth-child(2)", timeout=30_000)
+    # Cards are prepended and answered in any order: wait until both have a label, not just one.
+    page.wait_for_function("document.querySelectorAll('.card[data-top]').length === 2", timeout=30_000)
     tops = {page.inner_text(f".card:nth-child({i}) h3"): page.get_attribute(f".card:nth-child({i})", "data-top")
             for i in (1, 2)}
     assert tops == {"digit-0.png": str(mnist.test.labels[0]), "digit-1.png": str(mnist.test.labels[1])}
@@ -83,8 +84,9 @@ def test_page_drawing_a_one_predicts_one(page, server: Server) -> None:  # noqa:
     for step in range(1, 21):
         page.mouse.move(x, box["y"] + box["height"] * (0.15 + 0.7 * step / 20))
     page.mouse.up()
-    page.wait_for_function("document.querySelector('#draw-result').dataset.top !== undefined", timeout=30_000)
-    page.wait_for_timeout(500)  # the last prediction after pointerup
+    # Settled: labelled, and no prediction of a later stroke still in flight.
+    page.wait_for_function("(r => r.dataset.top !== undefined && !r.hasAttribute('aria-busy'))"
+                           "(document.querySelector('#draw-result'))", timeout=30_000)
     assert page.get_attribute("#draw-result", "data-top") == "1"
 
 

@@ -265,6 +265,34 @@ def normalize(mean: Sequence[float], std: Sequence[float]) -> Step:
     return lambda array: (array - mean_arr) / std_arr
 
 
+@dataclass(frozen=True)
+class ByteAffine:
+    """8-bit pixels -> (pixel / 255 - mean) / std as one multiply-add per channel, in CxHxW order.
+
+    Equal to image_to_array + normalize + transpose (to float32 rounding) at a third of the cost:
+    on 224x224 RGB the broadcast over a trailing axis of 3 is what costs, not the arithmetic."""
+
+    scale: Array  # (C, 1, 1)
+    offset: Array  # (C, 1, 1)
+
+    @classmethod
+    def create(cls, channels: int, mean: Sequence[float] | None = None,
+               std: Sequence[float] | None = None) -> "ByteAffine":
+        mean_arr = np.broadcast_to(np.asarray(mean if mean is not None else [0.0], dtype=np.float64), (channels,))
+        std_arr = np.broadcast_to(np.asarray(std if std is not None else [1.0], dtype=np.float64), (channels,))
+        if np.any(std_arr <= 0):
+            raise ValueError("normalize: std must be positive")
+        scale = (1.0 / (255.0 * std_arr)).astype(np.float32).reshape(-1, 1, 1)
+        return cls(scale, (-mean_arr / std_arr).astype(np.float32).reshape(-1, 1, 1))
+
+    def __call__(self, image: Image.Image) -> Array:
+        pixels = np.asarray(image)
+        chw = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).astype(np.float32)
+        chw *= self.scale
+        chw += self.offset
+        return chw
+
+
 # Geometric steps that can also run on the 8-bit Pillow image, before the float conversion. Leading
 # steps of this kind run there, with antialiased bilinear (as PaddleClas's cv2 resize): a 500x375
 # photo resizes in ~0.5 ms instead of ~12 ms for three float-channel Lanczos passes.
@@ -295,6 +323,38 @@ def _center_crop_image(size: int) -> ImageStep:
         return image.crop((left, top, left + size, top + size))
 
     return step
+
+
+def _resize_short_crop_image(size: int, crop: int) -> ImageStep:
+    """resize_short then center_crop as one resize of just the region the crop keeps: the same
+    pixels (within 1/255) for half the work on a photo, as the discarded margins are never computed."""
+
+    def step(image: Image.Image) -> Image.Image:
+        width, height = image.size
+        scale = size / min(height, width)
+        target_w, target_h = max(size, round(width * scale)), max(size, round(height * scale))
+        left, top = (target_w - crop) // 2, (target_h - crop) // 2
+        step_x, step_y = width / target_w, height / target_h
+        box = (left * step_x, top * step_y, (left + crop) * step_x, (top + crop) * step_y)
+        return image.resize((crop, crop), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+
+    return step
+
+
+def build_image_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[ImageStep]:
+    steps: list[ImageStep] = []
+    index = 0
+    while index < len(specs):
+        op, params = specs[index]
+        following = specs[index + 1] if index + 1 < len(specs) else None
+        if op == "resize_short" and following is not None and following[0] == "center_crop" \
+                and following[1]["size"] <= params["size"]:
+            steps.append(_resize_short_crop_image(params["size"], following[1]["size"]))
+            index += 2
+            continue
+        steps.append(IMAGE_STEP_FACTORIES[op](**params))
+        index += 1
+    return steps
 
 
 IMAGE_STEP_FACTORIES: dict[str, Callable[..., ImageStep]] = {
@@ -339,6 +399,7 @@ class Preprocessor:
     steps: tuple[Step, ...]
     max_pixels: int
     image_steps: tuple[ImageStep, ...] = ()  # the leading geometric steps, run on the 8-bit image
+    affine: ByteAffine | None = None  # set when all that follows them is (at most) normalize
 
     @classmethod
     def create(
@@ -353,8 +414,12 @@ class Preprocessor:
         while lead < len(step_specs) and step_specs[lead][0] in IMAGE_STEP_FACTORIES:
             lead += 1
         array_steps = tuple(build_steps(step_specs))[lead:]  # builds all: validates every op
-        image_steps = tuple(IMAGE_STEP_FACTORIES[op](**params) for op, params in step_specs[:lead])
-        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps)
+        image_steps = tuple(build_image_steps(step_specs[:lead]))
+        tail = step_specs[lead:]
+        affine = None
+        if image_steps and (not tail or (len(tail) == 1 and tail[0][0] == "normalize")):
+            affine = ByteAffine.create(channels, **(tail[0][1] if tail else {}))
+        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps, affine)
 
     def __call__(self, data: bytes) -> Array:
         return self.process_image(self.decode(data))
@@ -373,13 +438,17 @@ class Preprocessor:
             image = flatten_to_8bit(image, self.color_mode)
             for step in self.image_steps:
                 image = step(image)
+            if self.affine is not None:
+                return self.check_shape(self.affine(image))
         return self.process_array(image_to_array(image, self.color_mode))
 
     def process_array(self, array: Array) -> Array:
         """HxWxC float in [0, 1] -> CxHxW float32 model input."""
         for step in self.steps:
             array = step(array)
-        chw = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
+        return self.check_shape(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+
+    def check_shape(self, chw: Array) -> Array:
         if chw.shape != self.input_shape:
             # A manifest whose steps do not end at the model's input size is a model bug, not a client's.
             raise RuntimeError(f"preprocessing produced {chw.shape}, the model expects {self.input_shape}")

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from app.inference.preprocess import (
+    IMAGE_STEP_FACTORIES,
     ImageDecodeError,
     ImageTooLargeError,
     Preprocessor,
@@ -175,7 +176,25 @@ def test_preprocessor_8bit_resize_path_matches_float_path() -> None:
         __import__("PIL.ImageFilter", fromlist=["GaussianBlur"]).GaussianBlur(3))
     specs = [("resize_short", {"size": 64}), ("center_crop", {"size": 56})]
     fast = Preprocessor.create("RGB", (3, 56, 56), specs, LIMIT)
-    assert len(fast.image_steps) == 2
+    assert fast.image_steps and fast.affine is not None
     exact = Preprocessor("RGB", (3, 56, 56), tuple(build_steps(specs)), LIMIT)
     difference = np.abs(fast.process_image(photo) - exact.process_image(photo))
     assert difference.mean() < 0.01 and difference.max() < 0.1
+
+
+@pytest.mark.parametrize("color_mode", ["RGB", "L"])
+def test_preprocessor_fused_crop_and_normalize_match_step_by_step(color_mode: str) -> None:
+    rng = np.random.default_rng(2)
+    photo = Image.fromarray((rng.random((375, 500, 3)) * 255).astype(np.uint8)).filter(
+        __import__("PIL.ImageFilter", fromlist=["GaussianBlur"]).GaussianBlur(2))
+    channels = 3 if color_mode == "RGB" else 1
+    norm = {"mean": [0.485, 0.456, 0.406][:channels], "std": [0.229, 0.224, 0.225][:channels]}
+    fused = Preprocessor.create(color_mode, (channels, 224, 224), [("resize_short", {"size": 256}),
+                                ("center_crop", {"size": 224}), ("normalize", norm)], LIMIT)
+    assert len(fused.image_steps) == 1 and fused.affine is not None  # one resize, one multiply-add
+    step_by_step = Preprocessor(color_mode, (channels, 224, 224), tuple(build_steps([("normalize", norm)])), LIMIT,
+                                (IMAGE_STEP_FACTORIES["resize_short"](256), IMAGE_STEP_FACTORIES["center_crop"](224)))
+    out, reference = fused.process_image(photo), step_by_step.process_image(photo)
+    assert out.shape == reference.shape == (channels, 224, 224) and out.dtype == np.float32
+    # Pixels differ by at most one 8-bit step (x 1/std after normalising).
+    assert np.abs(out - reference).max() <= 1.01 / 255 / min(norm["std"])

@@ -142,12 +142,14 @@ def resize_array(array: Array, height: int, width: int) -> Array:
         )
         for c in range(array.shape[2])
     ]
-    return np.clip(np.stack(channels, axis=2), 0.0, 1.0)
+    resized = channels[0][:, :, None] if len(channels) == 1 else np.stack(channels, axis=2)
+    return np.clip(resized, 0.0, 1.0)
 
 
-def _border(array: Array) -> Array:
+def border_median(array: Array) -> float:
+    """The median of a ring 5% wide around the image: what the background looks like."""
     ring = max(1, round(min(array.shape[:2]) * 0.05))
-    return np.concatenate(
+    values = np.concatenate(
         [
             array[:ring].ravel(),
             array[-ring:].ravel(),
@@ -155,6 +157,12 @@ def _border(array: Array) -> Array:
             array[:, -ring:].ravel(),
         ]
     )
+    # np.partition, not np.median: on a 28x28 digit np.median's checks cost several times the work.
+    middle = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, middle)[middle])
+    low, high = np.partition(values, (middle - 1, middle))[middle - 1 : middle + 1]
+    return (float(low) + float(high)) / 2
 
 
 # --- steps: each factory takes the manifest's parameters and returns array -> array -------------
@@ -164,7 +172,7 @@ def invert_if_light_background() -> Step:
     """MNIST digits are light on dark; ink on paper is dark on light. Judge by the border."""
 
     def step(array: Array) -> Array:
-        return 1.0 - array if float(np.median(_border(array))) > 0.5 else array
+        return 1.0 - array if border_median(array) > 0.5 else array
 
     return step
 
@@ -173,7 +181,7 @@ def normalize_contrast(floor: float = 0.1, min_range: float = 0.15) -> Step:
     """Map background to 0 and the brightest stroke to 1; zero faint paper texture below `floor`."""
 
     def step(array: Array) -> Array:
-        background = float(np.median(_border(array)))
+        background = border_median(array)
         peak = float(array.max())
         if peak - background < min_range:
             raise PreprocessError("the image has no visible foreground (it is blank or nearly uniform)")
@@ -214,15 +222,16 @@ def center_by_mass(size: int = 28) -> Step:
         height, width, channels = array.shape
         if height > size or width > size:
             raise ValueError(f"center_by_mass({size}) needs an input no larger than the canvas, got {height}x{width}")
-        weight = array.sum(axis=2)
+        weight = array[:, :, 0] if channels == 1 else array.sum(axis=2)
         total = float(weight.sum())
         if total > 0:
-            cy = float((weight.sum(axis=1) * np.arange(height)).sum() / total)
-            cx = float((weight.sum(axis=0) * np.arange(width)).sum() / total)
+            cy = float(weight.sum(axis=1) @ np.arange(height, dtype=np.float32)) / total
+            cx = float(weight.sum(axis=0) @ np.arange(width, dtype=np.float32)) / total
         else:
             cy, cx = (height - 1) / 2, (width - 1) / 2
-        top = int(np.clip(round((size - 1) / 2 - cy), 0, size - height))
-        left = int(np.clip(round((size - 1) / 2 - cx), 0, size - width))
+        # Python's min/max, not np.clip: on scalars np.clip costs microseconds each.
+        top = min(max(round((size - 1) / 2 - cy), 0), size - height)
+        left = min(max(round((size - 1) / 2 - cx), 0), size - width)
         canvas = np.zeros((size, size, channels), dtype=np.float32)
         canvas[top : top + height, left : left + width] = array
         return canvas

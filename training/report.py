@@ -14,9 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose label is among their k highest logits."""
+    ranked = np.argsort(-logits, axis=1, kind="stable")[:, :k]  # ties: the lower index, as argmax
+    return float((ranked == labels[:, None]).any(axis=1).mean())
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    ranked = np.argsort(-logits, axis=1)
-    predicted = ranked[:, 0]
+    predicted = logits.argmax(axis=1)
     k = min(5, len(classes))
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
@@ -28,8 +33,8 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, classes: list
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(confusion[index].sum())}
     return {
-        "accuracy": float((predicted == labels).mean()),
-        f"top{k}_accuracy": float((ranked[:, :k] == labels[:, None]).any(axis=1).mean()),
+        "accuracy": top_k_accuracy(logits, labels, 1),
+        f"top{k}_accuracy": top_k_accuracy(logits, labels, k),
         "macro_precision": float(np.mean([c["precision"] for c in per_class.values()])),
         "macro_recall": float(np.mean([c["recall"] for c in per_class.values()])),
         "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),

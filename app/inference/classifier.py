@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from app.inference.manifest import Manifest, load_manifest, verify_files
+from app.inference.manifest import Manifest, load_manifest, step_specs, verify_files
 from app.inference.postprocess import Prediction, to_probabilities, top_k
 from app.inference.predictor import Predictor, PredictorPool, RuntimeOptions
 from app.inference.predictor_process import ProcessPool
@@ -93,7 +93,7 @@ class Classifier:
         preprocessor = Preprocessor.create(
             manifest.input.color_mode,
             manifest.input.shape[1:],
-            [(step.op, step.params()) for step in manifest.preprocessing.steps],
+            step_specs(manifest.preprocessing.steps),
             options.max_image_pixels,
         )
         pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,

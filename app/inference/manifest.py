@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +73,11 @@ class PreprocessStep(BaseModel):
 class Preprocessing(_Strict):
     description: str = ""
     steps: list[PreprocessStep]
+
+
+def step_specs(steps: Sequence[PreprocessStep]) -> list[tuple[str, dict[str, Any]]]:
+    """Manifest steps as the (op, parameters) pairs that Preprocessor.create takes."""
+    return [(step.op, step.params()) for step in steps]
 
 
 class DatasetProvenance(_Strict):

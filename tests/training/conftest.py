@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import MNIST_CACHE, ROOT
 
-SMOKE = ["epochs=1", "data.limit_train=3000", "data.limit_eval=500", f"data.cache_dir={MNIST_CACHE}"]
+SMOKE = ["epochs=1", "data.limit_train=3000", "data.printed_digits=300", "data.limit_eval=500",
+         f"data.cache_dir={MNIST_CACHE}"]
 
 
 @pytest.fixture(scope="session")

@@ -129,3 +129,31 @@ def test_csv_dataset_takes_ids_without_extension_and_numeric_labels(tmp_path: Pa
     assert data.classes == ["ant", "bee"]
     assert sorted(np.bincount(data.val.labels)) == [2, 2] and len(data.train.labels) == 12
     assert data.skipped == [f"{images / 'missing'}: listed in train.csv but not found"]
+
+
+def test_printed_digits_are_rendered_from_training_faces_only_and_balanced() -> None:
+    from training.data.printed import matplotlib_faces, render_printed_digits, training_faces
+
+    faces = {p.name for p in training_faces()}
+    held_out = {p.name for p in matplotlib_faces()} - faces
+    assert faces and held_out and all(name.startswith("DejaVu") for name in faces)
+    images, labels = render_printed_digits(40, seed=3)
+    again, _ = render_printed_digits(40, seed=3)
+    assert images.shape == (40, 64, 64) and np.array_equal(images, again)  # seeded: runs repeat
+    assert np.bincount(labels).tolist() == [4] * 10
+    assert (images.reshape(40, -1).max(axis=1) > 0.5).all()  # every digit is visible ink
+
+
+def test_mnist_dataset_adds_printed_digits_to_training_only(mnist) -> None:  # noqa: ANN001
+    from tests.conftest import MNIST_CACHE
+
+    config = DataConfig(name="mnist", cache_dir=str(MNIST_CACHE), limit_train=500, limit_eval=100, printed_digits=30)
+    data = load_dataset(config)
+    assert len(data.train.labels) == 530 and data.train.ids[-1] == "printed-29"
+    assert data.train.inputs.shape == (530, 1, 28, 28)
+    assert len(data.val.labels) == len(data.test.labels) == 100  # measured on MNIST alone
+    assert data.provenance.splits["train_printed"] == 30 and "DejaVu" in data.provenance.source
+    printed = data.train.inputs[500:]
+    for digit in printed[:, 0]:  # fitted into MNIST's 20x20 box, like every digit the service sees
+        rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+        assert digit.max() > 0.9 and rows[-1] - rows[0] < 20 and cols[-1] - cols[0] < 20

@@ -20,7 +20,8 @@ from training.data.dataset import load_dataset
 from training.engine import build_optimizer, build_schedule
 from training.trainer import RunResult, run_training
 
-SLICE = ["data.limit_train=1200", "data.limit_eval=300", f"data.cache_dir={MNIST_CACHE}", "batch_size=100"]
+SLICE = ["data.limit_train=1200", "data.printed_digits=0", "data.limit_eval=300", f"data.cache_dir={MNIST_CACHE}",
+         "batch_size=100"]
 
 
 def smoke_config(tmp_path: Path, *overrides: str) -> TrainConfig:

@@ -24,6 +24,7 @@ from training.data.idx import load_idx_split
 from training.data.mnist import LABELS as DIGIT_LABELS
 from training.data.mnist import PREPROCESSING as DIGIT_PREPROCESSING
 from training.data.mnist import load_mnist, prepare_inputs
+from training.data.printed import render_printed_digits
 from training.data.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,23 @@ def load_mnist_dataset(config: DataConfig) -> Dataset:
                                ("test", data.test, config.limit_eval)):
         images, labels = limit(count, split.images, split.labels)
         splits[name] = ArraySplit(prepare_inputs(images, cache, name), labels, [f"{name}-{i}" for i in range(len(labels))])
-    provenance = DatasetProvenance(name="mnist", source=data.source, sha256=data.sha256, splits=data.sizes())
+    sizes, source = data.sizes(), data.source
+    if config.printed_digits > 0:
+        splits["train"] = add_printed_digits(splits["train"], config.printed_digits, config.split_seed)
+        sizes["train_printed"] = config.printed_digits
+        source += f" + {config.printed_digits} digits typeset in matplotlib's DejaVu faces (training only)"
+    provenance = DatasetProvenance(name="mnist", source=source, sha256=data.sha256, splits=sizes)
     return Dataset("mnist", list(DIGIT_LABELS), "L", (1, 28, 28), DIGIT_PREPROCESSING, splits["train"],
                    splits["val"], splits["test"], provenance)
+
+
+def add_printed_digits(train: ArraySplit, count: int, seed: int) -> ArraySplit:
+    """Typeset digits through the service's digit preprocessing, appended to the training split."""
+    images, labels = render_printed_digits(count, seed)
+    preprocessor = make_preprocessor("L", (1, 28, 28), DIGIT_PREPROCESSING.steps)
+    inputs = np.stack([preprocessor.process_array(image[:, :, None]) for image in images])
+    return ArraySplit(np.concatenate([train.inputs, inputs]), np.concatenate([train.labels, labels]),
+                      train.ids + [f"printed-{i}" for i in range(count)])
 
 
 def load_idx_dataset(config: DataConfig) -> Dataset:

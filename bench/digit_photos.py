@@ -6,9 +6,9 @@ Two synthetic sets, made fresh from a fixed seed, each image a 900x1200 JPEG of 
 unevenly lit (a brightness ramp of up to +-40 levels across the page), noisy, tinted paper,
 the ink tilted up to 8 degrees, slightly blurred (what a phone photo of a sheet looks like once it
 is cropped to the digit's neighbourhood):
-- printed: the digits 0-9 typeset in every upright and italic face matplotlib ships (DejaVu Sans,
-  Serif and Mono, STIX, Computer Modern; always installed with matplotlib), at random sizes
-  and positions;
+- printed: the digits 0-9 typeset at random sizes and positions, in two sets: the faces
+  matplotlib ships that training never uses (STIX, Computer Modern), and the DejaVu faces from
+  which training's typeset digits are rendered (`data.printed_digits`; other sizes, tilts, paper);
 - handwritten: MNIST *test* digits (never trained on) enlarged 10-30x, thickened, as ink.
 Each image goes through the model's own preprocessing (`Classifier.preprocess`, as the service
 does) and predictor. Prints and writes top-1 accuracy per model and set, and the commonest confusions.
@@ -31,19 +31,15 @@ sys.path.insert(0, str(ROOT))
 
 from app.inference.classifier import Classifier, LoadOptions  # noqa: E402
 from app.inference.predictor import RuntimeOptions  # noqa: E402
+from training.data.printed import TRAINING_FACE_PREFIX, matplotlib_faces, training_faces  # noqa: E402
 
 MODELS = ("mnist-softmax", "mnist-mlp", "mnist-lenet")
 PAGE = (900, 1200)
-# Symbol and size-variant faces have no (or odd) digits.
-FONT_SKIP = ("SizOne", "SizTwo", "SizThree", "SizFour", "SizFive", "NonUni", "cmex", "cmsy", "cmmi", "LastResort",
-             "Display")
 
 
-def digit_fonts() -> list[Path]:
-    import matplotlib
-
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    return sorted(p for p in folder.glob("*.ttf") if not any(s in p.name for s in FONT_SKIP))
+def held_out_faces() -> list[Path]:
+    """matplotlib's faces that training's typeset digits do not use (STIX, Computer Modern)."""
+    return [p for p in matplotlib_faces() if not p.name.startswith(TRAINING_FACE_PREFIX)]
 
 
 def photograph(ink_mask: Image.Image, rng: np.random.Generator) -> bytes:
@@ -86,13 +82,14 @@ def make_sets(per_digit: int, handwritten: int) -> dict[str, list[tuple[bytes, i
     from training.data.mnist import load_mnist
 
     rng = np.random.default_rng(0)
-    fonts = digit_fonts()
-    printed = [(printed_digit(d, fonts[(d * per_digit + i) % len(fonts)], rng), d)
-               for d in range(10) for i in range(per_digit)]
+    sets = {}
+    for kind, fonts in (("printed_unseen_faces", held_out_faces()), ("printed_training_faces", training_faces())):
+        sets[kind] = [(printed_digit(d, fonts[(d * per_digit + i) % len(fonts)], rng), d)
+                      for d in range(10) for i in range(per_digit)]
     test = load_mnist(MNIST_CACHE).test
     picks = rng.choice(len(test.labels), handwritten, replace=False)
-    written = [(handwritten_digit(test.images[i], rng), int(test.labels[i])) for i in picks]
-    return {"printed": printed, "handwritten": written}
+    sets["handwritten"] = [(handwritten_digit(test.images[i], rng), int(test.labels[i])) for i in picks]
+    return sets
 
 
 def score(classifier: Classifier, samples: list[tuple[bytes, int]]) -> dict:
@@ -112,11 +109,13 @@ def main() -> int:
     parser.add_argument("--per-digit", type=int, default=12, help="printed images per digit")
     parser.add_argument("--handwritten", type=int, default=300, help="handwritten images")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "digit-photos-results.json")
     args = parser.parse_args()
     sets = make_sets(args.per_digit, args.handwritten)
-    results: dict = {"fonts": [p.stem for p in digit_fonts()]}
-    for name in MODELS:
+    results: dict = {"unseen_faces": [p.stem for p in held_out_faces()],
+                     "training_faces": [p.stem for p in training_faces()]}
+    for name in args.models.split(","):
         version = max((p for p in (args.models_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         classifier = Classifier.load(version, LoadOptions(RuntimeOptions("cpu", 2), 1, 40_000_000, isolation="thread"))
         results[name] = {kind: score(classifier, samples) for kind, samples in sets.items()}

@@ -24,14 +24,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.inference.classifier import Classifier, LoadOptions  # noqa: E402
 from app.inference.predictor import RuntimeOptions  # noqa: E402
-from training.data.printed import TRAINING_FACE_PREFIX, matplotlib_faces, training_faces  # noqa: E402
+from training.data.printed import TRAINING_FACE_PREFIX, matplotlib_faces, training_faces, typeset  # noqa: E402
 
 MODELS = ("mnist-softmax", "mnist-mlp", "mnist-lenet")
 PAGE = (900, 1200)
@@ -61,11 +61,9 @@ def photograph(ink_mask: Image.Image, rng: np.random.Generator) -> bytes:
 
 
 def printed_digit(digit: int, font: Path, rng: np.random.Generator) -> bytes:
-    mask = Image.new("L", PAGE, 0)
-    face = ImageFont.truetype(str(font), int(rng.uniform(300, 700)))
+    font_size = int(rng.uniform(300, 700))
     centre = (PAGE[0] / 2 + rng.uniform(-150, 150), PAGE[1] / 2 + rng.uniform(-200, 200))
-    ImageDraw.Draw(mask).text(centre, str(digit), font=face, fill=255, anchor="mm")
-    return photograph(mask, rng)
+    return photograph(typeset(digit, font, font_size, PAGE, centre), rng)
 
 
 def handwritten_digit(image: np.ndarray, rng: np.random.Generator) -> bytes:

@@ -34,10 +34,10 @@ class DataConfig:
     preprocessing: str | None = None  # default: digits for mnist / idx, photo for folder / csv
     cache_dir: str = "~/.cache/paddle-classifier-serving/mnist"
     limit_train: int | None = None  # take the first N training images (smoke runs)
+    limit_eval: int | None = None  # take the first N validation / test images
     # mnist only: add this many digits typeset in matplotlib's DejaVu faces to the training split
     # (validation and test stay MNIST's), so photos of printed digits are read too.
     printed_digits: int = 0
-    limit_eval: int | None = None  # take the first N validation / test images
 
 
 @dataclass(frozen=True)

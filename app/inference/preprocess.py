@@ -244,13 +244,19 @@ def resize(size: Sequence[int]) -> Step:
     return lambda array: resize_array(array, height, width)
 
 
+def short_side_target(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) after scaling so the shorter side is `size`."""
+    scale = size / min(height, width)
+    return max(size, round(width * scale)), max(size, round(height * scale))
+
+
 def resize_short(size: int) -> Step:
     """Scale so the shorter side is `size` (the usual step before a centre crop)."""
 
     def step(array: Array) -> Array:
         height, width = array.shape[:2]
-        scale = size / min(height, width)
-        return resize_array(array, max(size, round(height * scale)), max(size, round(width * scale)))
+        target_w, target_h = short_side_target(width, height, size)
+        return resize_array(array, target_h, target_w)
 
     return step
 
@@ -287,10 +293,9 @@ class ByteAffine:
     @classmethod
     def create(cls, channels: int, mean: Sequence[float] | None = None,
                std: Sequence[float] | None = None) -> "ByteAffine":
+        # Parameters come from a normalize step that build_steps has already validated.
         mean_arr = np.broadcast_to(np.asarray(mean if mean is not None else [0.0], dtype=np.float64), (channels,))
         std_arr = np.broadcast_to(np.asarray(std if std is not None else [1.0], dtype=np.float64), (channels,))
-        if np.any(std_arr <= 0):
-            raise ValueError("normalize: std must be positive")
         scale = (1.0 / (255.0 * std_arr)).astype(np.float32).reshape(-1, 1, 1)
         return cls(scale, (-mean_arr / std_arr).astype(np.float32).reshape(-1, 1, 1))
 
@@ -315,9 +320,7 @@ def _resize_image(size: Sequence[int]) -> ImageStep:
 
 def _resize_short_image(size: int) -> ImageStep:
     def step(image: Image.Image) -> Image.Image:
-        width, height = image.size
-        scale = size / min(height, width)
-        target = (max(size, round(width * scale)), max(size, round(height * scale)))
+        target = short_side_target(*image.size, size)
         return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
     return step
@@ -340,8 +343,7 @@ def _resize_short_crop_image(size: int, crop: int) -> ImageStep:
 
     def step(image: Image.Image) -> Image.Image:
         width, height = image.size
-        scale = size / min(height, width)
-        target_w, target_h = max(size, round(width * scale)), max(size, round(height * scale))
+        target_w, target_h = short_side_target(width, height, size)
         left, top = (target_w - crop) // 2, (target_h - crop) // 2
         step_x, step_y = width / target_w, height / target_h
         box = (left * step_x, top * step_y, (left + crop) * step_x, (top + crop) * step_y)

@@ -23,7 +23,7 @@ from training.data.folders import FileSamples, scan_csv_folder, scan_image_folde
 from training.data.idx import load_idx_split
 from training.data.mnist import LABELS as DIGIT_LABELS
 from training.data.mnist import PREPROCESSING as DIGIT_PREPROCESSING
-from training.data.mnist import load_mnist, prepare_inputs
+from training.data.mnist import create_preprocessor, load_mnist, prepare_inputs
 from training.data.printed import render_printed_digits
 from training.data.split import stratified_split
 
@@ -124,7 +124,7 @@ def load_mnist_dataset(config: DataConfig) -> Dataset:
 def add_printed_digits(train: ArraySplit, count: int, seed: int) -> ArraySplit:
     """Typeset digits through the service's digit preprocessing, appended to the training split."""
     images, labels = render_printed_digits(count, seed)
-    preprocessor = make_preprocessor("L", (1, 28, 28), DIGIT_PREPROCESSING.steps)
+    preprocessor = create_preprocessor()
     inputs = np.stack([preprocessor.process_array(image[:, :, None]) for image in images])
     return ArraySplit(np.concatenate([train.inputs, inputs]), np.concatenate([train.labels, labels]),
                       train.ids + [f"printed-{i}" for i in range(count)])

@@ -28,11 +28,18 @@ def training_faces() -> list[Path]:
     return [p for p in matplotlib_faces() if p.name.startswith(TRAINING_FACE_PREFIX)]
 
 
+def typeset(digit: int, face: Path, font_size: int, size: tuple[int, int],
+            centre: tuple[float, float]) -> Image.Image:
+    """The digit as a mask (255 = ink, 0 = none) of `size`, its glyph centred on `centre`."""
+    canvas = Image.new("L", size, 0)
+    font = ImageFont.truetype(str(face), font_size)
+    ImageDraw.Draw(canvas).text(centre, str(digit), font=font, fill=255, anchor="mm")
+    return canvas
+
+
 def render_digit(digit: int, face: Path, rng: np.random.Generator) -> np.ndarray:
     """One digit, light on dark like MNIST, at a random size, tilt, weight and blur: (64, 64) in [0, 1]."""
-    canvas = Image.new("L", (CANVAS, CANVAS), 0)
-    font = ImageFont.truetype(str(face), int(rng.integers(28, 48)))
-    ImageDraw.Draw(canvas).text((CANVAS / 2, CANVAS / 2), str(digit), font=font, fill=255, anchor="mm")
+    canvas = typeset(digit, face, int(rng.integers(28, 48)), (CANVAS, CANVAS), (CANVAS / 2, CANVAS / 2))
     canvas = canvas.rotate(rng.uniform(-10, 10), resample=Image.Resampling.BILINEAR)
     weight = rng.random()
     if weight < 0.25:

@@ -1,6 +1,6 @@
 """Serving benchmark: where our overhead goes, measured side by side in one run (loopback only).
 
-    python bench/serving.py [--seconds 5] [--out bench/results.json]
+    python bench/serving.py [--seconds 5] [--rounds 3] [--out bench/results.json]
 
 For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported here), it measures:
  1. the raw predictor at batch 1, 8, 32;
@@ -14,6 +14,9 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per
 predictor, predictors in child processes (APP_ISOLATION=process, the default) or in the server
 process (thread). Photos are real ones re-encoded at 224 on the shorter side, the issue's "224 JPEG".
+Items 1-5 are measured `--rounds` times, each round back to back, and each goal is printed as the
+median of its per-round ratios with the lowest and highest: on a shared 2-core machine one run of
+the same code has measured anywhere from 0.56 to 0.77 of the pipeline.
 Load comes from `wrk` (Debian package `wrk`), a C load generator, so the client costs the server as
 little CPU as possible. Prints the goal ratios.
 """
@@ -28,11 +31,13 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -247,44 +252,61 @@ def parse_layout(text: str) -> Layout:
     return workers, predictors, threads, isolation or "process"
 
 
-def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layout]) -> dict:
-    directory = models_dir / name / "1"
-    images = sample_images(name)
-    single, batch32 = multipart(images[:1], "file"), multipart(images[:32], "files")
-    predict = f"/v1/models/{name}/predict"
-    report: dict = {"raw": measure_raw(directory, os.cpu_count() or 1, seconds)}
-    report["pipeline_images_per_s"] = measure_pipeline(directory, images, os.cpu_count() or 1, seconds)
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    models_dir: Path
+    images: list[bytes]
 
+    @property
+    def directory(self) -> Path:
+        return self.models_dir / self.name / "1"
+
+    @property
+    def predict(self) -> str:
+        return f"/v1/models/{self.name}/predict"
+
+
+def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layout], rounds: int) -> dict:
+    work = Workload(name, models_dir, sample_images(name))
+    single = multipart(work.images[:1], "file")
     layout_results = {}
     for layout in layouts:
         with Server(models_dir, layout_env(*layout[1:]), layout[0]) as server:
             key = layout_key(layout)
-            layout_results[key] = {"single_c32": run_wrk(server.url + predict, single, 32, seconds, 1),
-                                   "single_c1": run_wrk(server.url + predict, single, 1, seconds, 1)}
+            layout_results[key] = {"single_c32": run_wrk(server.url + work.predict, single, 32, seconds, 1),
+                                   "single_c1": run_wrk(server.url + work.predict, single, 1, seconds, 1)}
             print(f"  {name} layout {key}: c32 {layout_results[key]['single_c32']['images_per_s']:.0f} images/s, "
                   f"c1 p50 {layout_results[key]['single_c1']['p50_ms']:.2f} ms", flush=True)
     best = max(layouts, key=lambda layout: layout_results[layout_key(layout)]["single_c32"]["images_per_s"])
-    report["layouts"] = layout_results
-    report["best_layout_c32"] = layout_key(best)
+    # The goals are measured on what an operator gets with no tuning: the shipped defaults. Each
+    # round measures every figure a goal divides, back to back, so a ratio never mixes a quiet
+    # minute of this shared machine with a busy one; rounds show how far the noise moves it.
+    return {"layouts": layout_results, "best_layout_c32": layout_key(best),
+            "default_layout": layout_key(default_layout()),
+            "rounds": [measure_round(work, seconds) for _ in range(rounds)]}
 
-    # The goals are measured on what an operator gets with no tuning: the shipped defaults.
-    report["default_layout"] = layout_key(default_layout())
-    with Server(models_dir, {}, 1) as server:
+
+def measure_round(work: Workload, seconds: float) -> dict:
+    single, batch32 = multipart(work.images[:1], "file"), multipart(work.images[:32], "files")
+    report: dict = {"raw": measure_raw(work.directory, os.cpu_count() or 1, seconds),
+                    "pipeline_images_per_s": measure_pipeline(work.directory, work.images, os.cpu_count() or 1, seconds)}
+    with Server(work.models_dir, {}, 1) as server:
+        url = server.url + work.predict
         report["http_floor_c32"] = run_wrk(server.url + "/bench/floor", single, 32, seconds, 1)
-        report["service"] = {f"single_c{c}": run_wrk(server.url + predict, single, c, seconds, 1)
-                             for c in (1, 8, 32, 64)}
-        report["service"]["batch32_c4"] = run_wrk(server.url + predict + "/batch", batch32, 4, seconds, 32)
-        if name != "mnist-lenet":
-            as_taken = multipart(sample_images(name, as_taken=True)[:1], "file")
-            report["service"]["single_c1_photo_as_taken"] = run_wrk(server.url + predict, as_taken, 1, seconds, 1)
+        report["service"] = {f"single_c{c}": run_wrk(url, single, c, seconds, 1) for c in (1, 8, 32, 64)}
+        report["service"]["batch32_c4"] = run_wrk(url + "/batch", batch32, 4, seconds, 32)
+        if work.name != "mnist-lenet":
+            as_taken = multipart(sample_images(work.name, as_taken=True)[:1], "file")
+            report["service"]["single_c1_photo_as_taken"] = run_wrk(url, as_taken, 1, seconds, 1)
     baseline_env = {**layout_env(1, os.cpu_count() or 1, "thread"), "APP_MAX_BATCH_SIZE": "1"}
-    with Server(models_dir, baseline_env, 1) as server:
-        report["lock_baseline_single_c32"] = run_wrk(server.url + predict, single, 32, seconds, 1)
+    with Server(work.models_dir, baseline_env, 1) as server:
+        report["lock_baseline_single_c32"] = run_wrk(server.url + work.predict, single, 32, seconds, 1)
     return report
 
 
-def print_goals(results: dict) -> dict[str, float]:
-    lenet, mobile = results["mnist-lenet"], results["bench-mobilenet"]
+def round_ratios(lenet: dict, mobile: dict) -> dict[str, float]:
+    """The issue's goals from one round of both models."""
     ratios = {
         "mobilenet_c32_vs_pipeline (goal >= 0.85)":
             mobile["service"]["single_c32"]["images_per_s"] / mobile["pipeline_images_per_s"],
@@ -298,20 +320,30 @@ def print_goals(results: dict) -> dict[str, float]:
     for name, report in (("lenet", lenet), ("mobilenet", mobile)):
         raw = report["raw"]["1"]["latency_ms"]
         ratios[f"{name}_p50_c1_minus_raw_b1_ms (goal <= 2)"] = report["service"]["single_c1"]["p50_ms"] - raw
-    as_taken = mobile["service"]["single_c1_photo_as_taken"]["p50_ms"] - mobile["raw"]["1"]["latency_ms"]
+    ratios["mobilenet_photo_as_taken_p50_c1_minus_raw_b1_ms (no goal)"] = (
+        mobile["service"]["single_c1_photo_as_taken"]["p50_ms"] - mobile["raw"]["1"]["latency_ms"])
+    return ratios
+
+
+def print_goals(results: dict) -> dict[str, dict]:
+    lenet, mobile = results["mnist-lenet"], results["bench-mobilenet"]
+    per_round = [round_ratios(a, b) for a, b in zip(lenet["rounds"], mobile["rounds"])]
     print(f"\nDefault layout: {lenet['default_layout']}; best at c32: lenet {lenet['best_layout_c32']}, "
           f"mobilenet {mobile['best_layout_c32']}")
-    print(f"MobileNetV2 p50 c1 with the photo as taken (~500x375) minus raw b1: {as_taken:.2f} ms (no goal)")
-    print("\nGoals (same run, default layout):")
-    for name, value in ratios.items():
-        print(f"  {name}: {value:.2f}")
-    return ratios
+    print(f"\nGoals (default layout; median of {len(per_round)} rounds, [lowest, highest]):")
+    goals = {}
+    for name in per_round[0]:
+        values = [ratios[name] for ratios in per_round]
+        goals[name] = {"median": statistics.median(values), "rounds": values}
+        print(f"  {name}: {statistics.median(values):.2f}  [{min(values):.2f}, {max(values):.2f}]")
+    return goals
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the goal measurements (median reported)")
     parser.add_argument("--layouts", default="1x1x2:process,1x1x2:thread,1x2x1:process,2x1x1:process",
                         help="uvicorn workers x predictors per model x threads per predictor[:process|thread], "
                              "comma-separated")
@@ -325,10 +357,10 @@ def main() -> int:
         models_dir = Path(tmp)
         shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")
         export_mobilenet(models_dir)
-        results = {name: bench_model(name, models_dir, args.seconds, layouts)
+        results = {name: bench_model(name, models_dir, args.seconds, layouts, max(1, args.rounds))
                    for name in ("mnist-lenet", "bench-mobilenet")}
     results["goals"] = print_goals(results)
-    results["machine"] = {"cpus": os.cpu_count(), "seconds_per_run": args.seconds}
+    results["machine"] = {"cpus": os.cpu_count(), "seconds_per_run": args.seconds, "rounds": args.rounds}
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nfull results: {args.out}")
     return 0

@@ -254,9 +254,20 @@ def parse_layout(text: str) -> Layout:
 
 @dataclass(frozen=True)
 class Workload:
+    """One model's images and request bodies, encoded once for the layouts and every round."""
+
     name: str
     models_dir: Path
     images: list[bytes]
+    single: bytes  # multipart, one image
+    batch32: bytes  # multipart, 32 images
+    as_taken: bytes | None  # multipart, one photo as taken (photo model only)
+
+    @classmethod
+    def create(cls, name: str, models_dir: Path) -> "Workload":
+        images = sample_images(name)
+        as_taken = None if name == "mnist-lenet" else multipart(sample_images(name, as_taken=True)[:1], "file")
+        return cls(name, models_dir, images, multipart(images[:1], "file"), multipart(images[:32], "files"), as_taken)
 
     @property
     def directory(self) -> Path:
@@ -268,14 +279,13 @@ class Workload:
 
 
 def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layout], rounds: int) -> dict:
-    work = Workload(name, models_dir, sample_images(name))
-    single = multipart(work.images[:1], "file")
+    work = Workload.create(name, models_dir)
     layout_results = {}
     for layout in layouts:
         with Server(models_dir, layout_env(*layout[1:]), layout[0]) as server:
             key = layout_key(layout)
-            layout_results[key] = {"single_c32": run_wrk(server.url + work.predict, single, 32, seconds, 1),
-                                   "single_c1": run_wrk(server.url + work.predict, single, 1, seconds, 1)}
+            layout_results[key] = {"single_c32": run_wrk(server.url + work.predict, work.single, 32, seconds, 1),
+                                   "single_c1": run_wrk(server.url + work.predict, work.single, 1, seconds, 1)}
             print(f"  {name} layout {key}: c32 {layout_results[key]['single_c32']['images_per_s']:.0f} images/s, "
                   f"c1 p50 {layout_results[key]['single_c1']['p50_ms']:.2f} ms", flush=True)
     best = max(layouts, key=lambda layout: layout_results[layout_key(layout)]["single_c32"]["images_per_s"])
@@ -288,20 +298,19 @@ def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layou
 
 
 def measure_round(work: Workload, seconds: float) -> dict:
-    single, batch32 = multipart(work.images[:1], "file"), multipart(work.images[:32], "files")
-    report: dict = {"raw": measure_raw(work.directory, os.cpu_count() or 1, seconds),
-                    "pipeline_images_per_s": measure_pipeline(work.directory, work.images, os.cpu_count() or 1, seconds)}
+    cores = os.cpu_count() or 1
+    report: dict = {"raw": measure_raw(work.directory, cores, seconds),
+                    "pipeline_images_per_s": measure_pipeline(work.directory, work.images, cores, seconds)}
     with Server(work.models_dir, {}, 1) as server:
         url = server.url + work.predict
-        report["http_floor_c32"] = run_wrk(server.url + "/bench/floor", single, 32, seconds, 1)
-        report["service"] = {f"single_c{c}": run_wrk(url, single, c, seconds, 1) for c in (1, 8, 32, 64)}
-        report["service"]["batch32_c4"] = run_wrk(url + "/batch", batch32, 4, seconds, 32)
-        if work.name != "mnist-lenet":
-            as_taken = multipart(sample_images(work.name, as_taken=True)[:1], "file")
-            report["service"]["single_c1_photo_as_taken"] = run_wrk(url, as_taken, 1, seconds, 1)
-    baseline_env = {**layout_env(1, os.cpu_count() or 1, "thread"), "APP_MAX_BATCH_SIZE": "1"}
+        report["http_floor_c32"] = run_wrk(server.url + "/bench/floor", work.single, 32, seconds, 1)
+        report["service"] = {f"single_c{c}": run_wrk(url, work.single, c, seconds, 1) for c in (1, 8, 32, 64)}
+        report["service"]["batch32_c4"] = run_wrk(url + "/batch", work.batch32, 4, seconds, 32)
+        if work.as_taken is not None:
+            report["service"]["single_c1_photo_as_taken"] = run_wrk(url, work.as_taken, 1, seconds, 1)
+    baseline_env = {**layout_env(1, cores, "thread"), "APP_MAX_BATCH_SIZE": "1"}
     with Server(work.models_dir, baseline_env, 1) as server:
-        report["lock_baseline_single_c32"] = run_wrk(server.url + work.predict, single, 32, seconds, 1)
+        report["lock_baseline_single_c32"] = run_wrk(server.url + work.predict, work.single, 32, seconds, 1)
     return report
 
 
@@ -348,6 +357,7 @@ def main() -> int:
                         help="uvicorn workers x predictors per model x threads per predictor[:process|thread], "
                              "comma-separated")
     args = parser.parse_args()
+    args.rounds = max(1, args.rounds)
     if shutil.which("wrk") is None:
         print("wrk is required: apt-get install wrk", file=sys.stderr)
         return 2
@@ -357,7 +367,7 @@ def main() -> int:
         models_dir = Path(tmp)
         shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")
         export_mobilenet(models_dir)
-        results = {name: bench_model(name, models_dir, args.seconds, layouts, max(1, args.rounds))
+        results = {name: bench_model(name, models_dir, args.seconds, layouts, args.rounds)
                    for name in ("mnist-lenet", "bench-mobilenet")}
     results["goals"] = print_goals(results)
     results["machine"] = {"cpus": os.cpu_count(), "seconds_per_run": args.seconds, "rounds": args.rounds}

@@ -301,7 +301,9 @@ class ByteAffine:
 
     def __call__(self, image: Image.Image) -> Array:
         pixels = np.asarray(image)
-        chw = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).astype(np.float32)
+        # order="C": astype's default keeps the HxWxC memory order behind the CxHxW view, and the
+        # multiply-add below then strides over channels of 3 (4x slower), and the batch copies it again.
+        chw = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).astype(np.float32, order="C")
         chw *= self.scale
         chw += self.offset
         return chw

@@ -196,5 +196,6 @@ def test_preprocessor_fused_crop_and_normalize_match_step_by_step(color_mode: st
                                 (IMAGE_STEP_FACTORIES["resize_short"](256), IMAGE_STEP_FACTORIES["center_crop"](224)))
     out, reference = fused.process_image(photo), step_by_step.process_image(photo)
     assert out.shape == reference.shape == (channels, 224, 224) and out.dtype == np.float32
+    assert out.flags["C_CONTIGUOUS"]  # the layout the predictor takes, with no copy
     # Pixels differ by at most one 8-bit step (x 1/std after normalising).
     assert np.abs(out - reference).max() <= 1.01 / 255 / min(norm["std"])

@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-import numpy as np
 
 from app.config import Settings
 from app.inference.batcher import Batcher, BatchResult, BatchTiming, QueueFullError
-from app.inference.classifier import Classifier
-from app.inference.postprocess import Prediction
+from app.inference.classifier import Classifier, Input, Outcome
 from app.inference.registry import ModelRegistry, ReloadReport
 from app.telemetry import QUEUE_DEPTH, QUEUE_WAIT, record_batch
 
 
 @dataclass
 class Admission:
-    batcher: Batcher
+    batcher: Batcher[Input, Outcome]
     held: int  # images still reserved; handed over to the queue on submit
 
     def release(self) -> None:
@@ -32,10 +30,10 @@ class Runtime:
     settings: Settings
     registry: ModelRegistry
     # Keyed by id(classifier); the classifier is kept beside its batcher so the id is never reused.
-    batchers: dict[int, tuple[Classifier, Batcher]] = field(default_factory=dict)
+    batchers: dict[int, tuple[Classifier, Batcher[Input, Outcome]]] = field(default_factory=dict)
     draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
 
-    def batcher_for(self, classifier: Classifier) -> Batcher:
+    def batcher_for(self, classifier: Classifier) -> Batcher[Input, Outcome]:
         """One batcher per loaded classifier, made on first use (it needs the running event loop)."""
         found = self.batchers.get(id(classifier))
         batcher = found[1] if found else None
@@ -43,7 +41,7 @@ class Runtime:
             if classifier.closed:
                 raise QueueFullError("this model version was just replaced")  # 503, Retry-After
             batcher = Batcher(
-                classifier.predict_async,
+                classifier.classify_async,
                 workers=classifier.pool.size,
                 max_batch_size=classifier.batch_policy.max_batch_size,
                 max_delay_ms=self.settings.max_batch_delay_ms,
@@ -76,18 +74,19 @@ class Runtime:
         batcher.reserve(images)
         return Admission(batcher, images)
 
-    async def classify(self, classifier: Classifier, inputs: Sequence[np.ndarray], k: int,
-                       admission: Admission | None = None) -> tuple[list[list[Prediction]], BatchTiming]:
-        """Queue the inputs on the model's batcher; top-k per input, and where the time went."""
+    async def classify(self, classifier: Classifier, inputs: Sequence[Input],
+                       admission: Admission | None = None) -> tuple[list[Outcome], BatchTiming]:
+        """Queue encoded images or model inputs on the model's batcher: an Outcome per input (its
+        probabilities or its own error), and where the batch's time went."""
         result = await self.submit(classifier, inputs, admission)
-        return [classifier.postprocess(row, k) for row in result.probabilities], result.timing
+        # The batcher times whole predictor calls (decoding included, where the predictor decodes);
+        # report the model runs: the first outcome of each chunk the batcher split the request into.
+        chunk = self.batcher_for(classifier).max_batch_size
+        model_ms = sum(outcome.inference_ms for outcome in result.outcomes[::chunk])
+        return result.outcomes, replace(result.timing, inference_ms=model_ms)
 
-    async def probabilities(self, classifier: Classifier, inputs: Sequence[np.ndarray],
-                            admission: Admission | None = None) -> np.ndarray:
-        return (await self.submit(classifier, inputs, admission)).probabilities
-
-    async def submit(self, classifier: Classifier, inputs: Sequence[np.ndarray],
-                     admission: Admission | None) -> BatchResult:
+    async def submit(self, classifier: Classifier, inputs: Sequence[Input],
+                     admission: Admission | None) -> BatchResult[Outcome]:
         """Raises the batcher's QueueFull/Timeout/Inference errors."""
         batcher = self.batcher_for(classifier)
         labels = (classifier.name, str(classifier.version))

@@ -1,6 +1,9 @@
 """Dynamic batching: requests queue per model; workers take what is queued (up to the model's max
 batch size, waiting at most `max_delay_ms` for more), run it through one predictor call, and hand
-each request its rows back.
+each request its own outcomes back.
+
+What a request queues (encoded images, arrays) and what comes back per input are the predict
+function's business: the batcher only counts, groups and scatters them, in order.
 
 One worker per predictor in the pool, so N predictors run N batches at once while the event loop
 keeps decoding and queueing; `predict` is awaited, so where it runs (a child process, a thread,
@@ -15,8 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +42,27 @@ class BatchTiming:
     batch_size: int = 0
 
 
+S = TypeVar("S")  # one input as queued
+R = TypeVar("R")  # what became of it
+
+
 @dataclass
 class _Item:
-    inputs: np.ndarray  # (n, C, H, W)
+    inputs: list[Any]
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
-class BatchResult:
-    probabilities: np.ndarray  # (n, K)
+class BatchResult(Generic[R]):
+    outcomes: list[R]  # one per input, in the order submitted
     timing: BatchTiming
 
 
-class Batcher:
+class Batcher(Generic[S, R]):
     def __init__(
         self,
-        predict: Callable[[np.ndarray], Awaitable[np.ndarray]],
+        predict: Callable[[list[S]], Awaitable[list[R]]],
         workers: int,
         max_batch_size: int,
         max_delay_ms: float,
@@ -93,16 +99,15 @@ class Batcher:
     def release(self, images: int) -> None:
         self._reserved_images -= images
 
-    async def submit(self, inputs: Sequence[np.ndarray], timeout: float | None, reserved: int = 0) -> BatchResult:
-        """inputs: (C, H, W) arrays. Requests larger than the max batch size are split into chunks.
+    async def submit(self, inputs: Sequence[S], timeout: float | None, reserved: int = 0) -> BatchResult[R]:
+        """Requests larger than the max batch size are split into chunks.
         `reserved`: images this request reserved earlier; they are released here."""
         self.release(reserved)
         if self._closed:
             raise QueueFullError("the model is shutting down")
-        stacked = np.stack(inputs)
-        if self._queued_images + self._reserved_images + len(stacked) > self.max_queue_images:
+        if self._queued_images + self._reserved_images + len(inputs) > self.max_queue_images:
             raise QueueFullError(f"{self._queued_images} images are already queued for this model")
-        chunks = [stacked[i : i + self.max_batch_size] for i in range(0, len(stacked), self.max_batch_size)]
+        chunks = [list(inputs[i : i + self.max_batch_size]) for i in range(0, len(inputs), self.max_batch_size)]
         loop = asyncio.get_running_loop()
         items = [_Item(chunk, loop.create_future()) for chunk in chunks]
         for item in items:
@@ -110,7 +115,7 @@ class Batcher:
             self._queued_images += len(item.inputs)
         self._wakeup.set()
         try:
-            results: list[BatchResult] = await asyncio.wait_for(
+            results: list[BatchResult[R]] = await asyncio.wait_for(
                 asyncio.gather(*(item.future for item in items)), timeout
             )
         except asyncio.TimeoutError:
@@ -120,7 +125,7 @@ class Batcher:
                 if not item.future.done():
                     item.future.cancel()  # workers skip cancelled items still in the queue
         return BatchResult(
-            np.concatenate([r.probabilities for r in results]),
+            [outcome for result in results for outcome in result.outcomes],
             BatchTiming(
                 queue_ms=max(r.timing.queue_ms for r in results),
                 inference_ms=sum(r.timing.inference_ms for r in results),
@@ -164,10 +169,12 @@ class Batcher:
                 self._busy -= 1
 
     async def _run(self, batch: list[_Item]) -> None:
-        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([i.inputs for i in batch])
+        inputs = batch[0].inputs if len(batch) == 1 else [x for item in batch for x in item.inputs]
         started = time.perf_counter()
         try:
-            probabilities = await self._predict(inputs)
+            outcomes = await self._predict(inputs)
+            if len(outcomes) != len(inputs):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(inputs)} inputs")
         except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep the worker alive
             log.exception("inference failed for a batch of %d", len(inputs))
             for item in batch:
@@ -179,7 +186,7 @@ class Batcher:
             self._on_batch(len(inputs), inference_ms)
         offset = 0
         for item in batch:
-            rows = probabilities[offset : offset + len(item.inputs)]
+            rows = outcomes[offset : offset + len(item.inputs)]
             offset += len(item.inputs)
             if not item.future.done():
                 timing = BatchTiming((started - item.enqueued) * 1000, inference_ms, len(inputs))

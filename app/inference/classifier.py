@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -10,13 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
 from app.inference.manifest import Manifest, load_manifest, step_specs, verify_files
 from app.inference.postprocess import Prediction, to_probabilities, top_k
 from app.inference.predictor import Predictor, PredictorPool, RuntimeOptions
-from app.inference.predictor_process import ProcessPool
-from app.inference.preprocess import Preprocessor
+from app.inference.predictor_process import Classified, ProcessPool
+from app.inference.preprocess import Preprocessor, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,29 @@ class BatchPolicy:
     measured_images_per_second: dict[int, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one input: its probabilities, or the error it raised (its bytes are the
+    client's fault for the preprocess module's errors, ours for anything else)."""
+
+    probabilities: np.ndarray | None
+    error: Exception | None = None
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0  # the model run of the batch it was part of
+
+
+Input = bytes | np.ndarray  # an encoded image, or a model-ready (C, H, W) array
+
 INLINE_BATCH_MS = 2.0
+# Encoded images up to this size decode in well under a thread hand-off (thread isolation only).
+INLINE_ENCODED_BYTES = 64 * 1024
 
 
-def create_pool(model_file: Path, params_file: Path, options: LoadOptions, name: str) -> PredictorPool | ProcessPool:
+def create_pool(model_file: Path, params_file: Path, options: LoadOptions, name: str,
+                recipe: Recipe) -> PredictorPool | ProcessPool:
     if options.isolation == "process":
-        return ProcessPool(model_file, params_file, options.runtime, options.predictors, name)
+        return ProcessPool(model_file, params_file, options.runtime, options.predictors, name, recipe)
     return PredictorPool(Predictor.create(model_file, params_file, options.runtime), options.predictors)
 
 
@@ -90,14 +107,11 @@ class Classifier:
         started = time.perf_counter()
         manifest = load_manifest(directory)
         verify_files(directory, manifest)
-        preprocessor = Preprocessor.create(
-            manifest.input.color_mode,
-            manifest.input.shape[1:],
-            step_specs(manifest.preprocessing.steps),
-            options.max_image_pixels,
-        )
+        recipe = Recipe(manifest.input.color_mode, tuple(manifest.input.shape[1:]),
+                        tuple(step_specs(manifest.preprocessing.steps)), options.max_image_pixels)
+        preprocessor = recipe.build()
         pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
-                           f"{manifest.name}/{manifest.version}")
+                           f"{manifest.name}/{manifest.version}", recipe)
         classifier = cls(directory, manifest, preprocessor, pool, options)
         try:
             if pool.input_name != manifest.input.name:
@@ -163,9 +177,34 @@ class Classifier:
         """(N, C, H, W) -> (N, K) probabilities."""
         return to_probabilities(self.pool.run(batch), self.manifest.output.activation)
 
-    async def predict_async(self, batch: np.ndarray) -> np.ndarray:
-        """predict() for the event loop: awaits the predictor without blocking the loop."""
-        return to_probabilities(await self.pool.run_async(batch), self.manifest.output.activation)
+    async def classify_async(self, inputs: list[Input]) -> list[Outcome]:
+        """Encoded images and/or model inputs -> one Outcome each, in one model run, without
+        blocking the event loop: decoding happens where the predictor runs (its child process, or a
+        worker thread)."""
+        if isinstance(self.pool, ProcessPool):
+            classified = await self.pool.classify_async(inputs)
+        elif self.pool.inline and all(isinstance(x, np.ndarray) or len(x) <= INLINE_ENCODED_BYTES for x in inputs):
+            classified = self.classify_here(inputs)
+        else:
+            classified = await asyncio.to_thread(self.classify_here, inputs)
+        return self.to_outcomes(classified)
+
+    def classify_here(self, inputs: list[Input]) -> Classified:
+        """classify_async's work in this process (thread isolation)."""
+        prepared = self.preprocessor.prepare(inputs)
+        started = time.perf_counter()
+        outputs = self.pool.run(np.stack(prepared.arrays)) if prepared.arrays else np.zeros((0, 0), np.float32)
+        return Classified(outputs, prepared.errors, prepared.timings, (time.perf_counter() - started) * 1000)
+
+    def to_outcomes(self, classified: Classified) -> list[Outcome]:
+        rows = iter(to_probabilities(classified.outputs, self.manifest.output.activation)
+                    if len(classified.outputs) else [])
+        outcomes = []
+        for index, (decode_ms, preprocess_ms) in enumerate(classified.timings):
+            error = classified.errors.get(index)
+            outcomes.append(Outcome(None if error else next(rows), error, decode_ms, preprocess_ms,
+                                    classified.inference_ms))
+        return outcomes
 
     def close(self) -> None:
         """Stop this version's predictor processes; requests must no longer reach it."""
@@ -174,15 +213,6 @@ class Classifier:
 
     def postprocess(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
         return top_k(probabilities, self.labels, k)
-
-    def preprocess_timed(self, opened: Image.Image) -> tuple[np.ndarray, float, float]:
-        """preprocess() of an image from preprocessor.open(), saying where the time went:
-        (input, decode ms, preprocess ms)."""
-        started = time.perf_counter()
-        image = self.preprocessor.load(opened)
-        decoded = time.perf_counter()
-        array = self.preprocessor.process_image(image)
-        return array, (decoded - started) * 1000, (time.perf_counter() - decoded) * 1000
 
     def runtime_info(self) -> dict[str, Any]:
         runtime = self.options.runtime

@@ -6,7 +6,6 @@ predictors are created in the lifespan, never at import.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -162,11 +161,6 @@ class PredictorPool:
     def run(self, batch: np.ndarray) -> np.ndarray:
         with self._lender.borrow() as predictor:
             return predictor.run(batch)
-
-    async def run_async(self, batch: np.ndarray) -> np.ndarray:
-        if self.inline:
-            return self.run(batch)
-        return await asyncio.to_thread(self.run, batch)
 
     def close(self) -> None:
         """Predictors are freed with the last reference to them."""

@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.errors import ApiError
-from app.inference.classifier import Classifier
+from app.inference.classifier import Classifier, Input, Outcome
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep
 from app.routers.models import lookup_classifier
-from app.routers.predict import admit_or_raise, batcher_errors, preprocess_upload
+from app.routers.predict import admit_or_raise, batcher_errors, input_error
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
@@ -163,8 +163,15 @@ def split_bytes_tensor(chunk: bytes) -> list[bytes]:
     return items
 
 
-async def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any,
-                       runtime: Runtime) -> np.ndarray:
+def stack_probabilities(outcomes: list[Outcome]) -> np.ndarray:
+    """(N, K) for the response tensor; one bad image fails the whole request (V2 has no per-item errors)."""
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise input_error(outcome.error)
+    return np.stack([outcome.probabilities for outcome in outcomes])
+
+
+def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any, runtime: Runtime) -> list[Input]:
     expected = classifier.manifest.input.shape[1:]
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
@@ -177,19 +184,16 @@ async def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any,
             raise ApiError(400, "invalid_shape", f"{data.size} values do not fill shape {shape}")
         if not np.isfinite(data).all():
             raise ApiError(400, "invalid_request", "FP32 input holds NaN or infinity")
-        return data.reshape(shape)
+        return list(data.reshape(shape))
     if spec.get("datatype") == "BYTES":
         if not data or len(data) != int(np.prod(shape)):
             raise ApiError(400, "invalid_shape", f"{len(data)} images do not fill shape {shape}")
         if len(data) > runtime.settings.max_batch_files:
             raise ApiError(413, "too_many_files", f"at most {runtime.settings.max_batch_files} images per request")
-        arrays = []
         for item in data:
             if len(item) > runtime.settings.max_upload_bytes:
                 raise ApiError(413, "file_too_large", f"an image is larger than {runtime.settings.max_upload_bytes} bytes")
-            array, _decode_ms, _preprocess_ms = await preprocess_upload(classifier, item)
-            arrays.append(array)
-        return np.stack(arrays)
+        return list(data)  # encoded images: the predictor decodes them
     raise ApiError(400, "invalid_datatype", f"datatype {spec.get('datatype')!r}: use FP32 or BYTES")
 
 
@@ -199,9 +203,10 @@ async def run_infer(classifier: Classifier, request: Request, runtime: Runtime) 
     if len(payload["inputs"]) != 1 or not isinstance(spec, dict):
         raise ApiError(400, "invalid_request", "exactly one input tensor is expected")
     data, _offset = tensor_data(spec, binary, 0)
-    batch = await build_inputs(classifier, spec, data, runtime)
+    batch = build_inputs(classifier, spec, data, runtime)
     with admit_or_raise(runtime, classifier, len(batch)) as admission, batcher_errors():
-        probabilities = await runtime.probabilities(classifier, batch, admission)
+        outcomes, _timing = await runtime.classify(classifier, batch, admission)
+    probabilities = stack_probabilities(outcomes)
     outputs = render_outputs(classifier, payload.get("outputs"), probabilities)
     body = {"model_name": classifier.name, "model_version": str(classifier.version), "outputs": outputs}
     if "id" in payload:

@@ -42,8 +42,8 @@ async def run_requests(batcher: Batcher, values: list[float], timeout: float | N
 def make_batcher(model: RecordingModel, **kwargs: object) -> tuple[Batcher, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(4)
 
-    async def predict(batch: np.ndarray) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(executor, model, batch)
+    async def predict(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return list(await asyncio.get_running_loop().run_in_executor(executor, model, np.stack(inputs)))
 
     options = {"workers": 1, "max_batch_size": 8, "max_delay_ms": 0, "max_queue_images": 100, **kwargs}
     return Batcher(predict, **options), executor
@@ -54,7 +54,7 @@ def test_batcher_groups_waiting_requests_and_scatters_results() -> None:
         model = RecordingModel()
         batcher, executor = make_batcher(model)
         results = await run_requests(batcher, [float(i) for i in range(20)])
-        assert [float(r.probabilities[0, 0]) for r in results] == [float(i) for i in range(20)]
+        assert [float(r.outcomes[0][0]) for r in results] == [float(i) for i in range(20)]
         assert max(model.sizes) > 1 and sum(model.sizes) == 20 and max(model.sizes) <= 8
         await batcher.close()
         executor.shutdown()
@@ -67,7 +67,7 @@ def test_batcher_splits_requests_larger_than_max_batch() -> None:
         model = RecordingModel(delay=0)
         batcher, executor = make_batcher(model, max_batch_size=4)
         result = await batcher.submit([image(i) for i in range(10)], 5)
-        assert result.probabilities[:, 0].tolist() == list(range(10))
+        assert [float(row[0]) for row in result.outcomes] == list(range(10))
         assert max(model.sizes) <= 4
         await batcher.close()
         executor.shutdown()
@@ -81,9 +81,9 @@ def test_batcher_failure_fails_only_its_batch() -> None:
         batcher, executor = make_batcher(model, max_batch_size=1)
         results = await run_requests(batcher, [1.0, 2.0, 3.0, 4.0])
         assert isinstance(results[2], InferenceError)
-        assert [float(r.probabilities[0, 0]) for i, r in enumerate(results) if i != 2] == [1.0, 2.0, 4.0]
+        assert [float(r.outcomes[0][0]) for i, r in enumerate(results) if i != 2] == [1.0, 2.0, 4.0]
         later = await batcher.submit([image(5.0)], 5)
-        assert float(later.probabilities[0, 0]) == 5.0
+        assert float(later.outcomes[0][0]) == 5.0
         await batcher.close()
         executor.shutdown()
 

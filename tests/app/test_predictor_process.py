@@ -1,5 +1,6 @@
 """Predictors in child processes, with the bundled LeNet: same answers as in-process, a crash
-fails one batch and the next batch gets a fresh child, nothing is left running after close."""
+fails one batch and the next batch gets a fresh child, nothing is left running after close, and
+encoded images decoded in the child answer as in-process decoding does."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import numpy as np
 import pytest
 import uvloop
 
+from app.inference.classifier import Classifier, LoadOptions
 from app.inference.predictor import Predictor, RuntimeOptions
 from app.inference.predictor_process import PredictorCrashedError, ProcessPool
-from tests.conftest import MODELS_DIR
+from app.inference.preprocess import ImageDecodeError, UnsupportedImageError
+from tests.conftest import MODELS_DIR, png_bytes
 
 LENET_DIR = MODELS_DIR / "mnist-lenet" / "1"
 OPTIONS = RuntimeOptions(device="cpu", cpu_threads=1)
@@ -115,3 +118,26 @@ def test_process_pool_close_stops_every_child() -> None:
     assert len(pids) == 2 and all(is_running(pid) for pid in pids)
     pool.close()
     assert not any(is_running(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_classifier_classify_async_decodes_where_it_predicts_and_fails_only_bad_inputs(mnist, isolation: str) -> None:  # noqa: ANN001
+    """Encoded images are decoded beside the predictor (in its child with process isolation); a
+    corrupt or foreign file fails only its own input, and arrays pass through as model inputs."""
+    classifier = Classifier.load(LENET_DIR, LoadOptions(OPTIONS, 1, 1_000_000, isolation=isolation))
+    try:
+        good = [png_bytes(mnist.test.images[i]) for i in range(3)]
+        inputs = [good[0], good[1][:60], b"not an image at all", classifier.preprocess(good[2]), good[2]]
+        outcomes = asyncio.run(classifier.classify_async(inputs))
+        assert [type(o.error) for o in outcomes] == [type(None), ImageDecodeError, UnsupportedImageError,
+                                                     type(None), type(None)]
+        expected = classifier.predict(np.stack([classifier.preprocess(good[0]), classifier.preprocess(good[2])]))
+        for index, row in ((0, 0), (3, 1), (4, 1)):
+            np.testing.assert_allclose(outcomes[index].probabilities, expected[row], rtol=1e-5, atol=1e-6)
+        assert outcomes[0].decode_ms > 0 and outcomes[0].preprocess_ms > 0 and outcomes[0].inference_ms > 0
+        assert outcomes[3].decode_ms == 0  # an array needs no decoding
+        assert outcomes[1].probabilities is None
+        only_bad = asyncio.run(classifier.classify_async([b"\x89PNG\r\n\x1a\n broken"]))
+        assert isinstance(only_bad[0].error, ImageDecodeError)  # a batch with nothing to run still answers
+    finally:
+        classifier.close()

@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.inference.manifest import Manifest, load_manifest, step_specs, verify_files
+from app.inference.manifest import Manifest, load_manifest, preprocessing_recipe, verify_files
 from app.inference.postprocess import Prediction, to_probabilities, top_k
 from app.inference.predictor import Predictor, PredictorPool, RuntimeOptions
-from app.inference.predictor_process import Classified, ProcessPool
-from app.inference.preprocess import Preprocessor, Recipe
+from app.inference.predictor_process import Classified, ProcessPool, classify_inputs
+from app.inference.preprocess import Input, Preprocessor, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,6 @@ class Outcome:
     preprocess_ms: float = 0.0
     inference_ms: float = 0.0  # the model run of the batch it was part of
 
-
-Input = bytes | np.ndarray  # an encoded image, or a model-ready (C, H, W) array
 
 INLINE_BATCH_MS = 2.0
 # Encoded images up to this size decode in well under a thread hand-off (thread isolation only).
@@ -107,8 +105,7 @@ class Classifier:
         started = time.perf_counter()
         manifest = load_manifest(directory)
         verify_files(directory, manifest)
-        recipe = Recipe(manifest.input.color_mode, tuple(manifest.input.shape[1:]),
-                        tuple(step_specs(manifest.preprocessing.steps)), options.max_image_pixels)
+        recipe = preprocessing_recipe(manifest, options.max_image_pixels)
         preprocessor = recipe.build()
         pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
                            f"{manifest.name}/{manifest.version}", recipe)
@@ -184,17 +181,10 @@ class Classifier:
         if isinstance(self.pool, ProcessPool):
             classified = await self.pool.classify_async(inputs)
         elif self.pool.inline and all(isinstance(x, np.ndarray) or len(x) <= INLINE_ENCODED_BYTES for x in inputs):
-            classified = self.classify_here(inputs)
+            classified = classify_inputs(self.preprocessor, self.pool.run, inputs)
         else:
-            classified = await asyncio.to_thread(self.classify_here, inputs)
+            classified = await asyncio.to_thread(classify_inputs, self.preprocessor, self.pool.run, inputs)
         return self.to_outcomes(classified)
-
-    def classify_here(self, inputs: list[Input]) -> Classified:
-        """classify_async's work in this process (thread isolation)."""
-        prepared = self.preprocessor.prepare(inputs)
-        started = time.perf_counter()
-        outputs = self.pool.run(np.stack(prepared.arrays)) if prepared.arrays else np.zeros((0, 0), np.float32)
-        return Classified(outputs, prepared.errors, prepared.timings, (time.perf_counter() - started) * 1000)
 
     def to_outcomes(self, classified: Classified) -> list[Outcome]:
         rows = iter(to_probabilities(classified.outputs, self.manifest.output.activation)

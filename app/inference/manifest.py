@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.inference.preprocess import Recipe
+
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
 # Names travel in URL paths and become directory names: keep them boring.
@@ -78,6 +80,12 @@ class Preprocessing(_Strict):
 def step_specs(steps: Sequence[PreprocessStep]) -> list[tuple[str, dict[str, Any]]]:
     """Manifest steps as the (op, parameters) pairs that Preprocessor.create takes."""
     return [(step.op, step.params()) for step in steps]
+
+
+def preprocessing_recipe(manifest: Manifest, max_pixels: int) -> Recipe:
+    """What a preprocessor for this model is built from, in this process or a predictor's child."""
+    return Recipe(manifest.input.color_mode, tuple(manifest.input.shape[1:]),
+                  tuple(step_specs(manifest.preprocessing.steps)), max_pixels)
 
 
 class DatasetProvenance(_Strict):

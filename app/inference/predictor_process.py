@@ -32,6 +32,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -42,7 +43,8 @@ import numpy as np
 
 from app.inference.predictor import Lender, Predictor, RuntimeOptions, import_paddle
 from app.inference.preprocess import (
-    ImageDecodeError, ImageTooLargeError, PreprocessError, Recipe, UnsupportedImageError,
+    ImageDecodeError, ImageTooLargeError, Input, Mapper, Preprocessor, PreprocessError, Recipe,
+    UnsupportedImageError,
 )
 
 log = logging.getLogger(__name__)
@@ -127,45 +129,50 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
         conn.send_bytes(outputs.reshape(-1).view(np.uint8))  # flat bytes: an empty result included
 
 
-def classify_payload(predictor: Predictor, preprocessor: Any, items: list[list[Any]], payload: bytes,
-                     decoders: ThreadPoolExecutor) -> tuple[dict[str, Any], np.ndarray]:
-    """Child side of `classify`: split the payload into its inputs, prepare them, run the model."""
+def classify_inputs(preprocessor: Preprocessor, run: Callable[[np.ndarray], np.ndarray], inputs: list[Input],
+                    mapper: Mapper = map) -> Classified:
+    """Decode and preprocess the encoded inputs, then run the model once on all that prepared: what
+    `classify` does, in a predictor's child process and in thread isolation alike."""
+    prepared = preprocessor.prepare(inputs, mapper)
+    started = time.perf_counter()
+    outputs = run(np.stack(prepared.arrays)) if prepared.arrays else np.zeros((0, 0), dtype=np.float32)
+    return Classified(outputs, prepared.errors, prepared.timings, (time.perf_counter() - started) * 1000)
+
+
+def classify_payload(predictor: Predictor, preprocessor: Preprocessor | None, items: list[list[Any]],
+                     payload: bytes, decoders: ThreadPoolExecutor) -> tuple[dict[str, Any], np.ndarray]:
+    """Child side of `classify`: split the payload into its inputs and classify them."""
     if preprocessor is None:
         raise RuntimeError("this predictor process was started without a preprocessing recipe")
     inputs = split_payload(items, payload)
     encoded = sum(1 for item in inputs if not isinstance(item, np.ndarray))
-    prepared = preprocessor.prepare(inputs, decoders.map if encoded > 1 else map)
-    started = time.perf_counter()
-    if prepared.arrays:
-        outputs = np.ascontiguousarray(predictor.run(np.stack(prepared.arrays)), dtype=np.float32)
-    else:
-        outputs = np.zeros((0, 0), dtype=np.float32)
+    classified = classify_inputs(preprocessor, predictor.run, inputs, decoders.map if encoded > 1 else map)
     reply = {
         "ok": True,
-        "errors": [[index, type(exc).__name__, str(exc)] for index, exc in prepared.errors.items()],
-        "timings": prepared.timings,
-        "inference_ms": (time.perf_counter() - started) * 1000,
+        "errors": [[index, type(exc).__name__, str(exc)] for index, exc in classified.errors.items()],
+        "timings": classified.timings,
+        "inference_ms": classified.inference_ms,
     }
-    return reply, outputs
+    return reply, np.ascontiguousarray(classified.outputs, dtype=np.float32)
 
 
-def encode_items(inputs: list[bytes | np.ndarray]) -> tuple[list[list[Any]], bytes]:
+def encode_items(inputs: list[Input]) -> tuple[list[list[Any]], bytes]:
     """Inputs as the wire's item list plus one payload: encoded images as they are, arrays as float32."""
     items: list[list[Any]] = []
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     for item in inputs:
         if isinstance(item, np.ndarray):
             array = np.ascontiguousarray(item, dtype=np.float32)
             items.append(["array", list(array.shape)])
-            parts.append(array.tobytes())
+            parts.append(array.reshape(-1).view(np.uint8).data)  # joined below: copied once, not twice
         else:
             items.append(["encoded", len(item)])
-            parts.append(bytes(item))
+            parts.append(item)
     return items, b"".join(parts)
 
 
-def split_payload(items: list[list[Any]], payload: bytes) -> list[bytes | np.ndarray]:
-    inputs: list[bytes | np.ndarray] = []
+def split_payload(items: list[list[Any]], payload: bytes) -> list[Input]:
+    inputs: list[Input] = []
     offset = 0
     for kind, detail in items:
         if kind == "array":
@@ -240,15 +247,7 @@ class PredictorProcess:
         self._send(batch)
         return self._receive()
 
-    async def run_async(self, batch: np.ndarray) -> np.ndarray:
-        """The same, without blocking the event loop while the child computes."""
-        if not self.alive():
-            await asyncio.to_thread(self._ensure_started)
-        self._send(batch)
-        await self._wait_for_reply()
-        return self._receive()
-
-    async def classify_async(self, inputs: list[bytes | np.ndarray]) -> Classified:
+    async def classify_async(self, inputs: list[Input]) -> Classified:
         """Encoded images (decoded and preprocessed in the child) or model-ready arrays, one run."""
         if not self.alive():
             await asyncio.to_thread(self._ensure_started)
@@ -366,12 +365,8 @@ class ProcessPool:
         with self._lender.borrow() as process:
             return process.run(batch)
 
-    async def run_async(self, batch: np.ndarray) -> np.ndarray:
+    async def classify_async(self, inputs: list[Input]) -> Classified:
         """Callers (the batcher's workers) never outnumber the processes, so borrowing never waits."""
-        with self._lender.borrow() as process:
-            return await process.run_async(batch)
-
-    async def classify_async(self, inputs: list[bytes | np.ndarray]) -> Classified:
         with self._lender.borrow() as process:
             return await process.classify_async(inputs)
 

@@ -24,6 +24,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 Array = np.ndarray
 Step = Callable[[Array], Array]
 Mapper = Callable[..., Iterable[Any]]
+Input = bytes | np.ndarray  # an encoded image, or a model-ready (C, H, W) array
 
 
 class ImageDecodeError(ValueError):
@@ -472,7 +473,7 @@ class Preprocessor:
         array = self.process_image(loaded)
         return array, (decoded - started) * 1000, (time.perf_counter() - decoded) * 1000
 
-    def prepare(self, inputs: Sequence[bytes | Array], mapper: Mapper = map) -> Prepared:
+    def prepare(self, inputs: Sequence[Input], mapper: Mapper = map) -> Prepared:
         """Encoded images are decoded and preprocessed; arrays are taken as model inputs already.
         `mapper` may be a thread pool's map: Pillow and numpy release the GIL for most of the work."""
         prepared = Prepared()
@@ -484,7 +485,7 @@ class Preprocessor:
             prepared.timings.append(timing)
         return prepared
 
-    def prepare_one(self, item: bytes | Array) -> tuple[Array | None, Exception | None, tuple[float, float]]:
+    def prepare_one(self, item: Input) -> tuple[Array | None, Exception | None, tuple[float, float]]:
         if isinstance(item, np.ndarray):
             return item, None, (0.0, 0.0)
         started = time.perf_counter()

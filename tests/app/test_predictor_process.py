@@ -17,9 +17,10 @@ import pytest
 import uvloop
 
 from app.inference.classifier import Classifier, LoadOptions
+from app.inference.manifest import load_manifest, preprocessing_recipe
 from app.inference.predictor import Predictor, RuntimeOptions
 from app.inference.predictor_process import PredictorCrashedError, ProcessPool
-from app.inference.preprocess import ImageDecodeError, UnsupportedImageError
+from app.inference.preprocess import ImageDecodeError, Recipe, UnsupportedImageError
 from tests.conftest import MODELS_DIR, png_bytes
 
 LENET_DIR = MODELS_DIR / "mnist-lenet" / "1"
@@ -29,6 +30,10 @@ OPTIONS = RuntimeOptions(device="cpu", cpu_threads=1)
 def model_files(directory: Path) -> tuple[Path, Path]:
     manifest = json.loads((directory / "manifest.json").read_text())
     return directory / manifest["model_file"], directory / manifest["params_file"]
+
+
+def lenet_recipe() -> Recipe:
+    return preprocessing_recipe(load_manifest(LENET_DIR), 1_000_000)
 
 
 def digits(count: int) -> np.ndarray:
@@ -45,7 +50,7 @@ def is_running(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[ProcessPool]:
-    created = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=1, name="mnist-lenet/1")
+    created = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=1, name="mnist-lenet/1", recipe=lenet_recipe())
     yield created
     created.close()
 
@@ -59,13 +64,16 @@ def test_process_pool_answers_like_the_in_process_predictor(pool: ProcessPool) -
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_process_pool_run_async_matches_run(pool: ProcessPool, loop: str) -> None:
+def test_process_pool_classify_async_matches_run(pool: ProcessPool, loop: str) -> None:
     """uvloop (what uvicorn runs when it is installed) leaves watched descriptors non-blocking."""
     batch = digits(5)
     large = digits(3000)  # a reply larger than the socket buffer arrives in pieces
 
+    async def outputs(inputs: np.ndarray) -> np.ndarray:
+        return (await pool.classify_async(list(inputs))).outputs
+
     async def one_by_one() -> list[np.ndarray]:
-        return [await pool.run_async(batch[i : i + 1]) for i in range(5)] + [await pool.run_async(large)]
+        return [await outputs(batch[i : i + 1]) for i in range(5)] + [await outputs(large)]
 
     run = uvloop.run if loop == "uvloop" else asyncio.run
     *rows, large_rows = run(one_by_one())
@@ -82,14 +90,14 @@ def test_process_pool_error_in_the_predictor_fails_only_that_batch(pool: Process
 
 
 def test_process_pool_crash_fails_the_batch_then_restarts() -> None:
-    pool = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=1, name="mnist-lenet/1")
+    pool = ProcessPool(*model_files(LENET_DIR), OPTIONS, size=1, name="mnist-lenet/1", recipe=lenet_recipe())
     try:
         [pid] = pool.pids()
         expected = pool.run(digits(3))
 
         async def crash_mid_batch() -> None:
             os.kill(pid, signal.SIGSTOP)  # hold the child inside this batch, then kill it there
-            running = asyncio.ensure_future(pool.run_async(digits(3)))
+            running = asyncio.ensure_future(pool.classify_async(list(digits(3))))
             await asyncio.sleep(0.2)
             os.kill(pid, signal.SIGKILL)
             with pytest.raises(PredictorCrashedError, match="died"):

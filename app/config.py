@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     isolation: Literal["process", "thread"] = Field(
         "process", description="process: each predictor in a child process, so inference never holds the "
                                "server's GIL (overloads are refused at once); thread: in the server process")
+    omp_blocktime_ms: int = Field(1, ge=0, le=10_000, description="How long math threads spin after a run "
+                                  "before sleeping (Intel OpenMP's default is 200, which takes a core from "
+                                  "the server between small batches)")
     onednn: bool = Field(True, description="Use oneDNN (MKL-DNN) kernels on CPU")
     gpu_memory_mb: int = Field(512, ge=64, description="Initial GPU memory pool per predictor")
     gpu_id: int = Field(0, ge=0)

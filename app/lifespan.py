@@ -31,7 +31,8 @@ def build_load_options(settings: Settings) -> LoadOptions:
     device, reason = resolve_device(settings.device)
     log.info("inference device: %s (%s)", device, reason)
     runtime = RuntimeOptions(device=device, cpu_threads=settings.threads_per_predictor(), onednn=settings.onednn,
-                             gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb)
+                             gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb,
+                             omp_blocktime_ms=settings.omp_blocktime_ms)
     return LoadOptions(runtime=runtime, predictors=settings.predictors,
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,

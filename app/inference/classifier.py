@@ -212,6 +212,7 @@ class Classifier:
             "device_reason": self.options.device_reason,
             "cpu_threads": runtime.cpu_threads if runtime.device == "cpu" else None,
             "onednn": runtime.onednn if runtime.device == "cpu" else False,
+            "omp_blocktime_ms": runtime.omp_blocktime_ms if runtime.device == "cpu" else None,
             "predictors": self.pool.size,
             "isolation": self.options.isolation,
             "predictor_restarts": self.pool.restarts,

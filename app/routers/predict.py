@@ -25,7 +25,7 @@ from app.inference.preprocess import (
     UnsupportedImageError,
     render_input_png,
 )
-from app.routers.deps import ModelName, RegistryDep, RuntimeDep
+from app.routers.deps import ModelName, runtime_of
 from app.routers.uploads import read_many, read_single, request_body_doc
 from app.runtime import Admission, Runtime
 from app.telemetry import MODEL_VERSION_HEADER
@@ -239,31 +239,33 @@ BATCH_BODY = request_body_doc(batch=True)
 
 @router.post("/{name}/predict", response_model=PredictResponse, responses=RESPONSES, summary=SINGLE_DOC,
              openapi_extra=SINGLE_BODY)
-async def predict(name: ModelName, request: Request, registry: RegistryDep, runtime: RuntimeDep,
-                  response: Response, top_k: TopK = None, explain: Explain = None) -> PredictResponse:
-    return await classify_one(lookup_classifier(registry, name), request, runtime, response, top_k, explain)
+async def predict(name: ModelName, request: Request, response: Response, top_k: TopK = None,
+                  explain: Explain = None) -> PredictResponse:
+    runtime = runtime_of(request)
+    return await classify_one(lookup_classifier(runtime.registry, name), request, runtime, response, top_k, explain)
 
 
 @router.post("/{name}/predict/batch", response_model=BatchResponse, responses=RESPONSES, summary=BATCH_DOC,
              openapi_extra=BATCH_BODY)
-async def predict_batch(name: ModelName, request: Request, registry: RegistryDep, runtime: RuntimeDep,
-                        response: Response, top_k: TopK = None, explain: Explain = None) -> BatchResponse:
-    return await classify_many(lookup_classifier(registry, name), request, runtime, response, top_k, explain)
+async def predict_batch(name: ModelName, request: Request, response: Response, top_k: TopK = None,
+                        explain: Explain = None) -> BatchResponse:
+    runtime = runtime_of(request)
+    return await classify_many(lookup_classifier(runtime.registry, name), request, runtime, response, top_k, explain)
 
 
 @router.post("/{name}/versions/{version}/predict", response_model=PredictResponse, responses=RESPONSES,
              summary=SINGLE_DOC + ", with a given model version", openapi_extra=SINGLE_BODY)
-async def predict_version(name: ModelName, version: Version, request: Request, registry: RegistryDep,
-                          runtime: RuntimeDep, response: Response, top_k: TopK = None,
-                          explain: Explain = None) -> PredictResponse:
-    return await classify_one(lookup_classifier(registry, name, version), request, runtime, response, top_k,
+async def predict_version(name: ModelName, version: Version, request: Request, response: Response,
+                          top_k: TopK = None, explain: Explain = None) -> PredictResponse:
+    runtime = runtime_of(request)
+    return await classify_one(lookup_classifier(runtime.registry, name, version), request, runtime, response, top_k,
                               explain)
 
 
 @router.post("/{name}/versions/{version}/predict/batch", response_model=BatchResponse, responses=RESPONSES,
              summary=BATCH_DOC + ", with a given model version", openapi_extra=BATCH_BODY)
-async def predict_version_batch(name: ModelName, version: Version, request: Request, registry: RegistryDep,
-                                runtime: RuntimeDep, response: Response, top_k: TopK = None,
-                                explain: Explain = None) -> BatchResponse:
-    return await classify_many(lookup_classifier(registry, name, version), request, runtime, response, top_k,
-                               explain)
+async def predict_version_batch(name: ModelName, version: Version, request: Request, response: Response,
+                                top_k: TopK = None, explain: Explain = None) -> BatchResponse:
+    runtime = runtime_of(request)
+    return await classify_many(lookup_classifier(runtime.registry, name, version), request, runtime, response,
+                               top_k, explain)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from app.errors import ApiError
 from app.inference.classifier import Classifier, Input, Outcome
-from app.routers.deps import ModelName, RegistryDep, RuntimeDep
+from app.routers.deps import ModelName, RegistryDep, RuntimeDep, runtime_of
 from app.routers.models import lookup_classifier
 from app.routers.predict import admit_or_raise, batcher_errors, input_error
 from app.runtime import Runtime
@@ -97,14 +97,15 @@ async def model_version_ready(name: ModelName, version: str, registry: RegistryD
 
 
 @router.post("/models/{name}/infer", summary="Inference (v2): FP32 tensors or BYTES images")
-async def infer(name: ModelName, request: Request, registry: RegistryDep, runtime: RuntimeDep) -> Response:
-    return await run_infer(lookup_classifier(registry, name), request, runtime)
+async def infer(name: ModelName, request: Request) -> Response:
+    runtime = runtime_of(request)  # not a dependency: see deps.py
+    return await run_infer(lookup_classifier(runtime.registry, name), request, runtime)
 
 
 @router.post("/models/{name}/versions/{version}/infer", summary="Inference with a given version (v2)")
-async def infer_version(name: ModelName, version: str, request: Request, registry: RegistryDep,
-                        runtime: RuntimeDep) -> Response:
-    return await run_infer(lookup_classifier(registry, name, parse_version(version)), request, runtime)
+async def infer_version(name: ModelName, version: str, request: Request) -> Response:
+    runtime = runtime_of(request)
+    return await run_infer(lookup_classifier(runtime.registry, name, parse_version(version)), request, runtime)
 
 
 async def read_infer_request(request: Request) -> tuple[dict[str, Any], bytes]:

@@ -82,16 +82,18 @@ class LocalInput:
 
 
 async def prepare_upload(classifier: Classifier, data: bytes, explain: str | None) -> LocalInput | None:
-    """Read the header here (cheap; it enforces the limits and answers 4xx before anything queues),
-    and leave decoding to where the predictor runs (None: the encoded bytes are queued). In process
-    isolation that is the predictor's child, on the core the server process is not using: LeNet
-    served 2,570-2,960 single-image requests/s at c32 against 1,870-2,070 decoding here
-    (bench/serving.py's load, side by side). With explain=input the client wants the model input
-    back, so that one is made here, in a worker thread."""
+    """None: the encoded bytes are queued as they are, and even the header is read where the
+    predictor runs. In process isolation that is the predictor's child, on the core the server
+    process is not using, and a hostile header that crashes a parser crashes a child, not the
+    server. The child applies the same limits and reports the same errors by name, which the route
+    maps to the same 4xx; only the order changes (an unreadable file queues first). Checking the
+    header here as well cost the server 20-35 us per LeNet request (in-process harness at c32),
+    and the server process is LeNet's bottleneck. With explain=input the client wants the model
+    input back, so that one is made here, in a worker thread."""
+    if explain != "input":
+        return None
     image = client_errors(classifier.preprocessor.open, data)
-    if explain == "input":
-        return LocalInput(*await run_in_threadpool(client_errors, classifier.preprocessor.timed, image))
-    return None
+    return LocalInput(*await run_in_threadpool(client_errors, classifier.preprocessor.timed, image))
 
 
 def client_errors(function: Callable[[T], R], argument: T) -> R:

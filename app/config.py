@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,9 +21,10 @@ class Settings(BaseSettings):
     isolation: Literal["process", "thread"] = Field(
         "process", description="process: each predictor in a child process, so inference never holds the "
                                "server's GIL (overloads are refused at once); thread: in the server process")
-    omp_blocktime_ms: int = Field(1, ge=0, le=10_000, description="How long math threads spin after a run "
-                                  "before sleeping (Intel OpenMP's default is 200, which takes a core from "
-                                  "the server between small batches)")
+    omp_blocktime_ms: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] = Field(
+        "auto", description="How long math threads spin after a run before sleeping, in ms; auto = twice the "
+                            "model's previous run (1-200 ms): short for small models, whose spinning would take "
+                            "the server's core, long enough for large ones not to pay a wake-up per request")
     onednn: bool = Field(True, description="Use oneDNN (MKL-DNN) kernels on CPU")
     gpu_memory_mb: int = Field(512, ge=64, description="Initial GPU memory pool per predictor")
     gpu_id: int = Field(0, ge=0)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
+import time
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,9 +39,9 @@ class RuntimeOptions:
     gpu_id: int = 0
     gpu_memory_mb: int = 512  # initial pool; Paddle grows it on demand
     new_executor: bool = False
-    # How long OpenMP's math threads spin after a run before they sleep; None keeps the runtime's own
-    # (200 ms for Intel's). See set_omp_blocktime.
-    omp_blocktime_ms: int | None = None
+    # How long OpenMP's math threads spin after a run before they sleep: milliseconds, "auto" (twice
+    # the previous run, 1-200 ms), or None for the runtime's own (200 ms for Intel's). See spin_ms.
+    omp_blocktime_ms: int | Literal["auto"] | None = None
 
 
 def import_paddle() -> ModuleType:
@@ -94,21 +96,29 @@ def intel_openmp() -> ctypes.CDLL | None:
 
 
 def set_omp_blocktime(milliseconds: int | None) -> None:
-    """Set, for the calling thread's OpenMP team, how long its math threads spin after a run.
-
-    Intel's default is 200 ms: after every run each math thread but the caller burns a core for
-    0.2 s waiting for more work. Between batches of a small model that spinning takes the core the
-    HTTP server needs: LeNet at c32 served 0.42 / 0.49 / 0.46 of the HTTP floor with it, 0.51 / 0.56 /
-    0.49 at 1 ms (same server, alternating; MobileNetV2 at c1 and c32 unchanged within the noise).
-    0 makes threads sleep between a model's layers too, which cost MobileNetV2 ~2.5 ms at c1.
-    The setting is per thread (kmp_set_blocktime), so it is made in the thread that runs.
-    """
+    """Set, for the calling thread's OpenMP team, how long its math threads spin after a run
+    (kmp_set_blocktime: the setting is per thread, so it is made in the thread that runs)."""
     if milliseconds is None or getattr(_thread_state, "omp_blocktime_ms", None) == milliseconds:
-        return  # after the first run, a thread-local read: the dlopen below is not per run
+        return  # a thread-local read: the dlopen below is not per run
     runtime = intel_openmp()
     if runtime is not None:
         runtime.kmp_set_blocktime(ctypes.c_int(milliseconds))
     _thread_state.omp_blocktime_ms = milliseconds
+
+
+def spin_ms(setting: int | Literal["auto"] | None, last_run_ms: float) -> int | None:
+    """How long the math threads should spin after the next run.
+
+    Intel's default is 200 ms: after every run each math thread but the caller burns a core for
+    0.2 s waiting for more work. Between a small model's sub-millisecond batches that spinning
+    takes the core the HTTP server needs: LeNet at c32 served 0.42 / 0.49 / 0.46 of the HTTP floor
+    with it, 0.51 / 0.56 / 0.49 at 1 ms (same server, alternating). But a model whose run takes
+    milliseconds pays to wake its threads: MobileNetV2's p50 at c1 was ~9.2 ms at 1 ms, ~8.2 at 10
+    and ~8.0 at 200 (six runs each), and 0 (sleep between layers too) cost it ~2.5 ms. "auto" spins
+    for twice the previous run: 1 ms for LeNet, ~10 ms for MobileNetV2 at batch 1."""
+    if setting != "auto":
+        return setting
+    return min(200, max(1, math.ceil(2 * last_run_ms)))
 
 
 class Predictor:
@@ -120,6 +130,7 @@ class Predictor:
         self._input = native.get_input_handle(native.get_input_names()[0])
         self._output = native.get_output_handle(native.get_output_names()[0])
         self.input_name: str = native.get_input_names()[0]
+        self._last_run_ms = 0.0
 
     @classmethod
     def create(cls, model_file: Path, params_file: Path, options: RuntimeOptions) -> "Predictor":
@@ -149,10 +160,12 @@ class Predictor:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, C, H, W) -> float32 (N, num_outputs)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        set_omp_blocktime(self.options.omp_blocktime_ms)
+        set_omp_blocktime(spin_ms(self.options.omp_blocktime_ms, self._last_run_ms))
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(batch)
+        started = time.perf_counter()
         self._native.run()
+        self._last_run_ms = (time.perf_counter() - started) * 1000
         return self._output.copy_to_cpu()
 
 

@@ -7,12 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import pytest
 
-from app.inference.predictor import Predictor, RuntimeOptions, import_paddle, intel_openmp
+from app.inference.predictor import Predictor, RuntimeOptions, import_paddle, intel_openmp, spin_ms
 
 LENET = Path(__file__).resolve().parents[2] / "models" / "mnist-lenet" / "1"
 T = TypeVar("T")
@@ -27,7 +27,7 @@ def in_new_thread(function: Callable[[], T]) -> T:
     return results[0]
 
 
-def lenet(blocktime: int | None) -> Predictor:
+def lenet(blocktime: int | Literal["auto"] | None) -> Predictor:
     return Predictor.create(LENET / "inference.json", LENET / "inference.pdiparams",
                             RuntimeOptions("cpu", cpu_threads=2, omp_blocktime_ms=blocktime))
 
@@ -62,8 +62,15 @@ def test_predictor_blocktime_is_set_in_the_thread_that_runs(openmp) -> None:  # 
     assert in_new_thread(run_then_read) == 3
 
 
-def test_predictor_short_blocktime_stops_math_threads_spinning(openmp) -> None:  # noqa: ANN001
-    short = in_new_thread(lambda: idle_cpu_ms_after_runs(lenet(blocktime=1)))
+def test_spin_ms_auto_is_twice_the_last_run_within_bounds() -> None:
+    assert spin_ms("auto", 0.0) == 1 and spin_ms("auto", 0.12) == 1 and spin_ms("auto", 0.7) == 2 and spin_ms("auto", 4.6) == 10
+    assert spin_ms("auto", 500.0) == 200
+    assert spin_ms(7, 500.0) == 7 and spin_ms(None, 5.0) is None
+
+
+@pytest.mark.parametrize("blocktime", [1, "auto"])
+def test_predictor_short_blocktime_stops_math_threads_spinning(openmp, blocktime) -> None:  # noqa: ANN001
+    short = in_new_thread(lambda: idle_cpu_ms_after_runs(lenet(blocktime)))
     assert short < 40, f"{short:.0f} ms of CPU while idle for 200 ms"
     if "KMP_BLOCKTIME" not in os.environ:  # Intel's default (200 ms): a math thread spins the whole time
         spinning = in_new_thread(lambda: idle_cpu_ms_after_runs(lenet(blocktime=None)))

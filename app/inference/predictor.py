@@ -10,8 +10,8 @@ import ctypes
 import logging
 import math
 import os
-import time
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass

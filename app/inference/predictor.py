@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, Literal, TypeVar
@@ -87,8 +88,11 @@ def resolve_device(requested: str) -> tuple[Device, str]:
 _thread_state = threading.local()
 
 
+@lru_cache(maxsize=1)
 def intel_openmp() -> ctypes.CDLL | None:
-    """Intel's OpenMP runtime, which Paddle's CPU build loads; None where it is not (yet) loaded."""
+    """Intel's OpenMP runtime, which Paddle's CPU build loads; None where it is not loaded. Ask
+    after Paddle is imported (a predictor's run is): the answer is kept, as `auto` changes the
+    blocktime almost every run of a large model."""
     try:
         return ctypes.CDLL("libiomp5.so", mode=os.RTLD_NOLOAD)
     except OSError:
@@ -99,7 +103,7 @@ def set_omp_blocktime(milliseconds: int | None) -> None:
     """Set, for the calling thread's OpenMP team, how long its math threads spin after a run
     (kmp_set_blocktime: the setting is per thread, so it is made in the thread that runs)."""
     if milliseconds is None or getattr(_thread_state, "omp_blocktime_ms", None) == milliseconds:
-        return  # a thread-local read: the dlopen below is not per run
+        return
     runtime = intel_openmp()
     if runtime is not None:
         runtime.kmp_set_blocktime(ctypes.c_int(milliseconds))

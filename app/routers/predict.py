@@ -191,7 +191,7 @@ async def classify_one(classifier: Classifier, request: Request, runtime: Runtim
     finish(response, classifier, source.decode_ms, source.preprocess_ms, timing)
     return PredictResponse(model=classifier.name, version=classifier.version,
                            predictions=to_schema(classifier.postprocess(outcome.probabilities, k)),
-                           input_image=local.data_url() if local and explain == "input" else None)
+                           input_image=local.data_url() if local else None)
 
 
 def item_error(exc: ApiError) -> ItemError:
@@ -215,10 +215,9 @@ async def classify_many(classifier: Classifier, request: Request, runtime: Runti
             except ApiError as exc:
                 items[position].error = item_error(exc)
                 continue
-            if local:
+            if local:  # explain=input: made here, and shown to the client
                 decode_ms, preprocess_ms = decode_ms + local.decode_ms, preprocess_ms + local.preprocess_ms
-                if explain == "input":
-                    items[position].input_image = local.data_url()
+                items[position].input_image = local.data_url()
             inputs.append(local.array if local else image.data)
             positions.append(position)
         timing = BatchTiming()

@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi import Path as FastPath
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from app.inference.preprocess import (
     render_input_png,
 )
 from app.routers.deps import ModelName, runtime_of
+from app.routers.query import PredictQuery, parse_query, query_parameters_doc
 from app.routers.uploads import read_many, read_single, request_body_doc
 from app.runtime import Admission, Runtime
 from app.telemetry import MODEL_VERSION_HEADER
@@ -36,13 +37,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["predict"])
 T = TypeVar("T")
 R = TypeVar("R")
-
-TopK = Annotated[int | None, Query(ge=1, le=10_000, description="How many classes to return, best first "
-                                   "(default 5, or all classes if fewer; at most the number of classes)")]
-
-Explain = Annotated[Literal["input"] | None, Query(
-    description="`input`: also return the preprocessed model input as a PNG data URL (`input_image`), "
-                "to see what the model saw")]
 
 
 def input_data_url(array: np.ndarray) -> str:
@@ -176,8 +170,8 @@ def finish(response: Response, classifier: Classifier, decode_ms: float, preproc
 
 
 async def classify_one(classifier: Classifier, request: Request, runtime: Runtime, response: Response,
-                       top_k: int | None, explain: str | None) -> PredictResponse:
-    k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
+                       query: PredictQuery) -> PredictResponse:
+    k, explain = resolve_top_k(classifier, query.top_k, runtime.settings.default_top_k), query.explain
     with admit_or_raise(runtime, classifier, 1) as admission:  # before the body is read: overload is cheap
         image = await read_single(request, runtime.settings)
         if image.error:
@@ -199,8 +193,8 @@ def item_error(exc: ApiError) -> ItemError:
 
 
 async def classify_many(classifier: Classifier, request: Request, runtime: Runtime, response: Response,
-                        top_k: int | None, explain: str | None) -> BatchResponse:
-    k = resolve_top_k(classifier, top_k, runtime.settings.default_top_k)
+                        query: PredictQuery) -> BatchResponse:
+    k, explain = resolve_top_k(classifier, query.top_k, runtime.settings.default_top_k), query.explain
     images = await read_many(request, runtime.settings)
     with admit_or_raise(runtime, classifier, len(images)) as admission:
         items = [BatchItem(filename=image.filename) for image in images]
@@ -234,39 +228,36 @@ async def classify_many(classifier: Classifier, request: Request, runtime: Runti
 
 
 RESPONSES = {**INPUT_ERRORS, **NOT_FOUND, **NOT_READY}
-SINGLE_BODY = request_body_doc(batch=False)
-BATCH_BODY = request_body_doc(batch=True)
+QUERY = query_parameters_doc(PredictQuery)
+SINGLE_BODY = {**request_body_doc(batch=False), **QUERY}
+BATCH_BODY = {**request_body_doc(batch=True), **QUERY}
 
 
 @router.post("/{name}/predict", response_model=PredictResponse, responses=RESPONSES, summary=SINGLE_DOC,
              openapi_extra=SINGLE_BODY)
-async def predict(name: ModelName, request: Request, response: Response, top_k: TopK = None,
-                  explain: Explain = None) -> PredictResponse:
-    runtime = runtime_of(request)
-    return await classify_one(lookup_classifier(runtime.registry, name), request, runtime, response, top_k, explain)
+async def predict(name: ModelName, request: Request, response: Response) -> PredictResponse:
+    query, runtime = parse_query(request, PredictQuery), runtime_of(request)
+    return await classify_one(lookup_classifier(runtime.registry, name), request, runtime, response, query)
 
 
 @router.post("/{name}/predict/batch", response_model=BatchResponse, responses=RESPONSES, summary=BATCH_DOC,
              openapi_extra=BATCH_BODY)
-async def predict_batch(name: ModelName, request: Request, response: Response, top_k: TopK = None,
-                        explain: Explain = None) -> BatchResponse:
-    runtime = runtime_of(request)
-    return await classify_many(lookup_classifier(runtime.registry, name), request, runtime, response, top_k, explain)
+async def predict_batch(name: ModelName, request: Request, response: Response) -> BatchResponse:
+    query, runtime = parse_query(request, PredictQuery), runtime_of(request)
+    return await classify_many(lookup_classifier(runtime.registry, name), request, runtime, response, query)
 
 
 @router.post("/{name}/versions/{version}/predict", response_model=PredictResponse, responses=RESPONSES,
              summary=SINGLE_DOC + ", with a given model version", openapi_extra=SINGLE_BODY)
-async def predict_version(name: ModelName, version: Version, request: Request, response: Response,
-                          top_k: TopK = None, explain: Explain = None) -> PredictResponse:
-    runtime = runtime_of(request)
-    return await classify_one(lookup_classifier(runtime.registry, name, version), request, runtime, response, top_k,
-                              explain)
+async def predict_version(name: ModelName, version: Version, request: Request, response: Response
+                          ) -> PredictResponse:
+    query, runtime = parse_query(request, PredictQuery), runtime_of(request)
+    return await classify_one(lookup_classifier(runtime.registry, name, version), request, runtime, response, query)
 
 
 @router.post("/{name}/versions/{version}/predict/batch", response_model=BatchResponse, responses=RESPONSES,
              summary=BATCH_DOC + ", with a given model version", openapi_extra=BATCH_BODY)
-async def predict_version_batch(name: ModelName, version: Version, request: Request, response: Response,
-                                top_k: TopK = None, explain: Explain = None) -> BatchResponse:
-    runtime = runtime_of(request)
-    return await classify_many(lookup_classifier(runtime.registry, name, version), request, runtime, response,
-                               top_k, explain)
+async def predict_version_batch(name: ModelName, version: Version, request: Request, response: Response
+                                ) -> BatchResponse:
+    query, runtime = parse_query(request, PredictQuery), runtime_of(request)
+    return await classify_many(lookup_classifier(runtime.registry, name, version), request, runtime, response, query)

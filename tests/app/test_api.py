@@ -161,6 +161,12 @@ def test_docs_and_openapi_are_served(server: Server) -> None:
         assert path in paths
     responses = paths["/v1/models/{name}/predict"]["post"]["responses"]
     assert {"200", "400", "404", "413", "415", "422"} <= set(responses)
+    for path in ("/v1/models/{name}/predict", "/v1/models/{name}/versions/{version}/predict/batch"):
+        parameters = {p["name"]: p for p in paths[path]["post"]["parameters"]}
+        assert {"name", "top_k", "explain"} <= set(parameters)
+        assert parameters["top_k"]["in"] == "query" and not parameters["top_k"]["required"]
+        assert {"minimum": 1, "maximum": 10_000, "type": "integer"}.items() <= \
+            parameters["top_k"]["schema"]["anyOf"][0].items()
 
 
 def test_explain_input_returns_the_preprocessed_digit(server: Server) -> None:

@@ -119,6 +119,28 @@ def test_batcher_times_out_and_drops_the_waiting_request() -> None:
     asyncio.run(scenario())
 
 
+def test_batcher_times_out_a_shorter_deadline_submitted_after_a_longer_one() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(delay=0.4)
+        batcher, executor = make_batcher(model, max_batch_size=1)
+        started = time.perf_counter()
+
+        async def hasty() -> tuple[Exception, float]:
+            try:
+                await batcher.submit([image(2.0)], 0.1)
+            except QueueTimeoutError as exc:
+                return exc, time.perf_counter() - started
+            raise AssertionError("no timeout")
+
+        patient, (error, waited) = await asyncio.gather(batcher.submit([image(1.0)], 5), hasty())
+        assert "100 ms" in str(error) and waited < 0.35  # not held back until the 0.4 s batch ends
+        assert float(patient.outcomes[0][0]) == 1.0
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
+
+
 def test_batcher_waits_for_fuller_batch_with_delay() -> None:
     async def scenario() -> None:
         model = RecordingModel(delay=0)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-
 
 from app.config import Settings
 from app.inference.batcher import Batcher, BatchResult, BatchTiming, QueueFullError
 from app.inference.classifier import Classifier, Input, Outcome
 from app.inference.registry import ModelRegistry, ReloadReport
-from app.telemetry import QUEUE_DEPTH, QUEUE_WAIT, record_batch
+from app.telemetry import ModelSeries
 
 
 @dataclass
@@ -26,30 +24,39 @@ class Admission:
 
 
 @dataclass
+class ModelQueue:
+    """A loaded classifier with its batcher and metric series, made together on first use."""
+
+    classifier: Classifier
+    batcher: Batcher[Input, Outcome]
+    series: ModelSeries
+
+
+@dataclass
 class Runtime:
     settings: Settings
     registry: ModelRegistry
-    # Keyed by id(classifier); the classifier is kept beside its batcher so the id is never reused.
-    batchers: dict[int, tuple[Classifier, Batcher[Input, Outcome]]] = field(default_factory=dict)
+    # Keyed by id(classifier); the classifier is kept in its queue so the id is never reused.
+    queues: dict[int, ModelQueue] = field(default_factory=dict)
     draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
 
-    def batcher_for(self, classifier: Classifier) -> Batcher[Input, Outcome]:
+    def queue_for(self, classifier: Classifier) -> ModelQueue:
         """One batcher per loaded classifier, made on first use (it needs the running event loop)."""
-        found = self.batchers.get(id(classifier))
-        batcher = found[1] if found else None
-        if batcher is None:
+        queue = self.queues.get(id(classifier))
+        if queue is None:
             if classifier.closed:
                 raise QueueFullError("this model version was just replaced")  # 503, Retry-After
+            series = ModelSeries.of(classifier.name, classifier.version)
             batcher = Batcher(
                 classifier.classify_async,
                 workers=classifier.pool.size,
                 max_batch_size=classifier.batch_policy.max_batch_size,
                 max_delay_ms=self.settings.max_batch_delay_ms,
                 max_queue_images=self.settings.max_queue_images,
-                on_batch=partial(record_batch, classifier.name, classifier.version),
+                on_batch=series.record_batch,
             )
-            self.batchers[id(classifier)] = (classifier, batcher)
-        return batcher
+            queue = self.queues[id(classifier)] = ModelQueue(classifier, batcher, series)
+        return queue
 
     async def reload(self) -> ReloadReport:
         """Rescan the model directory off the event loop, then retire what was replaced."""
@@ -62,15 +69,14 @@ class Runtime:
         (requests already queued finish on the version they started with), then their predictors."""
         retired = self.registry.take_retired()
         live = {id(classifier) for classifier in self.registry.classifiers()}
-        for key in [k for k in self.batchers if k not in live]:
-            _classifier, batcher = self.batchers.pop(key)
-            await batcher.close()
+        for key in [k for k in self.queues if k not in live]:
+            await self.queues.pop(key).batcher.close()
         for classifier in retired:
             await asyncio.to_thread(classifier.close)
 
     def admit(self, classifier: Classifier, images: int) -> Admission:
         """Reserve queue room for a request before decoding it; raises QueueFullError at once."""
-        batcher = self.batcher_for(classifier)
+        batcher = self.queue_for(classifier).batcher
         batcher.reserve(images)
         return Admission(batcher, images)
 
@@ -81,26 +87,25 @@ class Runtime:
         result = await self.submit(classifier, inputs, admission)
         # The batcher times whole predictor calls (decoding included, where the predictor decodes);
         # report the model runs: the first outcome of each chunk the batcher split the request into.
-        chunk = self.batcher_for(classifier).max_batch_size
+        chunk = self.queue_for(classifier).batcher.max_batch_size
         model_ms = sum(outcome.inference_ms for outcome in result.outcomes[::chunk])
         return result.outcomes, replace(result.timing, inference_ms=model_ms)
 
     async def submit(self, classifier: Classifier, inputs: Sequence[Input],
                      admission: Admission | None) -> BatchResult[Outcome]:
         """Raises the batcher's QueueFull/Timeout/Inference errors."""
-        batcher = self.batcher_for(classifier)
-        labels = (classifier.name, str(classifier.version))
-        QUEUE_DEPTH.labels(*labels).set(batcher.queued_images + len(inputs))
+        queue = self.queue_for(classifier)
+        queue.series.queue_depth.set(queue.batcher.queued_images + len(inputs))
         reserved = 0
         if admission is not None:
             reserved, admission.held = admission.held, 0
-        result = await batcher.submit(inputs, self.settings.request_timeout_ms / 1000, reserved)
-        QUEUE_DEPTH.labels(*labels).set(batcher.queued_images)
-        QUEUE_WAIT.labels(*labels).observe(result.timing.queue_ms / 1000)
+        result = await queue.batcher.submit(inputs, self.settings.request_timeout_ms / 1000, reserved)
+        queue.series.queue_depth.set(queue.batcher.queued_images)
+        queue.series.queue_wait.observe(result.timing.queue_ms / 1000)
         return result
 
     async def close(self) -> None:
         """Drain every batcher, then stop every predictor."""
-        for _classifier, batcher in self.batchers.values():
-            await batcher.close()
+        for queue in self.queues.values():
+            await queue.batcher.close()
         await asyncio.to_thread(self.registry.close)

@@ -36,7 +36,8 @@ def build_load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(runtime=runtime, predictors=settings.predictors,
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
-                       model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation)
+                       model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation,
+                       measure_threads=settings.cpu_threads == 0)
 
 
 def reclaim_signal_handlers() -> None:

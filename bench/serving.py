@@ -121,13 +121,14 @@ def multipart(images: list[bytes], field: str) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def measure_raw(directory: Path, threads: int, seconds: float) -> dict[str, dict[str, float]]:
+def measure_raw(directory: Path, threads: int, seconds: float,
+                batches: tuple[int, ...] = (1, 8, 32)) -> dict[str, dict[str, float]]:
     manifest = json.loads((directory / "manifest.json").read_text())
     predictor = Predictor.create(directory / manifest["model_file"], directory / manifest["params_file"],
                                  RuntimeOptions("cpu", threads))
     shape = manifest["input"]["shape"][1:]
     results = {}
-    for batch in (1, 8, 32):
+    for batch in batches:
         x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
         predictor.run(x)
         runs, started = 0, time.perf_counter()
@@ -237,16 +238,16 @@ def default_layout() -> Layout:
     from app.config import Settings
 
     settings = Settings()
-    return 1, settings.predictors, settings.threads_per_predictor(), settings.isolation
+    return 1, settings.predictors, settings.cpu_threads, settings.isolation
 
 
 def layout_key(layout: Layout) -> str:
     workers, predictors, threads, isolation = layout
-    return f"workers={workers},predictors={predictors},threads={threads},isolation={isolation}"
+    return f"workers={workers},predictors={predictors},threads={threads or 'measured'},isolation={isolation}"
 
 
 def parse_layout(text: str) -> Layout:
-    """'1x1x2:process' -> (1, 1, 2, 'process')."""
+    """'1x1x2:process' -> (1, 1, 2, 'process'); threads 0: measured per model at warm-up."""
     sizes, _, isolation = text.partition(":")
     workers, predictors, threads = (int(n) for n in sizes.split("x"))
     return workers, predictors, threads, isolation or "process"
@@ -300,6 +301,9 @@ def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layou
 def measure_round(work: Workload, seconds: float) -> dict:
     cores = os.cpu_count() or 1
     report: dict = {"raw": measure_raw(work.directory, cores, seconds),
+                    # The service may pick one math thread per model (APP_CPU_THREADS=0), and one
+                    # thread runs a small model's batch 1 faster: the c1 goal is set against the faster.
+                    "raw_one_thread": measure_raw(work.directory, 1, seconds, (1,)),
                     "pipeline_images_per_s": measure_pipeline(work.directory, work.images, cores, seconds)}
     with Server(work.models_dir, {}, 1) as server:
         url = server.url + work.predict
@@ -327,11 +331,16 @@ def round_ratios(lenet: dict, mobile: dict) -> dict[str, float]:
             lenet["service"]["batch32_c4"]["images_per_s"] / lenet["lock_baseline_single_c32"]["images_per_s"],
     }
     for name, report in (("lenet", lenet), ("mobilenet", mobile)):
-        raw = report["raw"]["1"]["latency_ms"]
-        ratios[f"{name}_p50_c1_minus_raw_b1_ms (goal <= 2)"] = report["service"]["single_c1"]["p50_ms"] - raw
+        p50 = report["service"]["single_c1"]["p50_ms"]
+        ratios[f"{name}_p50_c1_minus_raw_b1_ms (goal <= 2)"] = p50 - raw_b1_ms(report)
     ratios["mobilenet_photo_as_taken_p50_c1_minus_raw_b1_ms (no goal)"] = (
-        mobile["service"]["single_c1_photo_as_taken"]["p50_ms"] - mobile["raw"]["1"]["latency_ms"])
+        mobile["service"]["single_c1_photo_as_taken"]["p50_ms"] - raw_b1_ms(mobile))
     return ratios
+
+
+def raw_b1_ms(report: dict) -> float:
+    """The raw predictor's batch-1 latency on all cores or on one thread, whichever is faster."""
+    return min(report["raw"]["1"]["latency_ms"], report["raw_one_thread"]["1"]["latency_ms"])
 
 
 def print_goals(results: dict) -> dict[str, dict]:
@@ -353,9 +362,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the goal measurements (median reported)")
-    parser.add_argument("--layouts", default="1x1x2:process,1x1x2:thread,1x2x1:process,2x1x1:process",
-                        help="uvicorn workers x predictors per model x threads per predictor[:process|thread], "
-                             "comma-separated")
+    parser.add_argument("--layouts",
+                        default="1x1x0:process,1x1x2:process,1x1x2:thread,1x2x1:process,2x1x1:process",
+                        help="uvicorn workers x predictors per model x threads per predictor (0: measured per "
+                             "model, the default)[:process|thread], comma-separated")
     args = parser.parse_args()
     args.rounds = max(1, args.rounds)
     if shutil.which("wrk") is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,15 @@ class LoadOptions:
     # "process": predictors in child processes (the server's default); "thread": in this process,
     # for scripts and tools that classify a folder and need no event loop kept responsive.
     isolation: Literal["process", "thread"] = "thread"
+    # Measure at warm-up whether runtime.cpu_threads math threads beat one (see choose_threads).
+    measure_threads: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    threads: int
+    reason: str
+    batch_one_ms: dict[int, float] = field(default_factory=dict)  # median batch-1 run, by thread count
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,21 @@ def create_pool(model_file: Path, params_file: Path, options: LoadOptions, name:
     return PredictorPool(Predictor.create(model_file, params_file, options.runtime), options.predictors)
 
 
+# More math threads must make one image this much faster to be kept (see choose_threads).
+THREAD_SPEEDUP = 1.1
+
+
+def choose_threads(batch_one_ms: dict[int, float]) -> int:
+    """The most threads only where they make a batch-1 run at least THREAD_SPEEDUP x faster than
+    one thread; else one. The math threads share the cores with the HTTP server and with decoding,
+    and a thread team that barely helps costs them a core in spinning and wake-ups. Measured for
+    LeNet on 2 cores: batch 1 runs 0.13 ms on one thread, 0.22 ms on two; at batch 32 two threads
+    gain 5% for 64% more CPU, and served at c32 one thread answered 0.63-0.70 of the HTTP floor's
+    requests/s against 0.54-0.55 with two. MobileNetV2's batch 1 is 1.37x faster on two."""
+    many = max(batch_one_ms)
+    return many if batch_one_ms[1] >= THREAD_SPEEDUP * batch_one_ms[many] else 1
+
+
 def choose_batch_size(measured: dict[int, float], tolerance: float = 0.9) -> int:
     """The smallest batch within `tolerance` of the best throughput: bigger batches that barely
     help only add latency."""
@@ -85,6 +110,7 @@ class Classifier:
     load_seconds: float = 0.0
     warmup_ms: float = 0.0
     batch_policy: BatchPolicy = BatchPolicy(1, "not measured")
+    thread_policy: ThreadPolicy = ThreadPolicy(1, "not measured")
     closed: bool = False
 
     @property
@@ -107,19 +133,24 @@ class Classifier:
         verify_files(directory, manifest)
         recipe = preprocessing_recipe(manifest, options.max_image_pixels)
         preprocessor = recipe.build()
-        pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
-                           f"{manifest.name}/{manifest.version}", recipe)
-        classifier = cls(directory, manifest, preprocessor, pool, options)
+
+        def make_pool(runtime: RuntimeOptions) -> PredictorPool | ProcessPool:
+            return create_pool(directory / manifest.model_file, directory / manifest.params_file,
+                               replace(options, runtime=runtime), f"{manifest.name}/{manifest.version}", recipe)
+
+        classifier = cls(directory, manifest, preprocessor, make_pool(options.runtime), options)
         try:
-            if pool.input_name != manifest.input.name:
-                raise ValueError(f"model input is {pool.input_name!r}, manifest says {manifest.input.name!r}")
+            if classifier.pool.input_name != manifest.input.name:
+                raise ValueError(f"model input is {classifier.pool.input_name!r}, manifest says "
+                                 f"{manifest.input.name!r}")
             classifier.warmup_ms = classifier.warm_up()
+            classifier.thread_policy = classifier.decide_threads(make_pool)
             classifier.batch_policy = classifier.decide_batch_policy()
         except BaseException:
-            pool.close()
+            classifier.pool.close()
             raise
-        if isinstance(pool, PredictorPool):
-            pool.inline = classifier.runs_inline()
+        if isinstance(classifier.pool, PredictorPool):
+            classifier.pool.inline = classifier.runs_inline()
         classifier.load_seconds = time.perf_counter() - started
         return classifier
 
@@ -132,6 +163,43 @@ class Classifier:
             if outputs.shape != (1, len(self.labels)):
                 raise ValueError(f"model outputs {outputs.shape}, expected (1, {len(self.labels)}) for its labels")
         return (time.perf_counter() - started) * 1000
+
+    def decide_threads(self, make_pool: Callable[[RuntimeOptions], PredictorPool | ProcessPool]) -> ThreadPolicy:
+        """Keep this pool's math threads, or swap in a one-thread pool where the threads do not pay."""
+        runtime = self.options.runtime
+        if runtime.device != "cpu":
+            return ThreadPolicy(runtime.cpu_threads, "not used on GPU")
+        if not self.options.measure_threads:
+            return ThreadPolicy(runtime.cpu_threads, "fixed by APP_CPU_THREADS")
+        if runtime.cpu_threads <= 1:
+            return ThreadPolicy(1, "one core per predictor")
+        measured = {runtime.cpu_threads: self.median_batch_one_ms(self.pool)}
+        single = make_pool(replace(runtime, cpu_threads=1))
+        try:
+            measured[1] = self.median_batch_one_ms(single)
+        except BaseException:
+            single.close()
+            raise
+        threads = choose_threads(measured)
+        kept, dropped = (self.pool, single) if threads > 1 else (single, self.pool)
+        dropped.close()
+        self.pool = kept
+        verdict = "at least" if threads > 1 else "less than"
+        return ThreadPolicy(threads, f"measured at warm-up: {runtime.cpu_threads} threads ran batch 1 {verdict} "
+                                     f"{THREAD_SPEEDUP}x faster than one", measured)
+
+    def median_batch_one_ms(self, pool: PredictorPool | ProcessPool, budget_seconds: float = 0.2) -> float:
+        """The median of batch-1 runs (after one untimed run per predictor): robust to a noisy neighbour."""
+        dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
+        for _ in range(pool.size):
+            pool.run(dummy)
+        times: list[float] = []
+        started = time.perf_counter()
+        while len(times) < 5 or time.perf_counter() - started < budget_seconds:
+            run_started = time.perf_counter()
+            pool.run(dummy)
+            times.append((time.perf_counter() - run_started) * 1000)
+        return round(statistics.median(times), 4)
 
     def decide_batch_policy(self) -> BatchPolicy:
         override = self.options.model_max_batch_size.get(self.name)
@@ -210,7 +278,9 @@ class Classifier:
             "backend": "paddle-inference",
             "device": runtime.device,
             "device_reason": self.options.device_reason,
-            "cpu_threads": runtime.cpu_threads if runtime.device == "cpu" else None,
+            "cpu_threads": self.thread_policy.threads if runtime.device == "cpu" else None,
+            "cpu_threads_reason": self.thread_policy.reason,
+            "batch_one_ms_by_threads": {str(k): v for k, v in sorted(self.thread_policy.batch_one_ms.items())},
             "onednn": runtime.onednn if runtime.device == "cpu" else False,
             "omp_blocktime_ms": runtime.omp_blocktime_ms if runtime.device == "cpu" else None,
             "predictors": self.pool.size,

@@ -98,8 +98,10 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Decoding a batch on all the predictor's cores before the model runs on them, as the in-process
-    # pipeline does: Pillow and numpy release the GIL, so the threads decode side by side.
-    decoders = ThreadPoolExecutor(max(1, options.cpu_threads), thread_name_prefix="decode")
+    # pipeline does: Pillow and numpy release the GIL, so the threads decode side by side. A
+    # one-thread predictor decodes in this thread: a pool of one decodes nothing side by side.
+    decoders = ThreadPoolExecutor(options.cpu_threads, thread_name_prefix="decode") if options.cpu_threads > 1 \
+        else None
     try:
         predictor = Predictor.create(Path(model_file), Path(params_file), options)
         preprocessor = recipe.build() if recipe is not None else None
@@ -140,13 +142,13 @@ def classify_inputs(preprocessor: Preprocessor, run: Callable[[np.ndarray], np.n
 
 
 def classify_payload(predictor: Predictor, preprocessor: Preprocessor | None, items: list[list[Any]],
-                     payload: bytes, decoders: ThreadPoolExecutor) -> tuple[dict[str, Any], np.ndarray]:
+                     payload: bytes, decoders: ThreadPoolExecutor | None) -> tuple[dict[str, Any], np.ndarray]:
     """Child side of `classify`: split the payload into its inputs and classify them."""
     if preprocessor is None:
         raise RuntimeError("this predictor process was started without a preprocessing recipe")
     inputs = split_payload(items, payload)
     encoded = sum(1 for item in inputs if not isinstance(item, np.ndarray))
-    classified = classify_inputs(preprocessor, predictor.run, inputs, decoders.map if encoded > 1 else map)
+    classified = classify_inputs(preprocessor, predictor.run, inputs, decoders.map if decoders and encoded > 1 else map)
     reply = {
         "ok": True,
         "errors": [[index, type(exc).__name__, str(exc)] for index, exc in classified.errors.items()],

@@ -1,0 +1,48 @@
+"""How a classifier tunes itself at warm-up: the math threads per predictor (the batch size is
+covered beside the batcher)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.inference.classifier import THREAD_SPEEDUP, Classifier, LoadOptions, choose_threads
+from app.inference.predictor import RuntimeOptions
+from tests.conftest import MODELS_DIR, draw_digit_one, encode
+
+LENET_DIR = MODELS_DIR / "mnist-lenet" / "1"
+
+
+@pytest.mark.parametrize(("batch_one_ms", "expected"), [
+    ({1: 0.13, 2: 0.22}, 1),  # LeNet on this machine: a second thread only slows one image down
+    ({1: 6.4, 2: 4.7}, 2),  # MobileNetV2: 1.37x faster on two
+    ({1: 1.05, 2: 1.0}, 1),  # 5% is not worth a core
+    ({1: 4.0, 4: 4.0 / THREAD_SPEEDUP}, 4),
+])
+def test_choose_threads_keeps_threads_only_where_they_speed_up_one_image(batch_one_ms: dict[int, float],
+                                                                          expected: int) -> None:
+    assert choose_threads(batch_one_ms) == expected
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_classifier_load_measures_threads_and_serves_from_the_pool_it_kept(isolation: str) -> None:
+    options = LoadOptions(RuntimeOptions("cpu", 2), 1, 1_000_000, isolation=isolation, measure_threads=True)
+    classifier = Classifier.load(LENET_DIR, options)
+    try:
+        policy = classifier.thread_policy
+        assert set(policy.batch_one_ms) == {1, 2} and all(ms > 0 for ms in policy.batch_one_ms.values())
+        assert policy.threads == choose_threads(policy.batch_one_ms) and "measured" in policy.reason
+        info = classifier.runtime_info()
+        assert info["cpu_threads"] == policy.threads and info["batch_one_ms_by_threads"].keys() == {"1", "2"}
+        assert classifier.batch_policy.measured_images_per_second  # measured on the kept pool
+        assert classifier.predict(classifier.preprocess(encode(draw_digit_one(), "PNG"))[None]).shape == (1, 10)
+    finally:
+        classifier.close()
+
+
+def test_classifier_load_keeps_fixed_threads_without_measuring() -> None:
+    classifier = Classifier.load(LENET_DIR, LoadOptions(RuntimeOptions("cpu", 2), 1, 1_000_000))
+    try:
+        assert classifier.thread_policy.threads == 2 and not classifier.thread_policy.batch_one_ms
+    finally:
+        classifier.close()
+

@@ -1,18 +1,22 @@
-"""The service app plus one route for the benchmark's HTTP floor: it reads the multipart upload
-exactly as /predict does and returns a constant body, with no decoding and no inference."""
+"""The service app plus one route for the benchmark's HTTP floor: it reads the upload exactly as
+/predict does (the same reader, the same limits) and returns a constant body, ready-serialised as
+/predict's is, with no decoding and no inference."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import File, UploadFile
+from fastapi import Request, Response
 
 from app.main import create_app
+from app.routers.deps import runtime_of
+from app.routers.uploads import read_single
 
 app = create_app()
+CONSTANT = b'{"model":"floor","label":"constant"}'
 
 
 @app.post("/bench/floor", include_in_schema=False)
-async def floor(file: Annotated[UploadFile, File()]) -> dict[str, str]:
-    await file.read()
-    return {"model": "floor", "label": "constant"}
+async def floor(request: Request) -> Response:
+    image = await read_single(request, runtime_of(request).settings)
+    if image.error:
+        raise image.error
+    return Response(CONSTANT, media_type="application/json")

@@ -173,10 +173,9 @@ class Classifier:
             return ThreadPolicy(runtime.cpu_threads, "fixed by APP_CPU_THREADS")
         if runtime.cpu_threads <= 1:
             return ThreadPolicy(1, "one core per predictor")
-        measured = {runtime.cpu_threads: self.median_batch_one_ms(self.pool)}
         single = make_pool(replace(runtime, cpu_threads=1))
         try:
-            measured[1] = self.median_batch_one_ms(single)
+            measured = self.median_batch_one_ms({runtime.cpu_threads: self.pool, 1: single})
         except BaseException:
             single.close()
             raise
@@ -188,18 +187,22 @@ class Classifier:
         return ThreadPolicy(threads, f"measured at warm-up: {runtime.cpu_threads} threads ran batch 1 {verdict} "
                                      f"{THREAD_SPEEDUP}x faster than one", measured)
 
-    def median_batch_one_ms(self, pool: PredictorPool | ProcessPool, budget_seconds: float = 0.2) -> float:
-        """The median of batch-1 runs (after one untimed run per predictor): robust to a noisy neighbour."""
+    def median_batch_one_ms(self, pools: dict[int, PredictorPool | ProcessPool],
+                            budget_seconds: float = 0.4) -> dict[int, float]:
+        """The median batch-1 run of each pool, after one untimed run per predictor. The pools take
+        turns run by run, so a neighbour busy for part of the measurement slows both alike."""
         dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
-        for _ in range(pool.size):
-            pool.run(dummy)
-        times: list[float] = []
+        for pool in pools.values():
+            for _ in range(pool.size):
+                pool.run(dummy)
+        times: dict[int, list[float]] = {threads: [] for threads in pools}
         started = time.perf_counter()
-        while len(times) < 5 or time.perf_counter() - started < budget_seconds:
-            run_started = time.perf_counter()
-            pool.run(dummy)
-            times.append((time.perf_counter() - run_started) * 1000)
-        return round(statistics.median(times), 4)
+        while min(len(t) for t in times.values()) < 5 or time.perf_counter() - started < budget_seconds:
+            for threads, pool in pools.items():
+                run_started = time.perf_counter()
+                pool.run(dummy)
+                times[threads].append((time.perf_counter() - run_started) * 1000)
+        return {threads: round(statistics.median(t), 4) for threads, t in times.items()}
 
     def decide_batch_policy(self) -> BatchPolicy:
         override = self.options.model_max_batch_size.get(self.name)

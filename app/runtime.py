@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.inference.batcher import Batcher, BatchResult, BatchTiming, QueueFullError
@@ -21,6 +21,12 @@ class Admission:
     def release(self) -> None:
         self.batcher.release(self.held)
         self.held = 0
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 @dataclass
@@ -89,7 +95,7 @@ class Runtime:
         # report the model runs: the first outcome of each chunk the batcher split the request into.
         chunk = self.queue_for(classifier).batcher.max_batch_size
         model_ms = sum(outcome.inference_ms for outcome in result.outcomes[::chunk])
-        return result.outcomes, replace(result.timing, inference_ms=model_ms)
+        return result.outcomes, BatchTiming(result.timing.queue_ms, model_ms, result.timing.batch_size)
 
     async def submit(self, classifier: Classifier, inputs: Sequence[Input],
                      admission: Admission | None) -> BatchResult[Outcome]:

@@ -32,4 +32,4 @@ def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[Pred
     if not 1 <= k <= len(labels):
         raise ValueError(f"k must be between 1 and {len(labels)}, got {k}")
     order = np.argsort(-probabilities, kind="stable")[:k]
-    return [Prediction(int(i), labels[int(i)], float(probabilities[int(i)])) for i in order]
+    return [Prediction(i, labels[i], score) for i, score in zip(order.tolist(), probabilities[order].tolist())]

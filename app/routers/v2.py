@@ -21,7 +21,7 @@ from app.errors import ApiError
 from app.inference.classifier import Classifier, Input, Outcome
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep, runtime_of
 from app.routers.models import lookup_classifier
-from app.routers.predict import admit_or_raise, batcher_errors, input_error
+from app.routers.predict import BatcherErrors, admit_or_raise, input_error
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
@@ -205,7 +205,7 @@ async def run_infer(classifier: Classifier, request: Request, runtime: Runtime) 
         raise ApiError(400, "invalid_request", "exactly one input tensor is expected")
     data, _offset = tensor_data(spec, binary, 0)
     batch = build_inputs(classifier, spec, data, runtime)
-    with admit_or_raise(runtime, classifier, len(batch)) as admission, batcher_errors():
+    with admit_or_raise(runtime, classifier, len(batch)) as admission, BatcherErrors():
         outcomes, _timing = await runtime.classify(classifier, batch, admission)
     probabilities = stack_probabilities(outcomes)
     outputs = render_outputs(classifier, payload.get("outputs"), probabilities)

@@ -17,6 +17,7 @@ import heapq
 import itertools
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,8 +53,13 @@ R = TypeVar("R")  # what became of it
 class _Item:
     inputs: list[Any]
     future: asyncio.Future
-    timeout: float | None = None  # seconds, for the 504's message
+    timeout: float | None = None  # seconds
     enqueued: float = field(default_factory=time.perf_counter)
+
+
+def answered(future_ref: weakref.ref[asyncio.Future]) -> bool:
+    future = future_ref()
+    return future is None or future.done()
 
 
 @dataclass
@@ -85,8 +91,9 @@ class Batcher(Generic[S, R]):
         self._busy = 0
         # Pending deadlines, earliest first, watched by one timer for the whole batcher:
         # asyncio.wait_for made a timer, a waiter future and callbacks per request, ~10 us of the
-        # server's CPU per LeNet request.
-        self._deadlines: list[tuple[float, int, _Item]] = []
+        # server's CPU per LeNet request. Entries hold a weak reference to the request's future, so
+        # answered requests queued behind a slow one are not kept alive until it finishes.
+        self._deadlines: list[tuple[float, int, weakref.ref[asyncio.Future], float]] = []
         self._order = itertools.count()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._workers = [asyncio.get_running_loop().create_task(self._work()) for _ in range(max(1, workers))]
@@ -143,10 +150,10 @@ class Batcher(Generic[S, R]):
         )
 
     def _watch_deadline(self, items: list[_Item], deadline: float) -> None:
-        while self._deadlines and self._deadlines[0][2].future.done():  # answered in time: forget
+        while self._deadlines and answered(self._deadlines[0][2]):
             heapq.heappop(self._deadlines)
         for item in items:
-            heapq.heappush(self._deadlines, (deadline, next(self._order), item))
+            heapq.heappush(self._deadlines, (deadline, next(self._order), weakref.ref(item.future), item.timeout or 0))
         if self._deadline_timer is None or deadline < self._deadline_timer.when():
             self._arm_deadline_timer()
 
@@ -162,11 +169,11 @@ class Batcher(Generic[S, R]):
         """Fail what is still waiting at its deadline, queued or running: 504 at once."""
         self._deadline_timer = None
         now = asyncio.get_running_loop().time()
-        while self._deadlines and (self._deadlines[0][0] <= now or self._deadlines[0][2].future.done()):
-            item = heapq.heappop(self._deadlines)[2]
-            if not item.future.done():
-                timeout_ms = (item.timeout or 0) * 1000
-                item.future.set_exception(QueueTimeoutError(f"no result within {timeout_ms:.0f} ms"))
+        while self._deadlines and (self._deadlines[0][0] <= now or answered(self._deadlines[0][2])):
+            _deadline, _order, future_ref, timeout = heapq.heappop(self._deadlines)
+            future = future_ref()
+            if future is not None and not future.done():
+                future.set_exception(QueueTimeoutError(f"no result within {timeout * 1000:.0f} ms"))
         self._arm_deadline_timer()
 
     def _take_batch(self) -> list[_Item]:

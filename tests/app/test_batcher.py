@@ -4,8 +4,10 @@ server tests): batching, scatter, per-batch failure, backpressure, timeouts."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -137,6 +139,31 @@ def test_batcher_times_out_a_shorter_deadline_submitted_after_a_longer_one() -> 
         assert float(patient.outcomes[0][0]) == 1.0
         await batcher.close()
         executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_keeps_no_answered_request_alive_behind_a_stuck_one() -> None:
+    """The deadline watch must not hold the results of requests answered while an earlier one is
+    still running: under load that would be seconds of responses kept in memory."""
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def predict(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            if inputs[0][0, 0, 0] == 0.0:
+                await release.wait()  # the first request's batch hangs
+            return [np.full(1000, x[0, 0, 0], dtype=np.float32) for x in inputs]
+
+        batcher = Batcher(predict, workers=2, max_batch_size=1, max_delay_ms=0, max_queue_images=100)
+        stuck = asyncio.ensure_future(batcher.submit([image(0.0)], 30))
+        await asyncio.sleep(0.01)
+        outputs = [weakref.ref((await batcher.submit([image(float(i))], 30)).outcomes[0]) for i in range(1, 20)]
+        gc.collect()
+        assert not stuck.done()
+        assert all(ref() is None for ref in outputs[:-1])  # the free worker's last batch may linger
+        release.set()
+        assert float((await stuck).outcomes[0][0]) == 0.0
+        await batcher.close()
 
     asyncio.run(scenario())
 

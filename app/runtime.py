@@ -47,7 +47,8 @@ class Runtime:
     draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
 
     def queue_for(self, classifier: Classifier) -> ModelQueue:
-        """One batcher per loaded classifier, made on first use (it needs the running event loop)."""
+        """One queue (batcher and metric series) per loaded classifier, made on first use (the
+        batcher needs the running event loop)."""
         queue = self.queues.get(id(classifier))
         if queue is None:
             if classifier.closed:

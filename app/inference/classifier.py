@@ -87,8 +87,9 @@ def choose_threads(batch_one_ms: dict[int, float]) -> int:
     one thread; else one. The math threads share the cores with the HTTP server and with decoding,
     and a thread team that barely helps costs them a core in spinning and wake-ups. Measured for
     LeNet on 2 cores: batch 1 runs 0.13 ms on one thread, 0.22 ms on two; at batch 32 two threads
-    gain 5% for 64% more CPU, and served at c32 one thread answered 0.63-0.70 of the HTTP floor's
-    requests/s against 0.54-0.55 with two. MobileNetV2's batch 1 is 1.37x faster on two."""
+    gain 5% for 64% more CPU; served at c32, side by side, one thread answered 0.63-0.70 of the
+    HTTP floor's requests/s against 0.54-0.55 with two. MobileNetV2's batch 1 is 1.27-1.6x faster
+    on two, and one thread costs it ~2 ms at c1."""
     many = max(batch_one_ms)
     return many if batch_one_ms[1] >= THREAD_SPEEDUP * batch_one_ms[many] else 1
 

@@ -17,8 +17,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
     cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = measured per model at warm-up: "
-                                                  "cores / predictors where that runs one image at least 1.2x "
-                                                  "faster than one thread, else one")
+                                                  "cores / predictors where that runs one image faster than one "
+                                                  "thread, else one")
     predictors: int = Field(1, ge=1, le=64, description="Predictors per model (one per inference thread)")
     isolation: Literal["process", "thread"] = Field(
         "process", description="process: each predictor in a child process, so inference never holds the "

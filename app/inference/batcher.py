@@ -53,7 +53,6 @@ R = TypeVar("R")  # what became of it
 class _Item:
     inputs: list[Any]
     future: asyncio.Future
-    timeout: float | None = None  # seconds
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -125,13 +124,13 @@ class Batcher(Generic[S, R]):
             raise QueueFullError(f"{self._queued_images} images are already queued for this model")
         chunks = [list(inputs[i : i + self.max_batch_size]) for i in range(0, len(inputs), self.max_batch_size)]
         loop = asyncio.get_running_loop()
-        items = [_Item(chunk, loop.create_future(), timeout) for chunk in chunks]
+        items = [_Item(chunk, loop.create_future()) for chunk in chunks]
         for item in items:
             self._queue.append(item)
             self._queued_images += len(item.inputs)
         self._wakeup.set()
         if timeout is not None:
-            self._watch_deadline(items, loop.time() + timeout)
+            self._watch_deadline(items, loop.time() + timeout, timeout)
         try:
             if len(items) == 1:
                 return await items[0].future
@@ -149,11 +148,11 @@ class Batcher(Generic[S, R]):
             ),
         )
 
-    def _watch_deadline(self, items: list[_Item], deadline: float) -> None:
+    def _watch_deadline(self, items: list[_Item], deadline: float, timeout: float) -> None:
         while self._deadlines and answered(self._deadlines[0][2]):
             heapq.heappop(self._deadlines)
         for item in items:
-            heapq.heappush(self._deadlines, (deadline, next(self._order), weakref.ref(item.future), item.timeout or 0))
+            heapq.heappush(self._deadlines, (deadline, next(self._order), weakref.ref(item.future), timeout))
         if self._deadline_timer is None or deadline < self._deadline_timer.when():
             self._arm_deadline_timer()
 

@@ -7,7 +7,7 @@ server CPU per request (bench harness, LeNet at c32: 363-392 -> 334-338 us), a t
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 
@@ -33,6 +33,10 @@ async def get_registry(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Mod
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-# Length-bounded here; the name pattern is checked by the registry lookup (unknown -> 404).
-ModelName = Annotated[str, Path(description="Model name, e.g. mnist-lenet", max_length=64,
-                                 examples=["mnist-lenet"])]
+# The path parameters' rules, for FastAPI's Path() here and pydantic's Field() in params.py.
+# The name is length-bounded; its pattern is checked by the registry lookup (unknown -> 404).
+MODEL_NAME_RULES: dict[str, Any] = {"description": "Model name, e.g. mnist-lenet", "max_length": 64,
+                                    "examples": ["mnist-lenet"]}
+VERSION_RULES: dict[str, Any] = {"description": "Model version number", "ge": 1, "le": 1_000_000_000}
+ModelName = Annotated[str, Path(**MODEL_NAME_RULES)]
+Version = Annotated[int, Path(**VERSION_RULES)]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter
-from fastapi import Path as FastPath
 
 from app.errors import ApiError
 from app.inference.classifier import Classifier
 from app.inference.registry import ModelNotFoundError, ModelNotReadyError, ModelRegistry
-from app.routers.deps import ModelName, RegistryDep
+from app.routers.deps import ModelName, RegistryDep, Version
 from app.schemas import ErrorResponse, ModelInfo, ModelList, ModelSummary, VersionSummary
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -41,7 +38,7 @@ async def get_model(name: ModelName, registry: RegistryDep) -> ModelInfo:
 
 @router.get("/{name}/versions/{version}", response_model=ModelInfo, responses={**NOT_FOUND, **NOT_READY},
             summary="Information on one version of a model")
-async def get_model_version(name: ModelName, version: Annotated[int, FastPath(ge=1, le=1_000_000_000)],
+async def get_model_version(name: ModelName, version: Version,
                             registry: RegistryDep) -> ModelInfo:
     return describe(registry, lookup_classifier(registry, name, version))
 

@@ -16,13 +16,15 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
+from app.routers.deps import MODEL_NAME_RULES, VERSION_RULES
+
 P = TypeVar("P", bound="PredictParams")
 
 
 class PredictParams(BaseModel):
     PATH: ClassVar[tuple[str, ...]] = ("name",)
 
-    name: str = Field(max_length=64, description="Model name, e.g. mnist-lenet", examples=["mnist-lenet"])
+    name: str = Field(**MODEL_NAME_RULES)
     top_k: int | None = Field(None, ge=1, le=10_000, description=(
         "How many classes to return, best first (default 5, or all classes if fewer; at most the number of classes)"))
     explain: Literal["input"] | None = Field(None, description=(
@@ -37,7 +39,7 @@ class PredictParams(BaseModel):
 class VersionPredictParams(PredictParams):
     PATH: ClassVar[tuple[str, ...]] = ("name", "version")
 
-    version: int = Field(ge=1, le=1_000_000_000, description="Model version number")
+    version: int = Field(**VERSION_RULES)
 
     @property
     def model_version(self) -> int | None:

@@ -53,6 +53,10 @@ def test_reload_adds_replaces_and_removes_versions(server_factory, repository: P
         assert_error(client.get("/v1/models/mnist-lenet/versions/9"), 404, "model_not_found")
         assert_error(client.get("/v1/models/mnist-lenet/versions/0"), 422)
         assert_error(client.get("/v1/models/mnist-lenet/versions/abc"), 422)
+        for bad in ("0", "abc"):  # the predict routes parse their path themselves (params.py)
+            response = client.post(f"/v1/models/mnist-lenet/versions/{bad}/predict", files={"file": ("a.png", ONE)})
+            assert_error(response, 422, "invalid_request")
+            assert "path.version" in response.json()["error"]["message"]
 
         assert_error(client.post("/v1/admin/reload"), 401, "unauthorized")
         assert_error(client.post("/v1/admin/reload", headers={"Authorization": "Bearer wrong"}), 401)

@@ -208,7 +208,13 @@ class PredictorPool:
         # Set once a full batch is known to take about a millisecond: then handing it to a thread
         # and back (and fighting for the GIL) costs more than the inference, so run it on the loop.
         self.inline = False
+        self._predictors = predictors
         self._lender = Lender(predictors)
+
+    def run_each(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run the batch once on every predictor, one after another (warm-up, before any request):
+        `run` lends the same idle predictor each time."""
+        return [predictor.run(batch) for predictor in self._predictors]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         with self._lender.borrow() as predictor:

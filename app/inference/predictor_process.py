@@ -367,6 +367,11 @@ class ProcessPool:
         with self._lender.borrow() as process:
             return process.run(batch)
 
+    def run_each(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run the batch once in every process, one after another (warm-up, before any request):
+        `run` lends the same idle process each time."""
+        return [process.run(batch) for process in self._processes]
+
     async def classify_async(self, inputs: list[Input]) -> Classified:
         """Callers (the batcher's workers) never outnumber the processes, so borrowing never waits."""
         with self._lender.borrow() as process:

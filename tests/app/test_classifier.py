@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.inference.classifier import Classifier, LoadOptions, choose_threads
+from app.inference.classifier import Classifier, LoadOptions, choose_threads, median_run_ms
 from app.inference.predictor import RuntimeOptions
 from tests.conftest import MODELS_DIR, draw_digit_one, encode
 
@@ -23,6 +23,15 @@ def test_choose_threads_keeps_threads_only_where_they_speed_up_one_image(batch_o
     assert choose_threads(batch_one_ms) == expected
 
 
+def test_median_run_ms_times_the_candidates_in_turns_after_one_untimed_call_each() -> None:
+    calls: list[str] = []
+    medians = median_run_ms({"big": lambda: calls.append("big"), "small": lambda: calls.append("small")},
+                            min_runs=3, budget_seconds=0.0)
+    # Taking turns, a busy spell on the machine slows every candidate alike, not just one of them.
+    assert calls == ["big", "small"] * 4
+    assert set(medians) == {"big", "small"} and all(ms >= 0 for ms in medians.values())
+
+
 @pytest.mark.parametrize("isolation", ["process", "thread"])
 def test_classifier_load_measures_threads_and_serves_from_the_pool_it_kept(isolation: str) -> None:
     options = LoadOptions(RuntimeOptions("cpu", 2), 1, 1_000_000, isolation=isolation, measure_threads=True)
@@ -33,7 +42,8 @@ def test_classifier_load_measures_threads_and_serves_from_the_pool_it_kept(isola
         assert policy.threads == choose_threads(policy.batch_one_ms) and "measured" in policy.reason
         info = classifier.runtime_info()
         assert info["cpu_threads"] == policy.threads and info["batch_one_ms_by_threads"].keys() == {"1", "2"}
-        assert classifier.batch_policy.measured_images_per_second  # measured on the kept pool
+        measured = classifier.batch_policy.measured_images_per_second  # on the kept pool
+        assert list(measured) == sorted(measured) and all(rate > 0 for rate in measured.values())
         assert classifier.predict(classifier.preprocess(encode(draw_digit_one(), "PNG"))[None]).shape == (1, 10)
     finally:
         classifier.close()

@@ -17,9 +17,13 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
     cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = measured per model at warm-up: "
-                                                  "cores / predictors where that runs one image faster than one "
-                                                  "thread, else one")
-    predictors: int = Field(1, ge=1, le=64, description="Predictors per model (one per inference thread)")
+                                                  "where cores / predictors threads run one image faster than one, "
+                                                  "one one-thread predictor process per core, and a batch alone "
+                                                  "(nothing else running or queued) runs on all of its share of the "
+                                                  "cores; else one thread")
+    predictors: int = Field(1, ge=1, le=64, description="Predictors per model, each running one batch at a time "
+                                                        "(with APP_CPU_THREADS=0, at least one per core where "
+                                                        "the model's threads pay)")
     isolation: Literal["process", "thread"] = Field(
         "process", description="process: each predictor in a child process, so inference never holds the "
                                "server's GIL (overloads are refused at once); thread: in the server process")

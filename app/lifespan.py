@@ -30,14 +30,18 @@ def build_load_options(settings: Settings) -> LoadOptions:
     """Raises DeviceUnavailableError for APP_DEVICE=gpu without a usable GPU: fail at start, loudly."""
     device, reason = resolve_device(settings.device)
     log.info("inference device: %s (%s)", device, reason)
-    runtime = RuntimeOptions(device=device, cpu_threads=settings.threads_per_predictor(), onednn=settings.onednn,
-                             gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb,
+    measure_threads = settings.cpu_threads == 0
+    # Measured: one thread per predictor for batches that run side by side, and a solo copy on all
+    # of a predictor's share of the cores for a batch alone, kept where it is faster (decide_threads).
+    runtime = RuntimeOptions(device=device, cpu_threads=1 if measure_threads else settings.cpu_threads,
+                             solo_threads=settings.threads_per_predictor() if measure_threads else 0,
+                             onednn=settings.onednn, gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb,
                              omp_blocktime_ms=settings.omp_blocktime_ms)
     return LoadOptions(runtime=runtime, predictors=settings.predictors,
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
                        model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation,
-                       measure_threads=settings.cpu_threads == 0)
+                       measure_threads=measure_threads)
 
 
 def reclaim_signal_handlers() -> None:

@@ -312,7 +312,8 @@ def measure_round(work: Workload, seconds: float) -> dict:
         url = server.url + work.predict
         runtime = httpx.get(f"{server.url}/v1/models/{work.name}").json()["runtime"]
         report["runtime"] = {key: runtime[key] for key in (
-            "cpu_threads", "batch_one_ms_by_threads", "max_batch_size", "measured_images_per_second")}
+            "cpu_threads", "solo_threads", "predictors", "batch_one_ms_by_threads", "max_batch_size",
+            "measured_images_per_second")}
         report["http_floor_c32"] = run_wrk(server.url + "/bench/floor", work.single, 32, seconds, 1)
         report["service"] = {f"single_c{c}": run_wrk(url, work.single, c, seconds, 1) for c in (1, 8, 32, 64)}
         report["service"]["batch32_c4"] = run_wrk(url + "/batch", work.batch32, 4, seconds, 32)

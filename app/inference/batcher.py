@@ -7,7 +7,9 @@ function's business: the batcher only counts, groups and scatters them, in order
 
 One worker per predictor in the pool, so N predictors run N batches at once while the event loop
 keeps decoding and queueing; `predict` is awaited, so where it runs (a child process, a thread,
-or inline) is the pool's business. No FastAPI here: errors are plain exceptions the routers map.
+or inline) is the pool's business. It is told whether its batch is alone: no other batch running,
+none left queued for another worker to take (a model may then give it all the cores). No FastAPI
+here: errors are plain exceptions the routers map.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class BatchResult(Generic[R]):
 class Batcher(Generic[S, R]):
     def __init__(
         self,
-        predict: Callable[[list[S]], Awaitable[list[R]]],
+        predict: Callable[[list[S], bool], Awaitable[list[R]]],
         workers: int,
         max_batch_size: int,
         max_delay_ms: float,
@@ -176,6 +178,12 @@ class Batcher(Generic[S, R]):
         self._arm_deadline_timer()
 
     def _take_batch(self) -> list[_Item]:
+        """Queued requests in order, up to the max batch size and to this worker's share of what is
+        queued: beside an idle worker, two queued images run at once on two predictors instead of
+        one after the other on one (MobileNetV2 on one thread each: two batches of 1 answer ~330
+        images/s, one batch of 2 ~210)."""
+        idle = len(self._workers) - self._busy
+        limit = min(self.max_batch_size, -(-self._queued_images // max(1, idle)))
         batch: list[_Item] = []
         size = 0
         while self._queue:
@@ -184,7 +192,7 @@ class Batcher(Generic[S, R]):
                 self._queue.popleft()
                 self._queued_images -= len(item.inputs)
                 continue
-            if batch and size + len(item.inputs) > self.max_batch_size:
+            if batch and size + len(item.inputs) > limit:
                 break
             self._queue.popleft()
             self._queued_images -= len(item.inputs)
@@ -204,17 +212,18 @@ class Batcher(Generic[S, R]):
                 continue
             if self._queue:
                 self._wakeup.set()  # let another idle worker start on what is left
+            alone = not self._busy and (not self._queue or len(self._workers) == 1)
             self._busy += 1
             try:
-                await self._run(batch)
+                await self._run(batch, alone)
             finally:
                 self._busy -= 1
 
-    async def _run(self, batch: list[_Item]) -> None:
+    async def _run(self, batch: list[_Item], alone: bool) -> None:
         inputs = batch[0].inputs if len(batch) == 1 else [x for item in batch for x in item.inputs]
         started = time.perf_counter()
         try:
-            outcomes = await self._predict(inputs)
+            outcomes = await self._predict(inputs, alone)
             if len(outcomes) != len(inputs):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(inputs)} inputs")
         except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep the worker alive

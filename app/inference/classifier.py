@@ -7,7 +7,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -38,15 +38,17 @@ class LoadOptions:
     # "process": predictors in child processes (the server's default); "thread": in this process,
     # for scripts and tools that classify a folder and need no event loop kept responsive.
     isolation: Literal["process", "thread"] = "thread"
-    # Measure at warm-up whether runtime.cpu_threads math threads beat one (see choose_threads).
+    # Measure at warm-up whether runtime.solo_threads math threads run one image faster than
+    # runtime.cpu_threads (see choose_threads and decide_threads).
     measure_threads: bool = False
 
 
 @dataclass(frozen=True)
 class ThreadPolicy:
-    threads: int
+    threads: int  # per predictor, for batches run while others may be running
     reason: str
     batch_one_ms: dict[int, float] = field(default_factory=dict)  # median batch-1 run, by thread count
+    solo_threads: int = 0  # for a batch alone in the pool (nothing else running or queued); 0: none
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class Outcome:
 
 
 INLINE_BATCH_MS = 2.0
+# A batch size whose first run takes longer than this is not a candidate, nor are larger ones: its
+# requests would wait as long for their answers, and measuring it would take four such runs or more
+# (MobileNetV2 on one thread: batch 32 takes ~0.3 s a run, batch 64 ~0.9 s, at a third of the best
+# images/s; together they made the warm-up measurement 5.7 s instead of ~1.5).
+MAX_BATCH_RUN_SECONDS = 0.25
 # Encoded images up to this size decode in well under a thread hand-off (thread isolation only).
 INLINE_ENCODED_BYTES = 64 * 1024
 
@@ -81,7 +88,7 @@ def create_pool(model_file: Path, params_file: Path, options: LoadOptions, name:
 
 
 def choose_threads(batch_one_ms: dict[int, float]) -> int:
-    """The most threads where they run one image faster than one thread does; else one. The math
+    """The most threads where they run one image faster than the fewest do; else the fewest. The math
     threads share the cores with the HTTP server and with decoding, and a thread team that does not
     help costs them a core in spinning and wake-ups. Measured on 2 cores: LeNet's batch 1 runs
     0.13 ms on one thread and 0.22 ms on two (at batch 32 two gain 5% for 64% more CPU); served at
@@ -90,18 +97,19 @@ def choose_threads(batch_one_ms: dict[int, float]) -> int:
     ~2 ms at c1. No margin beyond "faster": the two cases sit far on either side of 1.0, and the
     warm-up measurement is noisy on a shared machine, so a threshold above it would flip the large
     model's choice on a noisy start."""
-    many = max(batch_one_ms)
-    return many if batch_one_ms[many] < batch_one_ms[1] else 1
+    many, few = max(batch_one_ms), min(batch_one_ms)
+    return many if batch_one_ms[many] < batch_one_ms[few] else few
 
 
-def median_run_ms(runs: dict[K, Callable[[], object]], min_runs: int, budget_seconds: float) -> dict[K, float]:
-    """Each call's median time in ms, after one untimed call each (oneDNN builds its kernels per
-    shape and per predictor). The calls take turns, pass after pass, until each has `min_runs` and
-    the budget is spent: a neighbour busy for part of the measurement then slows every candidate
-    alike. Timed one size after another, a burst on this shared machine once made MobileNetV2's
-    batch 32 look best (126 images/s against 74-92 for the rest; ~250 at batch 4 on a quiet start),
-    and the service then ran at 0.59 of the in-process pipeline."""
-    for run in runs.values():
+def median_run_ms(runs: dict[K, Callable[[], object]], min_runs: int, budget_seconds: float,
+                  warm: bool = True) -> dict[K, float]:
+    """Each call's median time in ms, after one untimed call each unless `warm` is False (oneDNN
+    builds its kernels per shape and per predictor). The calls take turns, pass after pass, until
+    each has `min_runs` and the budget is spent: a neighbour busy for part of the measurement then
+    slows every candidate alike. Timed one size after another, a burst on this shared machine once
+    made MobileNetV2's batch 32 look best (126 images/s against 74-92 for the rest; ~250 at batch 4
+    on a quiet start), and the service then ran at 0.59 of the in-process pipeline."""
+    for run in runs.values() if warm else ():
         run()
     times: dict[K, list[float]] = {key: [] for key in runs}
     started = time.perf_counter()
@@ -154,17 +162,15 @@ class Classifier:
         recipe = preprocessing_recipe(manifest, options.max_image_pixels)
         preprocessor = recipe.build()
 
-        def make_pool(runtime: RuntimeOptions) -> PredictorPool | ProcessPool:
-            return create_pool(directory / manifest.model_file, directory / manifest.params_file,
-                               replace(options, runtime=runtime), f"{manifest.name}/{manifest.version}", recipe)
-
-        classifier = cls(directory, manifest, preprocessor, make_pool(options.runtime), options)
+        pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
+                           f"{manifest.name}/{manifest.version}", recipe)
+        classifier = cls(directory, manifest, preprocessor, pool, options)
         try:
             if classifier.pool.input_name != manifest.input.name:
                 raise ValueError(f"model input is {classifier.pool.input_name!r}, manifest says "
                                  f"{manifest.input.name!r}")
             classifier.warmup_ms = classifier.warm_up()
-            classifier.thread_policy = classifier.decide_threads(make_pool)
+            classifier.thread_policy = classifier.decide_threads()
             classifier.batch_policy = classifier.decide_batch_policy()
         except BaseException:
             classifier.pool.close()
@@ -175,40 +181,47 @@ class Classifier:
         return classifier
 
     def warm_up(self) -> float:
-        """Run a dummy batch through every predictor so the first client never pays oneDNN's set-up."""
+        """Run a dummy batch through every predictor (and its solo copy) so the first client never
+        pays oneDNN's set-up."""
         started = time.perf_counter()
         dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
-        for outputs in self.pool.run_each(dummy):
-            if outputs.shape != (1, len(self.labels)):
-                raise ValueError(f"model outputs {outputs.shape}, expected (1, {len(self.labels)}) for its labels")
+        outputs = self.pool.run_each(dummy)
+        if self.options.runtime.solo_threads > self.options.runtime.cpu_threads:
+            outputs += self.pool.run_each(dummy, solo=True)
+        for output in outputs:
+            if output.shape != (1, len(self.labels)):
+                raise ValueError(f"model outputs {output.shape}, expected (1, {len(self.labels)}) for its labels")
         return (time.perf_counter() - started) * 1000
 
-    def decide_threads(self, make_pool: Callable[[RuntimeOptions], PredictorPool | ProcessPool]) -> ThreadPolicy:
-        """Keep this pool's math threads, or swap in a one-thread pool where the threads do not pay."""
+    def decide_threads(self) -> ThreadPolicy:
+        """Whether a batch alone in the pool runs on the predictors' solo copies (all their cores),
+        and where it does, one predictor process per core for the batches that run side by side.
+
+        Measured on 2 cores, servers side by side, four alternations: MobileNetV2 at c32 answered
+        311-317 images/s from two one-thread processes against 232-254 from one two-thread process,
+        while its lone image runs ~1.4x faster on two threads (c1 p50 5.6-6.3 ms both ways). LeNet's
+        lone image is no faster on two threads, and its server process is busier than its predictor:
+        it keeps one one-thread process."""
         runtime = self.options.runtime
         if runtime.device != "cpu":
             return ThreadPolicy(runtime.cpu_threads, "not used on GPU")
         if not self.options.measure_threads:
             return ThreadPolicy(runtime.cpu_threads, "fixed by APP_CPU_THREADS")
-        if runtime.cpu_threads <= 1:
-            return ThreadPolicy(1, "one core per predictor")
-        single = make_pool(replace(runtime, cpu_threads=1))
+        if runtime.solo_threads <= runtime.cpu_threads:
+            return ThreadPolicy(runtime.cpu_threads, "one core per predictor")
+        few, many = runtime.cpu_threads, runtime.solo_threads
         dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
-        try:
-            single.run_each(dummy)  # it may be kept: warm all of it, as warm_up did this pool
-            runs = {runtime.cpu_threads: partial(self.pool.run, dummy), 1: partial(single.run, dummy)}
-            measured = {threads: round(ms, 4) for threads, ms in
-                        median_run_ms(runs, min_runs=5, budget_seconds=0.4).items()}
-        except BaseException:
-            single.close()
-            raise
-        threads = choose_threads(measured)
-        kept, dropped = (self.pool, single) if threads > 1 else (single, self.pool)
-        dropped.close()
-        self.pool = kept
-        verdict = "faster" if threads > 1 else "no faster"
-        return ThreadPolicy(threads, f"measured at warm-up: {runtime.cpu_threads} threads ran batch 1 {verdict} "
-                                     f"than one (median of runs, the pools taking turns)", measured)
+        runs = {many: partial(self.pool.run, dummy, True), few: partial(self.pool.run, dummy)}
+        measured = {threads: round(ms, 4) for threads, ms in median_run_ms(runs, 5, budget_seconds=0.4).items()}
+        if choose_threads(measured) == few:
+            return ThreadPolicy(few, f"measured at warm-up: {many} threads ran batch 1 no faster than {few}", measured)
+        if isinstance(self.pool, ProcessPool):
+            # In-process predictors share the GIL, which Paddle holds while it runs: more would not
+            # run side by side.
+            self.pool.grow(self.options.predictors * many // few)
+            self.warm_up()
+        return ThreadPolicy(few, f"measured at warm-up: {many} threads ran batch 1 faster than {few}; a batch alone "
+                                 f"in the pool runs on {many}", measured, many)
 
     def decide_batch_policy(self) -> BatchPolicy:
         override = self.options.model_max_batch_size.get(self.name)
@@ -233,12 +246,21 @@ class Classifier:
     def measure_throughput(self, sizes: Sequence[int], budget_seconds: float = 0.6) -> dict[int, float]:
         """images/s of one predictor at each batch size, from its median run (see median_run_ms)."""
         shape = self.manifest.input.shape[1:]
+        # As batches run under load, when batches form: side by side, unless one predictor does all.
+        solo = self.runs_solo(alone=self.pool.size == 1)
+        runs: dict[int, Callable[[], object]] = {}
+        for size in sorted(sizes):
+            run = partial(self.pool.run, np.zeros((size, *shape), dtype=np.float32), solo)
+            started = time.perf_counter()
+            run()  # untimed: oneDNN builds its kernels per shape
+            if runs and time.perf_counter() - started > MAX_BATCH_RUN_SECONDS:
+                break
+            runs[size] = run
         # Largest first: each size then runs after one that has just loaded the same weights. After
         # batch 64 had flushed the caches, batch 1 measured 74-138 images/s instead of ~240.
-        runs = {size: partial(self.pool.run, np.zeros((size, *shape), dtype=np.float32))
-                for size in sorted(sizes, reverse=True)}
-        medians = median_run_ms(runs, min_runs=3, budget_seconds=budget_seconds)
-        return {size: round(size * 1000 / medians[size], 1) for size in sorted(sizes)}
+        ordered = {size: runs[size] for size in sorted(runs, reverse=True)}
+        medians = median_run_ms(ordered, min_runs=3, budget_seconds=budget_seconds, warm=False)
+        return {size: round(size * 1000 / medians[size], 1) for size in sorted(medians)}
 
     def preprocess(self, data: bytes) -> np.ndarray:
         """Encoded image -> (C, H, W) float32. Raises the preprocess module's client errors."""
@@ -248,16 +270,23 @@ class Classifier:
         """(N, C, H, W) -> (N, K) probabilities."""
         return to_probabilities(self.pool.run(batch), self.manifest.output.activation)
 
-    async def classify_async(self, inputs: list[Input]) -> list[Outcome]:
+    def runs_solo(self, alone: bool) -> bool:
+        """Whether a batch runs on the solo copies: it is `alone` (nothing else running or queued)
+        and the solo copies were measured faster."""
+        return alone and self.thread_policy.solo_threads > 0
+
+    async def classify_async(self, inputs: list[Input], alone: bool = False) -> list[Outcome]:
         """Encoded images and/or model inputs -> one Outcome each, in one model run, without
         blocking the event loop: decoding happens where the predictor runs (its child process, or a
-        worker thread)."""
+        worker thread). `alone`: nothing else is running or queued for this model (see runs_solo)."""
+        solo = self.runs_solo(alone)
         if isinstance(self.pool, ProcessPool):
-            classified = await self.pool.classify_async(inputs)
+            classified = await self.pool.classify_async(inputs, solo)
         elif self.pool.inline and all(isinstance(x, np.ndarray) or len(x) <= INLINE_ENCODED_BYTES for x in inputs):
-            classified = classify_inputs(self.preprocessor, self.pool.run, inputs)
+            classified = classify_inputs(self.preprocessor, partial(self.pool.run, solo=solo), inputs)
         else:
-            classified = await asyncio.to_thread(classify_inputs, self.preprocessor, self.pool.run, inputs)
+            classified = await asyncio.to_thread(classify_inputs, self.preprocessor, partial(self.pool.run, solo=solo),
+                                                 inputs)
         return self.to_outcomes(classified)
 
     def to_outcomes(self, classified: Classified) -> list[Outcome]:
@@ -285,6 +314,7 @@ class Classifier:
             "device": runtime.device,
             "device_reason": self.options.device_reason,
             "cpu_threads": self.thread_policy.threads if runtime.device == "cpu" else None,
+            "solo_threads": self.thread_policy.solo_threads or None,
             "cpu_threads_reason": self.thread_policy.reason,
             "batch_one_ms_by_threads": {str(k): v for k, v in sorted(self.thread_policy.batch_one_ms.items())},
             "onednn": runtime.onednn if runtime.device == "cpu" else False,

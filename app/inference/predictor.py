@@ -43,6 +43,9 @@ class RuntimeOptions:
     # How long OpenMP's math threads spin after a run before they sleep: milliseconds, "auto" (twice
     # the previous run, 1-200 ms), or None for the runtime's own (200 ms for Intel's). See spin_ms.
     omp_blocktime_ms: int | Literal["auto"] | None = None
+    # Math threads for a batch that runs alone (nothing else running or queued for its model): above
+    # cpu_threads, each predictor gets a second copy of the model on this many threads (see Predictor).
+    solo_threads: int = 0
 
 
 def import_paddle() -> ModuleType:
@@ -128,16 +131,30 @@ def spin_ms(setting: int | Literal["auto"] | None, last_run_ms: float) -> int | 
 class Predictor:
     """One Paddle Inference predictor. Not thread-safe: one caller at a time (the pool ensures it)."""
 
-    def __init__(self, native: Any, options: RuntimeOptions) -> None:
+    def __init__(self, native: Any, options: RuntimeOptions, solo: "Predictor | None" = None) -> None:
         self._native = native
         self.options = options
         self._input = native.get_input_handle(native.get_input_names()[0])
         self._output = native.get_output_handle(native.get_output_names()[0])
         self.input_name: str = native.get_input_names()[0]
         self._last_run_ms = 0.0
+        self._solo = solo
 
     @classmethod
     def create(cls, model_file: Path, params_file: Path, options: RuntimeOptions) -> "Predictor":
+        """With options.solo_threads above cpu_threads, the predictor also holds a copy of the model on
+        solo_threads math threads, for `run(..., solo=True)`. Paddle applies a predictor's thread count
+        at each run, so the two take turns in one thread. Under load, one-thread predictors side by
+        side (one per core) run more images/s than one team over all cores: the team waits at every
+        layer for its slowest thread, and any other work on a core makes that thread slow. A lone
+        image has no neighbour to run beside and gets all the cores."""
+        solo = None
+        if options.device == "cpu" and options.solo_threads > options.cpu_threads:
+            solo = cls(cls.create_native(model_file, params_file, options, options.solo_threads), options)
+        return cls(cls.create_native(model_file, params_file, options, options.cpu_threads), options, solo)
+
+    @staticmethod
+    def create_native(model_file: Path, params_file: Path, options: RuntimeOptions, threads: int) -> Any:
         from paddle import inference
 
         config = inference.Config(str(model_file), str(params_file))
@@ -145,7 +162,7 @@ class Predictor:
             config.enable_use_gpu(options.gpu_memory_mb, options.gpu_id)
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(max(1, options.cpu_threads))
+            config.set_cpu_math_library_num_threads(max(1, threads))
             if options.onednn:
                 # oneDNN is ~5x faster for convolutions on AVX-512 CPUs; plain CPU kernels otherwise.
                 config.enable_mkldnn()
@@ -155,14 +172,20 @@ class Predictor:
         # executor runs in the calling thread (measured: bench/serving.py, p50 4.5 -> 3.1 ms at c=1).
         config.enable_new_executor(options.new_executor)
         config.disable_glog_info()
-        return cls(inference.create_predictor(config), options)
+        return inference.create_predictor(config)
+
+    @property
+    def has_solo(self) -> bool:
+        return self._solo is not None
 
     def clone(self) -> "Predictor":
         """A second predictor sharing this one's weights (Paddle's clone), for another thread."""
-        return Predictor(self._native.clone(), self.options)
+        return Predictor(self._native.clone(), self.options, self._solo.clone() if self._solo else None)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, C, H, W) -> float32 (N, num_outputs)."""
+    def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
+        """float32 (N, C, H, W) -> float32 (N, num_outputs); `solo`: on the all-cores copy, if any."""
+        if solo and self._solo is not None:
+            return self._solo.run(batch)
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         set_omp_blocktime(spin_ms(self.options.omp_blocktime_ms, self._last_run_ms))
         self._input.reshape(list(batch.shape))
@@ -180,6 +203,11 @@ class Lender(Generic[T]):
         self._free = list(items)
         self._available = threading.Semaphore(len(self._free))
         self._lock = threading.Lock()
+
+    def add(self, item: T) -> None:
+        with self._lock:
+            self._free.append(item)
+        self._available.release()
 
     @contextmanager
     def borrow(self) -> Iterator[T]:
@@ -211,14 +239,14 @@ class PredictorPool:
         self._predictors = predictors
         self._lender = Lender(predictors)
 
-    def run_each(self, batch: np.ndarray) -> list[np.ndarray]:
+    def run_each(self, batch: np.ndarray, solo: bool = False) -> list[np.ndarray]:
         """Run the batch once on every predictor, one after another (warm-up, before any request):
         `run` lends the same idle predictor each time."""
-        return [predictor.run(batch) for predictor in self._predictors]
+        return [predictor.run(batch, solo) for predictor in self._predictors]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         with self._lender.borrow() as predictor:
-            return predictor.run(batch)
+            return predictor.run(batch, solo)
 
     def close(self) -> None:
         """Predictors are freed with the last reference to them."""

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,10 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Decoding a batch on all the predictor's cores before the model runs on them, as the in-process
     # pipeline does: Pillow and numpy release the GIL, so the threads decode side by side. A
-    # one-thread predictor decodes in this thread: a pool of one decodes nothing side by side.
-    decoders = ThreadPoolExecutor(options.cpu_threads, thread_name_prefix="decode") if options.cpu_threads > 1 \
-        else None
+    # one-thread run decodes in this thread: a pool of one decodes nothing side by side, and beside
+    # it other predictor processes have the other cores.
+    widest = max(options.cpu_threads, options.solo_threads)
+    decoders = ThreadPoolExecutor(widest, thread_name_prefix="decode") if widest > 1 else None
     try:
         predictor = Predictor.create(Path(model_file), Path(params_file), options)
         preprocessor = recipe.build() if recipe is not None else None
@@ -117,12 +119,15 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
             payload = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the parent is gone
+        solo = bool(header.get("solo"))
         try:
             if header.get("op") == "classify":
-                reply, outputs = classify_payload(predictor, preprocessor, header["items"], payload, decoders)
+                threads = options.solo_threads if solo and predictor.has_solo else options.cpu_threads
+                reply, outputs = classify_payload(partial(predictor.run, solo=solo), preprocessor, header["items"],
+                                                  payload, decoders if threads > 1 else None)
             else:
                 batch = np.frombuffer(payload, dtype=np.float32).reshape(header["shape"])
-                outputs = np.ascontiguousarray(predictor.run(batch), dtype=np.float32)
+                outputs = np.ascontiguousarray(predictor.run(batch, solo), dtype=np.float32)
                 reply = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - fails this batch only
             send_header(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -141,14 +146,15 @@ def classify_inputs(preprocessor: Preprocessor, run: Callable[[np.ndarray], np.n
     return Classified(outputs, prepared.errors, prepared.timings, (time.perf_counter() - started) * 1000)
 
 
-def classify_payload(predictor: Predictor, preprocessor: Preprocessor | None, items: list[list[Any]],
-                     payload: bytes, decoders: ThreadPoolExecutor | None) -> tuple[dict[str, Any], np.ndarray]:
+def classify_payload(run: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor | None,
+                     items: list[list[Any]], payload: bytes,
+                     decoders: ThreadPoolExecutor | None) -> tuple[dict[str, Any], np.ndarray]:
     """Child side of `classify`: split the payload into its inputs and classify them."""
     if preprocessor is None:
         raise RuntimeError("this predictor process was started without a preprocessing recipe")
     inputs = split_payload(items, payload)
     encoded = sum(1 for item in inputs if not isinstance(item, np.ndarray))
-    classified = classify_inputs(preprocessor, predictor.run, inputs, decoders.map if decoders and encoded > 1 else map)
+    classified = classify_inputs(preprocessor, run, inputs, decoders.map if decoders and encoded > 1 else map)
     reply = {
         "ok": True,
         "errors": [[index, type(exc).__name__, str(exc)] for index, exc in classified.errors.items()],
@@ -243,18 +249,19 @@ class PredictorProcess:
         log.warning("restarting the predictor process for %s (restart %d)", self._name, self.restarts)
         self.start()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         """Blocking: float32 (N, C, H, W) -> float32 (N, K)."""
         self._ensure_started()
-        self._send(batch)
-        return self._receive()
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self._send_message({"op": "run", "shape": list(batch.shape), "solo": solo}, batch.data)
+        return self._receive_outputs(self._read_header())
 
-    async def classify_async(self, inputs: list[Input]) -> Classified:
+    async def classify_async(self, inputs: list[Input], solo: bool = False) -> Classified:
         """Encoded images (decoded and preprocessed in the child) or model-ready arrays, one run."""
         if not self.alive():
             await asyncio.to_thread(self._ensure_started)
         items, payload = encode_items(inputs)
-        self._send_message({"op": "classify", "items": items}, payload)
+        self._send_message({"op": "classify", "items": items, "solo": solo}, payload)
         await self._wait_for_reply()
         header = self._read_header()
         outputs = self._receive_outputs(header)
@@ -283,10 +290,6 @@ class PredictorProcess:
         if not self.alive():
             self.restart()
 
-    def _send(self, batch: np.ndarray) -> None:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._send_message({"op": "run", "shape": list(batch.shape)}, batch.data)
-
     def _send_message(self, header: dict[str, Any], payload: bytes | memoryview) -> None:
         assert self._conn is not None
         try:
@@ -295,9 +298,6 @@ class PredictorProcess:
         except OSError as exc:
             self.kill()
             raise PredictorCrashedError(f"the predictor process is gone: {exc}") from exc
-
-    def _receive(self) -> np.ndarray:
-        return self._receive_outputs(self._read_header())
 
     def _receive_outputs(self, header: dict[str, Any]) -> np.ndarray:
         if not header.get("ok"):
@@ -345,16 +345,27 @@ class ProcessPool:
 
     def __init__(self, model_file: Path, params_file: Path, options: RuntimeOptions, size: int, name: str,
                  recipe: Recipe | None = None) -> None:
+        self._args = (model_file, params_file, options, name, recipe)
         self._processes: list[PredictorProcess] = []
+        self._lender: Lender[PredictorProcess] = Lender([])
         try:
-            for index in range(max(1, size)):
-                self._processes.append(PredictorProcess(model_file, params_file, options, f"{name}#{index}", recipe))
+            self.grow(max(1, size))
         except BaseException:
             self.close()
             raise
-        self.size = len(self._processes)
         self.input_name = self._processes[0].input_name
-        self._lender = Lender(self._processes)
+
+    @property
+    def size(self) -> int:
+        return len(self._processes)
+
+    def grow(self, size: int) -> None:
+        """Start processes until there are `size` (not warmed up: see run_each)."""
+        model_file, params_file, options, name, recipe = self._args
+        while len(self._processes) < size:
+            process = PredictorProcess(model_file, params_file, options, f"{name}#{len(self._processes)}", recipe)
+            self._processes.append(process)
+            self._lender.add(process)
 
     @property
     def restarts(self) -> int:
@@ -363,19 +374,19 @@ class ProcessPool:
     def pids(self) -> list[int]:
         return [pid for process in self._processes if (pid := process.pid) is not None]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         with self._lender.borrow() as process:
-            return process.run(batch)
+            return process.run(batch, solo)
 
-    def run_each(self, batch: np.ndarray) -> list[np.ndarray]:
+    def run_each(self, batch: np.ndarray, solo: bool = False) -> list[np.ndarray]:
         """Run the batch once in every process, one after another (warm-up, before any request):
         `run` lends the same idle process each time."""
-        return [process.run(batch) for process in self._processes]
+        return [process.run(batch, solo) for process in self._processes]
 
-    async def classify_async(self, inputs: list[Input]) -> Classified:
+    async def classify_async(self, inputs: list[Input], solo: bool = False) -> Classified:
         """Callers (the batcher's workers) never outnumber the processes, so borrowing never waits."""
         with self._lender.borrow() as process:
-            return await process.classify_async(inputs)
+            return await process.classify_async(inputs, solo)
 
     def close(self) -> None:
         for process in self._processes:

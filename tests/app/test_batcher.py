@@ -44,7 +44,7 @@ async def run_requests(batcher: Batcher, values: list[float], timeout: float | N
 def make_batcher(model: RecordingModel, **kwargs: object) -> tuple[Batcher, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(4)
 
-    async def predict(inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def predict(inputs: list[np.ndarray], alone: bool) -> list[np.ndarray]:
         return list(await asyncio.get_running_loop().run_in_executor(executor, model, np.stack(inputs)))
 
     options = {"workers": 1, "max_batch_size": 8, "max_delay_ms": 0, "max_queue_images": 100, **kwargs}
@@ -149,7 +149,7 @@ def test_batcher_keeps_no_answered_request_alive_behind_a_stuck_one() -> None:
     async def scenario() -> None:
         release = asyncio.Event()
 
-        async def predict(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        async def predict(inputs: list[np.ndarray], alone: bool) -> list[np.ndarray]:
             if inputs[0][0, 0, 0] == 0.0:
                 await release.wait()  # the first request's batch hangs
             return [np.full(1000, x[0, 0, 0], dtype=np.float32) for x in inputs]
@@ -191,3 +191,55 @@ def test_batcher_waits_for_fuller_batch_with_delay() -> None:
 )
 def test_choose_batch_size_prefers_smallest_near_best(measured: dict[int, float], expected: int) -> None:
     assert choose_batch_size(measured) == expected
+
+
+def test_batcher_says_a_batch_is_alone_only_with_nothing_else_running_or_queued() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+        seen: list[tuple[float, bool]] = []
+
+        async def predict(inputs: list[np.ndarray], alone: bool) -> list[np.ndarray]:
+            seen.append((float(inputs[0][0, 0, 0]), alone))
+            if inputs[0][0, 0, 0] == 0.0:
+                await release.wait()
+            return [x[0, 0, :1] for x in inputs]
+
+        batcher = Batcher(predict, workers=2, max_batch_size=4, max_delay_ms=0, max_queue_images=100)
+        await batcher.submit([image(5.0)], 5)  # nothing else: alone
+        stuck = asyncio.ensure_future(batcher.submit([image(0.0)], 5))
+        await asyncio.sleep(0.01)
+        await batcher.submit([image(1.0)], 5)  # beside a running batch: not alone
+        release.set()
+        await stuck
+        assert seen == [(5.0, True), (0.0, True), (1.0, False)]
+        await batcher.close()
+
+        # One worker has no neighbour to share the cores with: every batch is alone, queue or not.
+        flags: list[bool] = []
+
+        async def recording(inputs: list[np.ndarray], alone: bool) -> list[np.ndarray]:
+            flags.append(alone)
+            await asyncio.sleep(0.01)
+            return [x[0, 0, :1] for x in inputs]
+
+        single = Batcher(recording, workers=1, max_batch_size=1, max_delay_ms=0, max_queue_images=100)
+        await run_requests(single, [1.0, 2.0, 3.0])
+        assert flags == [True, True, True]
+        await single.close()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_spreads_queued_images_over_idle_workers() -> None:
+    async def scenario() -> None:
+        model = RecordingModel(delay=0.05)
+        batcher, executor = make_batcher(model, workers=2, max_batch_size=8)
+        await run_requests(batcher, [1.0, 2.0])  # queued together: one each, side by side
+        assert sorted(model.sizes) == [1, 1]
+        model.sizes.clear()
+        await run_requests(batcher, [float(i) for i in range(12)])
+        assert max(model.sizes) <= 8 and sum(model.sizes) == 12 and len(model.sizes) >= 2
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())

@@ -66,3 +66,13 @@ def test_predictor_auto_blocktime_is_short_for_a_small_model(openmp) -> None:  #
         return openmp.kmp_get_blocktime()
 
     assert 1 <= in_new_thread(run_then_read) < 50  # ~1 here; a busy machine slows single runs
+
+
+def test_predictor_with_solo_threads_answers_alike_on_both_copies() -> None:
+    predictor = Predictor.create(LENET / "inference.json", LENET / "inference.pdiparams",
+                                 RuntimeOptions("cpu", cpu_threads=1, solo_threads=2))
+    batch = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    assert predictor.has_solo and predictor.clone().has_solo
+    np.testing.assert_allclose(predictor.run(batch, solo=True), predictor.run(batch), rtol=1e-4, atol=1e-5)
+    # No solo copy where it would have no more threads than the predictor itself.
+    assert not lenet(blocktime=None).has_solo

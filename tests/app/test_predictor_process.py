@@ -21,7 +21,7 @@ from app.inference.manifest import load_manifest, preprocessing_recipe
 from app.inference.predictor import Predictor, RuntimeOptions
 from app.inference.predictor_process import PredictorCrashedError, ProcessPool
 from app.inference.preprocess import ImageDecodeError, Recipe, UnsupportedImageError
-from tests.conftest import MODELS_DIR, png_bytes
+from tests.conftest import MODELS_DIR, draw_digit_one, encode, png_bytes
 
 LENET_DIR = MODELS_DIR / "mnist-lenet" / "1"
 OPTIONS = RuntimeOptions(device="cpu", cpu_threads=1)
@@ -149,3 +149,20 @@ def test_classifier_classify_async_decodes_where_it_predicts_and_fails_only_bad_
         assert isinstance(only_bad[0].error, ImageDecodeError)  # a batch with nothing to run still answers
     finally:
         classifier.close()
+
+
+def test_process_pool_grows_and_runs_solo_batches_on_the_all_cores_copy() -> None:
+    options = RuntimeOptions(device="cpu", cpu_threads=1, solo_threads=2)
+    grown = ProcessPool(*model_files(LENET_DIR), options, size=1, name="mnist-lenet/1", recipe=lenet_recipe())
+    try:
+        grown.grow(2)
+        assert grown.size == 2 and len(set(grown.pids())) == 2
+        batch = digits(5)
+        expected = Predictor.create(*model_files(LENET_DIR), OPTIONS).run(batch)
+        for outputs in grown.run_each(batch) + grown.run_each(batch, solo=True):
+            np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5)
+        digit = encode(draw_digit_one(), "PNG")
+        classified = uvloop.run(grown.classify_async([digit, digit], solo=True))
+        assert classified.outputs.shape == (2, 10) and not classified.errors
+    finally:
+        grown.close()

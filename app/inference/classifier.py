@@ -74,7 +74,7 @@ INLINE_BATCH_MS = 2.0
 # A batch size whose first run takes longer than this is not a candidate, nor are larger ones: its
 # requests would wait as long for their answers, and measuring it would take four such runs or more
 # (MobileNetV2 on one thread: batch 32 takes ~0.3 s a run, batch 64 ~0.9 s, at a third of the best
-# images/s; together they made the warm-up measurement 5.7 s instead of ~1.5).
+# images/s; together they made the warm-up measurement 5.7 s instead of 1.3).
 MAX_BATCH_RUN_SECONDS = 0.25
 # Encoded images up to this size decode in well under a thread hand-off (thread isolation only).
 INLINE_ENCODED_BYTES = 64 * 1024

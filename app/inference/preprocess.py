@@ -459,6 +459,9 @@ class Preprocessor:
         affine = None
         if image_steps and (not tail or (len(tail) == 1 and tail[0][0] == "normalize")):
             affine = ByteAffine.create(channels, **(tail[0][1] if tail else {}))
+        # Pillow imports its format plugins on the first open that names TIFF or WEBP: the first
+        # request of each predictor process took 6-13 ms longer to decode, unless that is paid here.
+        Image.init()
         return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps, affine)
 
     def __call__(self, data: bytes) -> Array:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +202,17 @@ def test_preprocessor_fused_crop_and_normalize_match_step_by_step(color_mode: st
     assert out.flags["C_CONTIGUOUS"]  # the layout the predictor takes, with no copy
     # Pixels differ by at most one 8-bit step (x 1/std after normalising).
     assert np.abs(out - reference).max() <= 1.01 / 255 / min(norm["std"])
+
+
+def test_preprocessor_create_registers_every_format_before_the_first_request() -> None:
+    # A fresh interpreter: in this one, other tests have long since loaded Pillow's plugins.
+    script = (
+        "from PIL import Image\n"
+        "from app.inference.preprocess import Preprocessor\n"
+        "assert 'TIFF' not in Image.OPEN\n"
+        "Preprocessor.create('L', (1, 28, 28), (('resize', {'size': [28, 28]}),), 1_000_000)\n"
+        "assert {'TIFF', 'WEBP', 'PNG', 'JPEG'} <= set(Image.OPEN), sorted(Image.OPEN)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

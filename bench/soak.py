@@ -7,8 +7,8 @@
    status not expected for its body is an unexpected error), p99, and the server's RSS after
    warm-up and at the end.
 2. Overload: a server with a small queue (APP_MAX_QUEUE_IMAGES=16) and a slower model
-   (a 224x224 MobileNetV2, ~150 images/s here). Open loop: --overload-rate requests/s (default
-   600, four times capacity) arrive on schedule after 2 s of uncounted warm-up; the excess must be answered 503 fast (p99 of the
+   (a 224x224 MobileNetV2, ~290 images/s here). Open loop: --overload-rate requests/s (default
+   600, about twice capacity) arrive on schedule after 2 s of uncounted warm-up; the excess must be answered 503 fast (p99 of the
    503s < 50 ms, timed from each request's scheduled start) while admitted requests succeed.
    Closed loop: 256 clients back to back, which saturates the HTTP layer itself (reported, not a
    goal: every response then waits ~256 / requests-per-second). Afterwards, at low load, every

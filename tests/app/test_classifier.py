@@ -64,8 +64,8 @@ def test_classifier_load_keeps_fixed_threads_without_measuring() -> None:
         classifier.close()
 
 
-
-def test_classifier_load_gives_a_model_whose_threads_pay_one_process_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifier_load_gives_a_model_whose_threads_pay_one_process_per_core(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # As measured for MobileNetV2: all cores run a lone image faster than one (LeNet is too small to).
     monkeypatch.setattr(classifier_module, "median_run_ms",
                         lambda runs, *args, **kwargs: {key: 4.0 if key == 2 else 6.0 for key in runs})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,10 +16,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
     cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = measured per model at warm-up: "
-                                                  "where cores / predictors threads run one image faster than one, "
-                                                  "one one-thread predictor process per core, and a batch alone "
-                                                  "(nothing else running or queued) runs on all of its share of the "
-                                                  "cores; else one thread")
+                                                  "where usable CPUs (affinity, cgroup quota) / predictors threads "
+                                                  "run one image faster than one, one one-thread predictor process "
+                                                  "per CPU, and a batch alone (nothing else running or queued) runs "
+                                                  "on all of its share of the CPUs; else one thread")
     predictors: int = Field(1, ge=1, le=64, description="Predictors per model, each running one batch at a time "
                                                         "(with APP_CPU_THREADS=0, at least one per core where "
                                                         "the model's threads pay)")
@@ -54,11 +53,6 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description='Allowed browser origins, JSON: '
                                                                       '["https://example.org"]; none by default')
     log_level: str = Field("info")
-
-    def threads_per_predictor(self) -> int:
-        if self.cpu_threads:
-            return self.cpu_threads
-        return max(1, (os.cpu_count() or 1) // self.predictors)
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.inference.classifier import LoadOptions
-from app.inference.predictor import RuntimeOptions, import_paddle, resolve_device
+from app.inference.predictor import RuntimeOptions, import_paddle, resolve_device, usable_cpus
 from app.inference.registry import ModelRegistry, VersionStatus
 from app.runtime import Runtime
 from app.telemetry import record_model_load
@@ -34,7 +34,7 @@ def build_load_options(settings: Settings) -> LoadOptions:
     # Measured: one thread per predictor for batches that run side by side, and a solo copy on all
     # of a predictor's share of the cores for a batch alone, kept where it is faster (decide_threads).
     runtime = RuntimeOptions(device=device, cpu_threads=1 if measure_threads else settings.cpu_threads,
-                             solo_threads=settings.threads_per_predictor() if measure_threads else 0,
+                             solo_threads=max(1, usable_cpus() // settings.predictors) if measure_threads else 0,
                              onednn=settings.onednn, gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb,
                              omp_blocktime_ms=settings.omp_blocktime_ms)
     return LoadOptions(runtime=runtime, predictors=settings.predictors,

@@ -74,6 +74,32 @@ def gpu_status() -> tuple[bool, str]:
     return True, f"{count} CUDA device(s) visible"
 
 
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its affinity mask (taskset, docker --cpuset-cpus), capped by
+    its cgroup's CPU quota (docker --cpus, Kubernetes limits), neither of which os.cpu_count()
+    sees. With APP_CPU_THREADS=0 a compute-heavy model gets one predictor process per CPU: counted
+    from os.cpu_count(), a container limited to 2 CPUs on a 64-core host would start 64."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota(cgroup_root)
+    return max(1, min(count, math.ceil(quota)) if quota else count)
+
+
+def cpu_quota(cgroup_root: Path) -> float | None:
+    """CPUs' worth of time per period that the cgroup allows (v2 cpu.max, or v1's cfs files); None
+    where there is no limit or no such file."""
+    try:
+        quota, period = (cgroup_root / "cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
 def resolve_device(requested: str) -> tuple[Device, str]:
     """Map APP_DEVICE (auto|cpu|gpu) to the device to use, with a reason to log and report."""
     if requested == "cpu":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Literal, TypeVar
 import numpy as np
 import pytest
 
-from app.inference.predictor import Predictor, RuntimeOptions, import_paddle, intel_openmp, spin_ms
+from app.inference.predictor import (
+    Predictor, RuntimeOptions, import_paddle, intel_openmp, spin_ms, usable_cpus,
+)
 
 LENET = Path(__file__).resolve().parents[2] / "models" / "mnist-lenet" / "1"
 T = TypeVar("T")
@@ -76,3 +79,19 @@ def test_predictor_with_solo_threads_answers_alike_on_both_copies() -> None:
     np.testing.assert_allclose(predictor.run(batch, solo=True), predictor.run(batch), rtol=1e-4, atol=1e-5)
     # No solo copy where it would have no more threads than the predictor itself.
     assert not lenet(blocktime=None).has_solo
+
+
+@pytest.mark.parametrize(("files", "expected_cap"), [
+    ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2, docker --cpus 1.5
+    ({"cpu.max": "max 100000\n"}, None),  # v2, no limit
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # cgroup v1, --cpus 1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no limit
+    ({}, None),  # no cgroup files at all
+])
+def test_usable_cpus_honours_the_container_cpu_limit(tmp_path: Path, files: dict[str, str],
+                                                       expected_cap: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path) == (min(affinity, expected_cap) if expected_cap else affinity)

@@ -45,7 +45,8 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class ThreadPolicy:
-    threads: int  # per predictor, for batches run while others may be running
+    """Whether lone batches run on the solo copies; each predictor's own threads are runtime.cpu_threads."""
+
     reason: str
     batch_one_ms: dict[int, float] = field(default_factory=dict)  # median batch-1 run, by thread count
     solo_threads: int = 0  # for a batch alone in the pool (nothing else running or queued); 0: none
@@ -141,7 +142,7 @@ class Classifier:
     load_seconds: float = 0.0
     warmup_ms: float = 0.0
     batch_policy: BatchPolicy = BatchPolicy(1, "not measured")
-    thread_policy: ThreadPolicy = ThreadPolicy(1, "not measured")
+    thread_policy: ThreadPolicy = ThreadPolicy("not measured")
     closed: bool = False
 
     @property
@@ -164,22 +165,20 @@ class Classifier:
         verify_files(directory, manifest)
         recipe = preprocessing_recipe(manifest, options.max_image_pixels)
         preprocessor = recipe.build()
-
         pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
                            f"{manifest.name}/{manifest.version}", recipe)
         classifier = cls(directory, manifest, preprocessor, pool, options)
         try:
-            if classifier.pool.input_name != manifest.input.name:
-                raise ValueError(f"model input is {classifier.pool.input_name!r}, manifest says "
-                                 f"{manifest.input.name!r}")
+            if pool.input_name != manifest.input.name:
+                raise ValueError(f"model input is {pool.input_name!r}, manifest says {manifest.input.name!r}")
             classifier.warmup_ms = classifier.warm_up()
             classifier.thread_policy = classifier.decide_threads()
             classifier.batch_policy = classifier.decide_batch_policy()
         except BaseException:
-            classifier.pool.close()
+            pool.close()
             raise
-        if isinstance(classifier.pool, PredictorPool):
-            classifier.pool.inline = classifier.runs_inline()
+        if isinstance(pool, PredictorPool):
+            pool.inline = classifier.runs_inline()
         classifier.load_seconds = time.perf_counter() - started
         return classifier
 
@@ -189,7 +188,7 @@ class Classifier:
         started = time.perf_counter()
         dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
         outputs = self.pool.run_each(dummy)
-        if self.options.runtime.solo_threads > self.options.runtime.cpu_threads:
+        if self.options.runtime.has_solo:
             outputs += self.pool.run_each(dummy, solo=True)
         for output in outputs:
             if output.shape != (1, len(self.labels)):
@@ -207,11 +206,11 @@ class Classifier:
         it keeps one one-thread process."""
         runtime = self.options.runtime
         if runtime.device != "cpu":
-            return ThreadPolicy(runtime.cpu_threads, "not used on GPU")
+            return ThreadPolicy("not used on GPU")
         if not self.options.measure_threads:
-            return ThreadPolicy(runtime.cpu_threads, "fixed by APP_CPU_THREADS")
-        if runtime.solo_threads <= runtime.cpu_threads:
-            return ThreadPolicy(runtime.cpu_threads, "one core per predictor")
+            return ThreadPolicy("fixed by APP_CPU_THREADS")
+        if not runtime.has_solo:
+            return ThreadPolicy("one core per predictor")
         few, many = runtime.cpu_threads, runtime.solo_threads
         dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
         runs = {many: partial(self.pool.run, dummy, True), few: partial(self.pool.run, dummy)}
@@ -219,14 +218,14 @@ class Classifier:
         medians = median_run_ms(runs, 5, budget_seconds=0.4, warm=False)
         measured = {threads: round(ms, 4) for threads, ms in medians.items()}
         if choose_threads(measured) == few:
-            return ThreadPolicy(few, f"measured at warm-up: {many} threads ran batch 1 no faster than {few}", measured)
+            return ThreadPolicy(f"measured at warm-up: {many} threads ran batch 1 no faster than {few}", measured)
         if isinstance(self.pool, ProcessPool):
             # In-process predictors share the GIL, which Paddle holds while it runs: more would not
             # run side by side.
             self.pool.grow(self.options.predictors * many // few)
             self.warm_up()
-        return ThreadPolicy(few, f"measured at warm-up: {many} threads ran batch 1 faster than {few}; a batch alone "
-                                 f"in the pool runs on {many}", measured, many)
+        return ThreadPolicy(f"measured at warm-up: {many} threads ran batch 1 faster than {few}; a batch alone in the "
+                            f"pool runs on {many}", measured, many)
 
     def decide_batch_policy(self) -> BatchPolicy:
         override = self.options.model_max_batch_size.get(self.name)
@@ -287,11 +286,12 @@ class Classifier:
         solo = self.runs_solo(alone)
         if isinstance(self.pool, ProcessPool):
             classified = await self.pool.classify_async(inputs, solo)
-        elif self.pool.inline and all(isinstance(x, np.ndarray) or len(x) <= INLINE_ENCODED_BYTES for x in inputs):
-            classified = classify_inputs(self.preprocessor, partial(self.pool.run, solo=solo), inputs)
         else:
-            classified = await asyncio.to_thread(classify_inputs, self.preprocessor, partial(self.pool.run, solo=solo),
-                                                 inputs)
+            run = partial(self.pool.run, solo=solo)
+            if self.pool.inline and all(isinstance(x, np.ndarray) or len(x) <= INLINE_ENCODED_BYTES for x in inputs):
+                classified = classify_inputs(self.preprocessor, run, inputs)
+            else:
+                classified = await asyncio.to_thread(classify_inputs, self.preprocessor, run, inputs)
         return self.to_outcomes(classified)
 
     def to_outcomes(self, classified: Classified) -> list[Outcome]:
@@ -318,7 +318,7 @@ class Classifier:
             "backend": "paddle-inference",
             "device": runtime.device,
             "device_reason": self.options.device_reason,
-            "cpu_threads": self.thread_policy.threads if runtime.device == "cpu" else None,
+            "cpu_threads": runtime.cpu_threads if runtime.device == "cpu" else None,
             "solo_threads": self.thread_policy.solo_threads or None,
             "cpu_threads_reason": self.thread_policy.reason,
             "batch_one_ms_by_threads": {str(k): v for k, v in sorted(self.thread_policy.batch_one_ms.items())},

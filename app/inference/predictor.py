@@ -47,6 +47,15 @@ class RuntimeOptions:
     # cpu_threads, each predictor gets a second copy of the model on this many threads (see Predictor).
     solo_threads: int = 0
 
+    @property
+    def has_solo(self) -> bool:
+        """Whether predictors hold the all-cores copy (CPU only, and only with more threads than cpu_threads)."""
+        return self.device == "cpu" and self.solo_threads > self.cpu_threads
+
+    def threads_for(self, solo: bool) -> int:
+        """Math threads of the copy that `Predictor.run(..., solo)` uses."""
+        return self.solo_threads if solo and self.has_solo else self.cpu_threads
+
 
 def import_paddle() -> ModuleType:
     """Import Paddle and take the fatal-signal handlers it installs back out.
@@ -175,7 +184,7 @@ class Predictor:
         layer for its slowest thread, and any other work on a core makes that thread slow. A lone
         image has no neighbour to run beside and gets all the cores."""
         solo = None
-        if options.device == "cpu" and options.solo_threads > options.cpu_threads:
+        if options.has_solo:
             solo = cls(cls.create_native(model_file, params_file, options, options.solo_threads), options)
         return cls(cls.create_native(model_file, params_file, options, options.cpu_threads), options, solo)
 

@@ -122,9 +122,8 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
         solo = bool(header.get("solo"))
         try:
             if header.get("op") == "classify":
-                threads = options.solo_threads if solo and predictor.has_solo else options.cpu_threads
                 reply, outputs = classify_payload(partial(predictor.run, solo=solo), preprocessor, header["items"],
-                                                  payload, decoders if threads > 1 else None)
+                                                  payload, decoders if options.threads_for(solo) > 1 else None)
             else:
                 batch = np.frombuffer(payload, dtype=np.float32).reshape(header["shape"])
                 outputs = np.ascontiguousarray(predictor.run(batch, solo), dtype=np.float32)

@@ -51,7 +51,7 @@ from app.inference.classifier import Classifier, LoadOptions  # noqa: E402
 from app.inference.manifest import (  # noqa: E402
     DatasetProvenance, Manifest, Preprocessing, PreprocessStep, TensorInput, TensorOutput, save_manifest, sha256_file,
 )
-from app.inference.predictor import Predictor, RuntimeOptions  # noqa: E402
+from app.inference.predictor import Predictor, RuntimeOptions, usable_cpus  # noqa: E402
 
 BOUNDARY = "BENCHBOUNDARY"
 PHOTO_DIR = ROOT.parent / "shared" / "data" / "hymenoptera" / "val" / "ants"
@@ -145,7 +145,7 @@ def measure_pipeline(directory: Path, images: list[bytes], threads: int, seconds
     classifier = Classifier.load(directory, LoadOptions(RuntimeOptions("cpu", threads), 1, 40_000_000))
     batch = classifier.batch_policy.max_batch_size
     done, started = 0, time.perf_counter()
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(usable_cpus()) as pool:
         while time.perf_counter() - started < seconds:
             inputs = list(pool.map(classifier.preprocess, images))
             for i in range(0, len(inputs), batch):
@@ -302,7 +302,7 @@ def bench_model(name: str, models_dir: Path, seconds: float, layouts: list[Layou
 
 
 def measure_round(work: Workload, seconds: float) -> dict:
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()  # what the service counts: affinity and container CPU limit
     report: dict = {"raw": measure_raw(work.directory, cores, seconds),
                     # The service may pick one math thread per model (APP_CPU_THREADS=0), and one
                     # thread runs a small model's batch 1 faster: the c1 goal is set against the faster.
@@ -387,7 +387,7 @@ def main() -> int:
         results = {name: bench_model(name, models_dir, args.seconds, layouts, args.rounds)
                    for name in ("mnist-lenet", "bench-mobilenet")}
     results["goals"] = print_goals(results)
-    results["machine"] = {"cpus": os.cpu_count(), "seconds_per_run": args.seconds, "rounds": args.rounds}
+    results["machine"] = {"cpus": usable_cpus(), "seconds_per_run": args.seconds, "rounds": args.rounds}
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nfull results: {args.out}")
     return 0

@@ -24,6 +24,7 @@ little CPU as possible. Prints the goal ratios.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import logging
@@ -152,6 +153,60 @@ def measure_pipeline(directory: Path, images: list[bytes], threads: int, seconds
                 classifier.predict(np.stack(inputs[i : i + batch]))
             done += len(inputs)
     return done / (time.perf_counter() - started)
+
+
+def timed_post(connection: http.client.HTTPConnection, path: str, body: bytes) -> tuple[float, dict[str, float]]:
+    """One request on a kept-alive connection: (latency ms, the Server-Timing durations in ms)."""
+    started = time.perf_counter()
+    connection.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    response = connection.getresponse()
+    response.read()
+    latency = (time.perf_counter() - started) * 1000
+    if response.status != 200:
+        raise RuntimeError(f"{path} answered {response.status}")
+    timing = response.getheader("Server-Timing") or ""
+    return latency, {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+);dur=([\d.]+)", timing)}
+
+
+def measure_c1_split(server: "Server", work: "Workload", threads: int, blocks: int = 6,
+                     requests: int = 40) -> dict[str, float]:
+    """Where the c1 latency goes, in medians over interleaved blocks of one client (Python's
+    http.client, slower than wrk, so only differences between its figures count):
+    - the service, with its Server-Timing parts (decode, preprocess, the model run in the predictor);
+    - the HTTP floor, as wrk's c1 meets it (nothing runs between requests);
+    - the HTTP floor after one raw predictor run before each request, on the same cores, as the
+      service's HTTP stack meets it at c1: a model that streams megabytes of weights through the
+      shared caches evicts the server's working set, and every request then starts cold.
+    The rest (the service minus the model, decoding, preprocessing and the cold floor) is what the
+    prediction route adds: the queue, the pipe to the predictor and back, the answer."""
+    manifest = json.loads((work.directory / "manifest.json").read_text())
+    predictor = Predictor.create(work.directory / manifest["model_file"], work.directory / manifest["params_file"],
+                                 RuntimeOptions("cpu", threads))
+    x = np.random.default_rng(0).random((1, *manifest["input"]["shape"][1:]), dtype=np.float32)
+    predictor.run(x)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port)
+    service: list[tuple[float, dict[str, float]]] = []
+    floor: list[float] = []
+    floor_cold: list[float] = []
+    try:
+        for _ in range(5):
+            timed_post(connection, work.predict, work.single)
+        for _ in range(blocks):
+            service += [timed_post(connection, work.predict, work.single) for _ in range(requests)]
+            floor += [timed_post(connection, "/bench/floor", work.single)[0] for _ in range(requests)]
+            for _ in range(requests):
+                predictor.run(x)
+                floor_cold.append(timed_post(connection, "/bench/floor", work.single)[0])
+    finally:
+        connection.close()
+    split = {"service_p50_ms": statistics.median(latency for latency, _ in service)}
+    for part in ("decode", "preprocess", "inference"):
+        split[f"{part}_ms"] = statistics.median(timing.get(part, 0.0) for _, timing in service)
+    split["floor_p50_ms"] = statistics.median(floor)
+    split["floor_after_model_p50_ms"] = statistics.median(floor_cold)
+    split["route_rest_ms"] = (split["service_p50_ms"] - split["inference_ms"] - split["decode_ms"]
+                              - split["preprocess_ms"] - split["floor_after_model_p50_ms"])
+    return split
 
 
 def free_port() -> int:
@@ -319,6 +374,7 @@ def measure_round(work: Workload, seconds: float) -> dict:
         report["service"]["batch32_c4"] = run_wrk(url + "/batch", work.batch32, 4, seconds, 32)
         if work.as_taken is not None:
             report["service"]["single_c1_photo_as_taken"] = run_wrk(url, work.as_taken, 1, seconds, 1)
+        report["c1_split"] = measure_c1_split(server, work, cores)
     baseline_env = {**layout_env(1, cores, "thread"), "APP_MAX_BATCH_SIZE": "1"}
     with Server(work.models_dir, baseline_env, 1) as server:
         report["lock_baseline_single_c32"] = run_wrk(server.url + work.predict, work.single, 32, seconds, 1)
@@ -361,7 +417,19 @@ def print_goals(results: dict) -> dict[str, dict]:
         values = [ratios[name] for ratios in per_round]
         goals[name] = {"median": statistics.median(values), "rounds": values}
         print(f"  {name}: {statistics.median(values):.2f}  [{min(values):.2f}, {max(values):.2f}]")
+    print_c1_splits(results)
     return goals
+
+
+def print_c1_splits(results: dict) -> None:
+    print("\nWhere c1 latency goes (ms; median of rounds; one Python client, interleaved blocks):")
+    for name in ("mnist-lenet", "bench-mobilenet"):
+        splits = [report["c1_split"] for report in results[name]["rounds"]]
+        parts = {key: statistics.median(split[key] for split in splits) for key in splits[0]}
+        print(f"  {name}: service p50 {parts['service_p50_ms']:.2f} = model {parts['inference_ms']:.2f}"
+              f" + decode {parts['decode_ms']:.2f} + preprocess {parts['preprocess_ms']:.2f}"
+              f" + HTTP floor after a model run {parts['floor_after_model_p50_ms']:.2f}"
+              f" (idle before: {parts['floor_p50_ms']:.2f}) + the route's rest {parts['route_rest_ms']:.2f}")
 
 
 def main() -> int:

@@ -11,6 +11,8 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
     and 32-image batch requests; the photo model also at c1 with a photo as taken (~500x375);
  5. a lock-per-request baseline: one in-process predictor, batch size 1 (APP_ISOLATION=thread,
     APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1), what a serving layer without batching does;
+ 6. where c1 latency goes: the model, decoding, preprocessing, the HTTP floor as a request meets it
+    right after a model run, and the rest of the route (see measure_c1_split);
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per
 predictor, predictors in child processes (APP_ISOLATION=process, the default) or in the server
 process (thread). Photos are real ones re-encoded at 224 on the shorter side, the issue's "224 JPEG".
@@ -176,18 +178,22 @@ def measure_c1_split(server: "Server", work: "Workload", threads: int, blocks: i
     - the HTTP floor, as wrk's c1 meets it (nothing runs between requests);
     - the HTTP floor after one raw predictor run before each request, on the same cores, as the
       service's HTTP stack meets it at c1: a model that streams megabytes of weights through the
-      shared caches evicts the server's working set, and every request then starts cold.
+      shared caches evicts the server's working set, and every request then starts cold. Those
+      raw runs are timed too: the model's time in the same minutes, outside the service.
     The rest (the service minus the model, decoding, preprocessing and the cold floor) is what the
     prediction route adds: the queue, the pipe to the predictor and back, the answer."""
     manifest = json.loads((work.directory / "manifest.json").read_text())
+    # The service's own spin setting: with OpenMP's default a math thread here would spin for 200 ms
+    # after the last raw run, on a core the next block's service requests need.
     predictor = Predictor.create(work.directory / manifest["model_file"], work.directory / manifest["params_file"],
-                                 RuntimeOptions("cpu", threads))
+                                 RuntimeOptions("cpu", threads, omp_blocktime_ms="auto"))
     x = np.random.default_rng(0).random((1, *manifest["input"]["shape"][1:]), dtype=np.float32)
     predictor.run(x)
     connection = http.client.HTTPConnection("127.0.0.1", server.port)
     service: list[tuple[float, dict[str, float]]] = []
     floor: list[float] = []
     floor_cold: list[float] = []
+    raw_runs: list[float] = []
     try:
         for _ in range(5):
             timed_post(connection, work.predict, work.single)
@@ -195,13 +201,21 @@ def measure_c1_split(server: "Server", work: "Workload", threads: int, blocks: i
             service += [timed_post(connection, work.predict, work.single) for _ in range(requests)]
             floor += [timed_post(connection, "/bench/floor", work.single)[0] for _ in range(requests)]
             for _ in range(requests):
+                started = time.perf_counter()
                 predictor.run(x)
+                raw_runs.append((time.perf_counter() - started) * 1000)
                 floor_cold.append(timed_post(connection, "/bench/floor", work.single)[0])
     finally:
         connection.close()
+    return c1_split_medians(service, raw_runs, floor, floor_cold)
+
+
+def c1_split_medians(service: list[tuple[float, dict[str, float]]], raw_runs: list[float], floor: list[float],
+                     floor_cold: list[float]) -> dict[str, float]:
     split = {"service_p50_ms": statistics.median(latency for latency, _ in service)}
     for part in ("decode", "preprocess", "inference"):
         split[f"{part}_ms"] = statistics.median(timing.get(part, 0.0) for _, timing in service)
+    split["raw_model_ms"] = statistics.median(raw_runs)
     split["floor_p50_ms"] = statistics.median(floor)
     split["floor_after_model_p50_ms"] = statistics.median(floor_cold)
     split["route_rest_ms"] = (split["service_p50_ms"] - split["inference_ms"] - split["decode_ms"]
@@ -427,6 +441,7 @@ def print_c1_splits(results: dict) -> None:
         splits = [report["c1_split"] for report in results[name]["rounds"]]
         parts = {key: statistics.median(split[key] for split in splits) for key in splits[0]}
         print(f"  {name}: service p50 {parts['service_p50_ms']:.2f} = model {parts['inference_ms']:.2f}"
+              f" (a raw run before an HTTP request, same minutes: {parts['raw_model_ms']:.2f})"
               f" + decode {parts['decode_ms']:.2f} + preprocess {parts['preprocess_ms']:.2f}"
               f" + HTTP floor after a model run {parts['floor_after_model_p50_ms']:.2f}"
               f" (idle before: {parts['floor_p50_ms']:.2f}) + the route's rest {parts['route_rest_ms']:.2f}")

@@ -170,7 +170,7 @@ def timed_post(connection: http.client.HTTPConnection, path: str, body: bytes) -
     return latency, {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+);dur=([\d.]+)", timing)}
 
 
-def measure_c1_split(server: "Server", work: "Workload", threads: int, blocks: int = 6,
+def measure_c1_split(server: Server, work: Workload, threads: int, blocks: int = 6,
                      requests: int = 40) -> dict[str, float]:
     """Where the c1 latency goes, in medians over interleaved blocks of one client (Python's
     http.client, slower than wrk, so only differences between its figures count):

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -124,15 +125,20 @@ def multipart(images: list[bytes], field: str) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
+def raw_predictor(directory: Path, options: RuntimeOptions) -> tuple[Predictor, Callable[[int], np.ndarray]]:
+    """The bench's own predictor for an exported model, and a maker of random input batches for it."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    predictor = Predictor.create(directory / manifest["model_file"], directory / manifest["params_file"], options)
+    shape = manifest["input"]["shape"][1:]
+    return predictor, lambda batch: np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+
+
 def measure_raw(directory: Path, threads: int, seconds: float,
                 batches: tuple[int, ...] = (1, 8, 32)) -> dict[str, dict[str, float]]:
-    manifest = json.loads((directory / "manifest.json").read_text())
-    predictor = Predictor.create(directory / manifest["model_file"], directory / manifest["params_file"],
-                                 RuntimeOptions("cpu", threads))
-    shape = manifest["input"]["shape"][1:]
+    predictor, random_batch = raw_predictor(directory, RuntimeOptions("cpu", threads))
     results = {}
     for batch in batches:
-        x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+        x = random_batch(batch)
         predictor.run(x)
         runs, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds / 3 or runs < 3:
@@ -182,12 +188,10 @@ def measure_c1_split(server: Server, work: Workload, threads: int, blocks: int =
       raw runs are timed too: the model's time in the same minutes, outside the service.
     The rest (the service minus the model, decoding, preprocessing and the cold floor) is what the
     prediction route adds: the queue, the pipe to the predictor and back, the answer."""
-    manifest = json.loads((work.directory / "manifest.json").read_text())
     # The service's own spin setting: with OpenMP's default a math thread here would spin for 200 ms
     # after the last raw run, on a core the next block's service requests need.
-    predictor = Predictor.create(work.directory / manifest["model_file"], work.directory / manifest["params_file"],
-                                 RuntimeOptions("cpu", threads, omp_blocktime_ms="auto"))
-    x = np.random.default_rng(0).random((1, *manifest["input"]["shape"][1:]), dtype=np.float32)
+    predictor, random_batch = raw_predictor(work.directory, RuntimeOptions("cpu", threads, omp_blocktime_ms="auto"))
+    x = random_batch(1)
     predictor.run(x)
     connection = http.client.HTTPConnection("127.0.0.1", server.port)
     service: list[tuple[float, dict[str, float]]] = []

@@ -182,14 +182,14 @@ class Classifier:
         classifier.load_seconds = time.perf_counter() - started
         return classifier
 
-    def warm_up(self) -> float:
-        """Run a dummy batch through every predictor (and its solo copy) so the first client never
-        pays oneDNN's set-up."""
+    def warm_up(self, start: int = 0) -> float:
+        """Run a dummy batch through every predictor from `start` on (and its solo copy) so the
+        first client never pays oneDNN's set-up."""
         started = time.perf_counter()
         dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
-        outputs = self.pool.run_each(dummy)
+        outputs = self.pool.run_each(dummy, start=start)
         if self.options.runtime.has_solo:
-            outputs += self.pool.run_each(dummy, solo=True)
+            outputs += self.pool.run_each(dummy, solo=True, start=start)
         for output in outputs:
             if output.shape != (1, len(self.labels)):
                 raise ValueError(f"model outputs {output.shape}, expected (1, {len(self.labels)}) for its labels")
@@ -222,8 +222,9 @@ class Classifier:
         if isinstance(self.pool, ProcessPool):
             # In-process predictors share the GIL, which Paddle holds while it runs: more would not
             # run side by side.
+            warm = self.pool.size
             self.pool.grow(self.options.predictors * many // few)
-            self.warm_up()
+            self.warmup_ms += self.warm_up(start=warm)  # the processes just started, not again the warm ones
         return ThreadPolicy(f"measured at warm-up: {many} threads ran batch 1 faster than {few}; a batch alone in the "
                             f"pool runs on {many}", measured, many)
 

@@ -274,10 +274,10 @@ class PredictorPool:
         self._predictors = predictors
         self._lender = Lender(predictors)
 
-    def run_each(self, batch: np.ndarray, solo: bool = False) -> list[np.ndarray]:
-        """Run the batch once on every predictor, one after another (warm-up, before any request):
-        `run` lends the same idle predictor each time."""
-        return [predictor.run(batch, solo) for predictor in self._predictors]
+    def run_each(self, batch: np.ndarray, solo: bool = False, start: int = 0) -> list[np.ndarray]:
+        """Run the batch once on every predictor from `start` on, one after another (warm-up, before
+        any request): `run` lends the same idle predictor each time."""
+        return [predictor.run(batch, solo) for predictor in self._predictors[start:]]
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         with self._lender.borrow() as predictor:

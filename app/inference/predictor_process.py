@@ -377,10 +377,10 @@ class ProcessPool:
         with self._lender.borrow() as process:
             return process.run(batch, solo)
 
-    def run_each(self, batch: np.ndarray, solo: bool = False) -> list[np.ndarray]:
-        """Run the batch once in every process, one after another (warm-up, before any request):
-        `run` lends the same idle process each time."""
-        return [process.run(batch, solo) for process in self._processes]
+    def run_each(self, batch: np.ndarray, solo: bool = False, start: int = 0) -> list[np.ndarray]:
+        """Run the batch once in every process from `start` on, one after another (warm-up, before
+        any request): `run` lends the same idle process each time."""
+        return [process.run(batch, solo) for process in self._processes[start:]]
 
     async def classify_async(self, inputs: list[Input], solo: bool = False) -> Classified:
         """Callers (the batcher's workers) never outnumber the processes, so borrowing never waits."""

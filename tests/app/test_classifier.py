@@ -9,6 +9,7 @@ import uvloop
 from app.inference import classifier as classifier_module
 from app.inference.classifier import Classifier, LoadOptions, choose_threads, median_run_ms
 from app.inference.predictor import RuntimeOptions
+from app.inference.predictor_process import ProcessPool
 from tests.conftest import MODELS_DIR, draw_digit_one, encode
 
 LENET_DIR = MODELS_DIR / "mnist-lenet" / "1"
@@ -69,11 +70,17 @@ def test_classifier_load_gives_a_model_whose_threads_pay_one_process_per_core(
     # As measured for MobileNetV2: all cores run a lone image faster than one (LeNet is too small to).
     monkeypatch.setattr(classifier_module, "median_run_ms",
                         lambda runs, *args, **kwargs: {key: 4.0 if key == 2 else 6.0 for key in runs})
+    warmed: list[tuple[bool, int]] = []
+    run_each = ProcessPool.run_each
+    monkeypatch.setattr(ProcessPool, "run_each", lambda pool, batch, solo=False, start=0: (
+        warmed.append((solo, start)) or run_each(pool, batch, solo, start)))
     options = LoadOptions(RuntimeOptions("cpu", 1, solo_threads=2), 1, 1_000_000, isolation="process",
                           measure_threads=True)
     classifier = Classifier.load(LENET_DIR, options)
     try:
         assert classifier.thread_policy.solo_threads == 2 and classifier.pool.size == 2
+        # Both copies of the first process are warmed at load, then both of the one added for the second core.
+        assert warmed == [(False, 0), (True, 0), (False, 1), (True, 1)]
         assert classifier.runs_solo(alone=True) and not classifier.runs_solo(alone=False)
         digit = encode(draw_digit_one(), "PNG")
         for alone in (True, False):

@@ -91,17 +91,17 @@ class Runtime:
                        admission: Admission | None = None) -> tuple[list[Outcome], BatchTiming]:
         """Queue encoded images or model inputs on the model's batcher: an Outcome per input (its
         probabilities or its own error), and where the batch's time went."""
-        result = await self.submit(classifier, inputs, admission)
+        queue = self.queue_for(classifier)
+        result = await self.submit(queue, inputs, admission)
         # The batcher times whole predictor calls (decoding included, where the predictor decodes);
         # report the model runs: the first outcome of each chunk the batcher split the request into.
-        chunk = self.queue_for(classifier).batcher.max_batch_size
+        chunk = queue.batcher.max_batch_size
         model_ms = sum(outcome.inference_ms for outcome in result.outcomes[::chunk])
         return result.outcomes, BatchTiming(result.timing.queue_ms, model_ms, result.timing.batch_size)
 
-    async def submit(self, classifier: Classifier, inputs: Sequence[Input],
+    async def submit(self, queue: ModelQueue, inputs: Sequence[Input],
                      admission: Admission | None) -> BatchResult[Outcome]:
         """Raises the batcher's QueueFull/Timeout/Inference errors."""
-        queue = self.queue_for(classifier)
         queue.series.queue_depth.set(queue.batcher.queued_images + len(inputs))
         reserved = 0
         if admission is not None:

@@ -171,15 +171,20 @@ def json_response(body: PredictResponse | BatchResponse, classifier: Classifier,
         MODEL_VERSION_HEADER: f"{classifier.name}/{classifier.version}"})
 
 
-async def classify_one(request: Request, params: PredictParams) -> Response:
+def resolve_request(request: Request, params: PredictParams) -> tuple[Runtime, Classifier, int]:
+    """The runtime, the model version the request names (404/503 if none serves), and its top_k."""
     runtime = runtime_of(request)
     classifier = lookup_classifier(runtime.registry, params.name, params.model_version)
-    k, explain = resolve_top_k(classifier, params.top_k, runtime.settings.default_top_k), params.explain
+    return runtime, classifier, resolve_top_k(classifier, params.top_k, runtime.settings.default_top_k)
+
+
+async def classify_one(request: Request, params: PredictParams) -> Response:
+    runtime, classifier, k = resolve_request(request, params)
     with admit_or_raise(runtime, classifier, 1) as admission:  # before the body is read: overload is cheap
         image = await read_single(request, runtime.settings)
         if image.error:
             raise image.error
-        local = await prepare_upload(classifier, image.data, explain)
+        local = await prepare_upload(classifier, image.data, params.explain)
         model_input = local.array if local else image.data
         [outcome], timing = await classify_or_raise(runtime, classifier, [model_input], admission)
     if outcome.error is not None:
@@ -196,9 +201,7 @@ def item_error(exc: ApiError) -> ItemError:
 
 
 async def classify_many(request: Request, params: PredictParams) -> Response:
-    runtime = runtime_of(request)
-    classifier = lookup_classifier(runtime.registry, params.name, params.model_version)
-    k, explain = resolve_top_k(classifier, params.top_k, runtime.settings.default_top_k), params.explain
+    runtime, classifier, k = resolve_request(request, params)
     images = await read_many(request, runtime.settings)
     with admit_or_raise(runtime, classifier, len(images)) as admission:
         items = [BatchItem(filename=image.filename) for image in images]
@@ -209,7 +212,7 @@ async def classify_many(request: Request, params: PredictParams) -> Response:
             try:
                 if image.error:
                     raise image.error
-                local = await prepare_upload(classifier, image.data, explain)
+                local = await prepare_upload(classifier, image.data, params.explain)
             except ApiError as exc:
                 items[position].error = item_error(exc)
                 continue

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.conftest import MNIST_CACHE, MODELS_DIR, ROOT, png_bytes
+from tests.conftest import MODELS_DIR, ROOT, png_bytes
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

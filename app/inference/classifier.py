@@ -224,7 +224,7 @@ class Classifier:
             # run side by side.
             warm = self.pool.size
             self.pool.grow(self.options.predictors * many // few)
-            self.warmup_ms += self.warm_up(start=warm)  # the processes just started, not again the warm ones
+            self.warmup_ms += self.warm_up(start=warm)  # only the processes just started
         return ThreadPolicy(f"measured at warm-up: {many} threads ran batch 1 faster than {few}; a batch alone in the "
                             f"pool runs on {many}", measured, many)
 

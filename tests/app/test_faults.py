@@ -51,6 +51,11 @@ def predictor_pids(server: Server) -> list[int]:
     return [grandchild for child in child_pids(server.process.pid) for grandchild in child_pids(child)]
 
 
+# These tests stop or kill "the" predictor process. A measured thread choice (APP_CPU_THREADS=0)
+# can grow a model to one process per core on a noisy start, so they fix the threads: one process.
+ONE_PREDICTOR = {"APP_CPU_THREADS": "1", "APP_PREDICTORS": "1"}
+
+
 def wait_for_metric(client: httpx.Client, line: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while line not in client.get("/metrics").text:
@@ -61,7 +66,7 @@ def wait_for_metric(client: httpx.Client, line: str, timeout: float = 10) -> Non
 @pytest.fixture
 def lenet_only(server_factory, tmp_path: Path) -> Server:  # noqa: ANN001
     shutil.copytree(MODELS_DIR / "mnist-lenet", tmp_path / "models" / "mnist-lenet")
-    return server_factory({"APP_MODEL_DIR": str(tmp_path / "models"), "APP_MAX_BATCH_SIZE": "8"})
+    return server_factory({**ONE_PREDICTOR, "APP_MODEL_DIR": str(tmp_path / "models"), "APP_MAX_BATCH_SIZE": "8"})
 
 
 def test_predictor_crash_mid_batch_is_500_with_request_id_and_later_requests_succeed(lenet_only: Server) -> None:
@@ -88,7 +93,7 @@ def test_predictor_crash_mid_batch_is_500_with_request_id_and_later_requests_suc
 def test_stuck_predictor_does_not_stop_the_server_refusing_overload(server_factory, tmp_path: Path) -> None:  # noqa: ANN001
     """With inference stalled, the queue fills; the excess is refused at once and health answers."""
     shutil.copytree(MODELS_DIR / "mnist-lenet", tmp_path / "models" / "mnist-lenet")
-    server = server_factory({"APP_MODEL_DIR": str(tmp_path / "models"), "APP_MAX_BATCH_SIZE": "1",
+    server = server_factory({**ONE_PREDICTOR, "APP_MODEL_DIR": str(tmp_path / "models"), "APP_MAX_BATCH_SIZE": "1",
                              "APP_MAX_QUEUE_IMAGES": "2", "APP_REQUEST_TIMEOUT_MS": "60000"})
     digit = encode(draw_digit_one(), "PNG")
     [pid] = predictor_pids(server)

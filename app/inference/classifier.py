@@ -182,11 +182,15 @@ class Classifier:
         classifier.load_seconds = time.perf_counter() - started
         return classifier
 
+    def zero_batch(self, size: int) -> np.ndarray:
+        """A batch of `size` blank inputs of the model's shape: warm-up and timing runs only."""
+        return np.zeros((size, *self.manifest.input.shape[1:]), dtype=np.float32)
+
     def warm_up(self, start: int = 0) -> float:
         """Run a dummy batch through every predictor from `start` on (and its solo copy) so the
         first client never pays oneDNN's set-up."""
         started = time.perf_counter()
-        dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
+        dummy = self.zero_batch(1)
         outputs = self.pool.run_each(dummy, start=start)
         if self.options.runtime.has_solo:
             outputs += self.pool.run_each(dummy, solo=True, start=start)
@@ -212,7 +216,7 @@ class Classifier:
         if not runtime.has_solo:
             return ThreadPolicy("one core per predictor")
         few, many = runtime.cpu_threads, runtime.solo_threads
-        dummy = np.zeros((1, *self.manifest.input.shape[1:]), dtype=np.float32)
+        dummy = self.zero_batch(1)
         runs = {many: partial(self.pool.run, dummy, True), few: partial(self.pool.run, dummy)}
         # warm_up has just run both copies of every predictor at this shape.
         medians = median_run_ms(runs, 5, budget_seconds=0.4, warm=False)
@@ -250,12 +254,11 @@ class Classifier:
 
     def measure_throughput(self, sizes: Sequence[int], budget_seconds: float = 0.6) -> dict[int, float]:
         """images/s of one predictor at each batch size, from its median run (see median_run_ms)."""
-        shape = self.manifest.input.shape[1:]
         # As batches run under load, when batches form: side by side, unless one predictor does all.
         solo = self.runs_solo(alone=self.pool.size == 1)
         runs: dict[int, Callable[[], object]] = {}
         for size in sorted(sizes):
-            run = partial(self.pool.run, np.zeros((size, *shape), dtype=np.float32), solo)
+            run = partial(self.pool.run, self.zero_batch(size), solo)
             started = time.perf_counter()
             run()  # untimed: oneDNN builds its kernels per shape
             if runs and time.perf_counter() - started > MAX_BATCH_RUN_SECONDS:

@@ -93,8 +93,8 @@ def test_predictor_crash_mid_batch_is_500_with_request_id_and_later_requests_suc
 def test_stuck_predictor_does_not_stop_the_server_refusing_overload(server_factory, tmp_path: Path) -> None:  # noqa: ANN001
     """With inference stalled, the queue fills; the excess is refused at once and health answers."""
     shutil.copytree(MODELS_DIR / "mnist-lenet", tmp_path / "models" / "mnist-lenet")
-    server = server_factory({**ONE_PREDICTOR, "APP_MODEL_DIR": str(tmp_path / "models"), "APP_MAX_BATCH_SIZE": "1",
-                             "APP_MAX_QUEUE_IMAGES": "2", "APP_REQUEST_TIMEOUT_MS": "60000"})
+    server = server_factory({**ONE_PREDICTOR, "APP_MODEL_DIR": str(tmp_path / "models"),
+                             "APP_MAX_BATCH_SIZE": "1", "APP_MAX_QUEUE_IMAGES": "2", "APP_REQUEST_TIMEOUT_MS": "60000"})
     digit = encode(draw_digit_one(), "PNG")
     [pid] = predictor_pids(server)
     os.kill(pid, signal.SIGSTOP)

@@ -22,7 +22,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 
 ## serve: install the service and serve the bundled models on http://$(HOST):$(PORT)
 serve: $(VENV)/.runtime-installed
-	$(BIN)/python -m uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/python -m app --host $(HOST) --port $(PORT)
 
 ## test: install the development dependencies and run the whole test suite
 test: $(VENV)/.dev-installed

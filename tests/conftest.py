@@ -46,7 +46,7 @@ def start_server(env: dict[str, str], log_path: Path, wait_ready: bool = True, t
     full_env = {**os.environ, "APP_MODEL_DIR": str(MODELS_DIR), **env}
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
     )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)

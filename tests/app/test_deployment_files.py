@@ -25,7 +25,7 @@ def test_dockerfile_copies_files_that_exist_and_runs_the_app() -> None:
             for source in sources:
                 assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
     cmd = next(args for kind, args in instructions if kind == "CMD")
-    assert "app.main:app" in cmd and '"8000"' in cmd
+    assert '"-m", "app"' in cmd and '"8000"' in cmd
     assert any(kind == "EXPOSE" and args == "8000" for kind, args in instructions)
     healthcheck = next(args for kind, args in instructions if kind == "HEALTHCHECK")
     assert "/healthz" in healthcheck

@@ -1,0 +1,5 @@
+"""`python -m app`: serve the models over HTTP (see app/server.py)."""
+
+from app.server import main
+
+main()

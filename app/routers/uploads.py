@@ -4,17 +4,16 @@ image body (`Content-Type: image/*` or `application/octet-stream`), or JSON with
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from app.config import Settings
 from app.errors import ApiError
+from app.parsing import Base64Failure, JsonParser, ParseFailure
 
 
 @dataclass
@@ -55,10 +54,10 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_single(request: Request, settings: Settings) -> ImageInput:
+async def read_single(request: Request, settings: Settings, parser: JsonParser) -> ImageInput:
     kind = media_type(request)
     if kind == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=20)
+        form = await read_form(request, max_files=1, max_fields=20, limit=1)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "invalid_request", "file: Field required (a multipart file field named 'file')")
@@ -66,32 +65,43 @@ async def read_single(request: Request, settings: Settings) -> ImageInput:
     if kind.startswith("image/") or kind == "application/octet-stream":
         return checked(ImageInput(None, await request.body()), settings.max_upload_bytes)
     if kind == "application/json":
-        payload = await read_json(request)
+        payload = await read_json(request, parser)
         if set(payload) != {"image"}:
             raise ApiError(422, "invalid_request", 'the JSON body must be {"image": "<base64>"}')
-        return checked(decode_base64(payload["image"], None), settings.max_upload_bytes)
-    raise unsupported(kind)
+        return checked(decoded_image(payload["image"], None), settings.max_upload_bytes)
+    raise await unsupported(request, kind)
 
 
-async def read_many(request: Request, settings: Settings) -> list[ImageInput]:
+async def read_many(request: Request, settings: Settings, parser: JsonParser) -> list[ImageInput]:
     kind = media_type(request)
     limit = settings.max_batch_files
     if kind == "multipart/form-data":
-        form = await request.form(max_files=limit + 1, max_fields=limit + 20)
+        form = await read_form(request, max_files=limit, max_fields=limit + 20, limit=limit)
         uploads = form.getlist("files")
         if not uploads or not all(isinstance(u, UploadFile) for u in uploads):
             raise ApiError(422, "invalid_request", "files: Field required (repeated multipart file fields 'files')")
         check_count(len(uploads), limit)
         return [await read_upload(u, settings.max_upload_bytes) for u in uploads]
     if kind == "application/json":
-        payload = await read_json(request)
+        payload = await read_json(request, parser)
         images = payload.get("images")
         if set(payload) != {"images"} or not isinstance(images, list) or not images:
             raise ApiError(422, "invalid_request", 'the JSON body must be {"images": ["<base64>", ...]}')
         check_count(len(images), limit)
-        return [checked(decode_base64(item, f"images[{i}]"), settings.max_upload_bytes)
+        return [checked(decoded_image(item, f"images[{i}]"), settings.max_upload_bytes)
                 for i, item in enumerate(images)]
-    raise unsupported(kind, batch=True)
+    raise await unsupported(request, kind, batch=True)
+
+
+async def read_form(request: Request, max_files: int, max_fields: int, limit: int) -> FormData:
+    """The multipart form; more files than `limit` is 413 too_many_files, however many more."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_fields)
+    except HTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise ApiError(413, "too_many_files", f"more than {limit} files sent; the limit is {limit} per request") \
+                from exc
+        raise
 
 
 def check_count(count: int, limit: int) -> None:
@@ -111,27 +121,27 @@ def checked(item: ImageInput, limit: int) -> ImageInput:
     return item
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    try:
-        payload = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+async def read_json(request: Request, parser: JsonParser) -> dict[str, Any]:
+    payload = await parser.parse(await request.body(), "images")
+    if isinstance(payload, ParseFailure):
+        raise ApiError(400, "invalid_json", payload.message)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_request", "the JSON body must be an object")
     return payload
 
 
-def decode_base64(value: Any, name: str | None) -> ImageInput:
-    if not isinstance(value, str):
+def decoded_image(value: Any, name: str | None) -> ImageInput:
+    """A JSON image field after parse_body: bytes, or why not."""
+    if isinstance(value, Base64Failure):
+        return ImageInput(name, error=ApiError(400, "invalid_base64", value.message))
+    if not isinstance(value, bytes):
         return ImageInput(name, error=ApiError(422, "invalid_request", "images must be base64 strings"))
-    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value  # data URLs too
-    try:
-        return ImageInput(name, base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError) as exc:
-        return ImageInput(name, error=ApiError(400, "invalid_base64", f"not valid base64: {exc}"))
+    return ImageInput(name, value)
 
 
-def unsupported(kind: str, batch: bool = False) -> ApiError:
+async def unsupported(request: Request, kind: str, batch: bool = False) -> ApiError:
     forms = "multipart/form-data or application/json" if batch else \
         "multipart/form-data, image/*, application/octet-stream or application/json"
+    if not kind and not await request.body():
+        return ApiError(422, "no_image", f"no image was sent: send one as {forms}")
     return ApiError(415, "unsupported_media_type", f"Content-Type {kind or '(none)'!r} is not accepted; send {forms}")

@@ -9,7 +9,6 @@ returns "probability:index:label" strings, best first.
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
@@ -21,7 +20,8 @@ from app.errors import ApiError
 from app.inference.classifier import Classifier, Input, Outcome
 from app.routers.deps import ModelName, RegistryDep, RuntimeDep, runtime_of
 from app.routers.models import lookup_classifier
-from app.routers.predict import BatcherErrors, admit_or_raise, input_error
+from app.parsing import ParseFailure
+from app.routers.predict import BatcherErrors, admit_or_raise, check_request_pixels, check_room_or_raise, input_error
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
@@ -108,7 +108,7 @@ async def infer_version(name: ModelName, version: str, request: Request) -> Resp
     return await run_infer(lookup_classifier(runtime.registry, name, parse_version(version)), request, runtime)
 
 
-async def read_infer_request(request: Request) -> tuple[dict[str, Any], bytes]:
+async def read_infer_request(request: Request, runtime: Runtime) -> tuple[dict[str, Any], bytes]:
     body = await request.body()
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is None:
@@ -117,21 +117,33 @@ async def read_infer_request(request: Request) -> tuple[dict[str, Any], bytes]:
         if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise ApiError(400, "invalid_request", f"{HEADER_LENGTH} must be a length within the body")
         json_part, binary = body[: int(header_length)], body[int(header_length):]
-    try:
-        payload = json.loads(json_part)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_request", f"the inference request is not valid JSON: {exc}") from exc
+    limit = runtime.settings.max_json_bytes
+    if len(json_part) > limit:
+        raise ApiError(413, "payload_too_large", f"the JSON part is {len(json_part)} bytes; the limit is {limit}: "
+                                                 "send large tensors with the binary tensor data extension")
+    payload = await runtime.json_parser.parse(json_part, "tensors")
+    if isinstance(payload, ParseFailure):
+        raise ApiError(400, "invalid_request", f"the inference request is not valid JSON: {payload.message}")
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise ApiError(400, "invalid_request", "the request needs a non-empty 'inputs' list")
     return payload, binary
 
 
+def tensor_parameters(spec: dict[str, Any]) -> dict[str, Any]:
+    parameters = spec.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ApiError(400, "invalid_request", "'parameters' must be an object")
+    return parameters
+
+
 def tensor_data(spec: dict[str, Any], binary: bytes, offset: int) -> tuple[Any, int]:
     """The tensor's data (a numpy array for FP32, a list of bytes for BYTES) and the next offset."""
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    size = tensor_parameters(spec).get("binary_data_size")
     datatype = spec.get("datatype")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise ApiError(400, "invalid_request", "binary_data_size runs past the end of the body")
         chunk = binary[offset : offset + size]
         if datatype == "FP32":
@@ -140,13 +152,18 @@ def tensor_data(spec: dict[str, Any], binary: bytes, offset: int) -> tuple[Any, 
             return np.frombuffer(chunk, dtype="<f4"), offset + size
         return split_bytes_tensor(chunk), offset + size
     if "data" not in spec:
-        raise ApiError(400, "invalid_request", f"input {spec.get('name')!r} has no data")
+        raise ApiError(400, "invalid_request", f"input {str(spec.get('name'))[:64]!r} has no data")
+    data = spec["data"]
     if datatype == "FP32":
-        try:
-            return np.asarray(spec["data"], dtype=np.float32).ravel(), offset
-        except (TypeError, ValueError) as exc:
-            raise ApiError(400, "invalid_request", f"FP32 data is not numeric: {exc}") from exc
-    return [item.encode("latin-1") if isinstance(item, str) else bytes(item) for item in spec["data"]], offset
+        if isinstance(data, np.ndarray):
+            return data, offset  # parsed as float32 already (parsing.parse_body)
+        raise ApiError(400, "invalid_request", "FP32 data must be a (nested) list of numbers")
+    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+        raise ApiError(400, "invalid_request", "BYTES data must be a list of strings (or use binary data)")
+    try:
+        return [item.encode("latin-1") for item in data], offset
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, "invalid_request", "BYTES strings must hold bytes (code points up to 255)") from exc
 
 
 def split_bytes_tensor(chunk: bytes) -> list[bytes]:
@@ -175,12 +192,15 @@ def stack_probabilities(outcomes: list[Outcome]) -> np.ndarray:
 def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any, runtime: Runtime) -> list[Input]:
     expected = classifier.manifest.input.shape[1:]
     shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31
+                                              for d in shape):
         raise ApiError(400, "invalid_request", "each input needs a 'shape' list of non-negative integers")
     if spec.get("datatype") == "FP32":
         if len(shape) != 4 or shape[1:] != expected or shape[0] < 1:
             raise ApiError(400, "invalid_shape", f"FP32 input shape {shape} does not match the model's "
                                                  f"[-1, {', '.join(map(str, expected))}]")
+        if shape[0] > runtime.settings.max_batch_files:
+            raise ApiError(413, "too_many_files", f"at most {runtime.settings.max_batch_files} inputs per request")
         if data.size != int(np.prod(shape)):
             raise ApiError(400, "invalid_shape", f"{data.size} values do not fill shape {shape}")
         if not np.isfinite(data).all():
@@ -194,19 +214,21 @@ def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any, runtim
         for item in data:
             if len(item) > runtime.settings.max_upload_bytes:
                 raise ApiError(413, "file_too_large", f"an image is larger than {runtime.settings.max_upload_bytes} bytes")
+        check_request_pixels(classifier, data, runtime.settings.max_request_pixels)
         return list(data)  # encoded images: the predictor decodes them
-    raise ApiError(400, "invalid_datatype", f"datatype {spec.get('datatype')!r}: use FP32 or BYTES")
+    raise ApiError(400, "invalid_datatype", f"datatype {str(spec.get('datatype'))[:32]!r}: use FP32 or BYTES")
 
 
 async def run_infer(classifier: Classifier, request: Request, runtime: Runtime) -> Response:
-    payload, binary = await read_infer_request(request)
+    check_room_or_raise(runtime, classifier)  # before the body is read
+    payload, binary = await read_infer_request(request, runtime)
     spec = payload["inputs"][0]
     if len(payload["inputs"]) != 1 or not isinstance(spec, dict):
         raise ApiError(400, "invalid_request", "exactly one input tensor is expected")
     data, _offset = tensor_data(spec, binary, 0)
     batch = build_inputs(classifier, spec, data, runtime)
     with admit_or_raise(runtime, classifier, len(batch)) as admission, BatcherErrors():
-        outcomes, _timing = await runtime.classify(classifier, batch, admission)
+        outcomes, _timing = await runtime.classify(admission, batch)
     probabilities = stack_probabilities(outcomes)
     outputs = render_outputs(classifier, payload.get("outputs"), probabilities)
     body = {"model_name": classifier.name, "model_version": str(classifier.version), "outputs": outputs}
@@ -224,12 +246,12 @@ def render_outputs(classifier: Classifier, requested: Any, probabilities: np.nda
         if name not in tensors:
             raise ApiError(400, "invalid_output", f"unknown output {name!r}; outputs are {sorted(tensors)}")
         values = tensors[name]
-        k = ((output.get("parameters") or {}).get("classification"))
+        k = tensor_parameters(output).get("classification")
         if k is None:
             outputs.append({"name": name, "datatype": "FP32", "shape": list(values.shape),
                             "data": values.astype(float).ravel().tolist()})
             continue
-        if not isinstance(k, int) or not 1 <= k <= values.shape[1]:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= values.shape[1]:
             raise ApiError(400, "invalid_top_k", f"classification must be 1..{values.shape[1]}, got {k!r}")
         order = np.argsort(-values, axis=1, kind="stable")[:, :k]
         strings = [f"{values[row, index]:f}:{index}:{classifier.labels[index]}"

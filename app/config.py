@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,8 +35,26 @@ class Settings(BaseSettings):
     gpu_id: int = Field(0, ge=0)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest accepted image file")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest accepted request body")
+    max_body_bytes_in_flight: int = Field(256 * 1024 * 1024, ge=1, description="Request bodies being received "
+                                          "at once, in bytes, over all requests: beyond it, 503 before reading")
+    max_json_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest /v2 JSON tensor part (numbers "
+                                "written out as text); larger tensors go in the binary extension")
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height")
+    max_request_pixels: int = Field(200_000_000, ge=1, description="Width x height summed over the images of "
+                                    "one request: bounds the decoding one request may ask for")
     max_batch_files: int = Field(64, ge=1, description="Most files in one batch request")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest request line "
+                                  "and headers (431 beyond, then the connection is closed)")
+    header_timeout_seconds: float = Field(10.0, gt=0, le=600, description="A request's headers must arrive "
+                                          "within this, counted from the connection's start or the previous "
+                                          "response: idle and slow-header connections are closed")
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="A request's whole body must arrive "
+                                        "within this, once its headers are in (408 beyond)")
+    keep_alive_seconds: int = Field(5, ge=1, le=600, description="An idle keep-alive connection is closed after this")
+    max_connections: int = Field(1000, ge=1, description="Open connections at most (fewer where the descriptor "
+                                 "limit, ulimit -n, is lower); connections beyond it are closed at once")
+    shutdown_seconds: float = Field(30.0, gt=0, le=3600, description="After SIGTERM's drain, in-flight requests "
+                                    "and then the predictors get this long each; what is left is stopped")
     default_top_k: int = Field(5, ge=1)
     max_batch_size: int = Field(0, ge=0, le=1024, description="Largest batch per predictor run; 0 = measure "
                                                               "at warm-up and keep the best images/s")
@@ -44,15 +62,30 @@ class Settings(BaseSettings):
                                                  description='Per model, JSON: {"mnist-lenet": 32}')
     max_batch_delay_ms: float = Field(0.0, ge=0, le=1000, description="Wait this long for a fuller batch; "
                                                                       "0 = take what is queued")
+    predictor_max_memory_mb: int = Field(2048, ge=256, description="A predictor process using more memory "
+                                         "than this after a batch (huge images decoded) is replaced")
     max_queue_images: int = Field(512, ge=1, description="Images waiting per model before 503")
     request_timeout_ms: int = Field(30_000, ge=1, description="Longest wait for a result before 504")
-    admin_token: SecretStr | None = Field(None, description="Bearer token for /v1/admin/*; unset = admin disabled")
+    admin_token: SecretStr | None = Field(None, description="Bearer token for /v1/admin/*; unset or empty = "
+                                                            "admin disabled")
     model_poll_seconds: float = Field(0.0, ge=0, description="Rescan the model directory this often; 0 = never")
     drain_seconds: float = Field(2.0, ge=0, le=300, description="After SIGTERM: readiness 503 for this long "
                                                                   "before the server stops accepting")
     cors_origins: list[str] = Field(default_factory=list, description='Allowed browser origins, JSON: '
                                                                       '["https://example.org"]; none by default')
     log_level: str = Field("info")
+
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _blank_token_is_unset(cls, value: object) -> object:
+        """An empty token (what compose's ${VAR} gives for a missing variable) would let an empty
+        password in: it means unset, and the admin routes stay closed."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -41,7 +41,7 @@ def build_load_options(settings: Settings) -> LoadOptions:
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
                        model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation,
-                       measure_threads=measure_threads)
+                       measure_threads=measure_threads, predictor_max_rss_mb=settings.predictor_max_memory_mb)
 
 
 def reclaim_signal_handlers() -> None:
@@ -118,11 +118,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loading = asyncio.create_task(load_then_freeze_heap(registry))
     poller = (asyncio.create_task(poll_model_directory(runtime, settings.model_poll_seconds))
               if settings.model_poll_seconds > 0 else None)
+    log_admin_state(settings)
     try:
         yield
     finally:
         if poller:
             poller.cancel()
-        await asyncio.shield(loading)
-        await app.state.runtime.close()
+        await shut_down(runtime, loading, settings.shutdown_seconds)
         app.state.runtime = None
+
+
+def log_admin_state(settings: Settings) -> None:
+    if settings.admin_token is None:
+        log.info("admin routes are disabled: APP_ADMIN_TOKEN is unset or empty")
+    else:
+        log.info("admin routes are enabled (bearer token from APP_ADMIN_TOKEN)")
+
+
+async def shut_down(runtime: Runtime, loading: asyncio.Task[None], seconds: float) -> None:
+    """Finish loading, drain and stop, each within `seconds`; past that, predictor processes are
+    killed, so that a stuck predictor never keeps the server from exiting."""
+    try:
+        await asyncio.wait_for(asyncio.shield(loading), seconds)
+    except TimeoutError:
+        log.error("models were still loading %.0f s after shutdown began", seconds)
+    try:
+        await asyncio.wait_for(runtime.close(), 2 * seconds)
+    except TimeoutError:
+        log.error("shutdown took over %.0f s; killing the predictor processes", 2 * seconds)
+        await asyncio.to_thread(runtime.kill)

@@ -1,32 +1,29 @@
-"""What the lifespan builds and the routers use: settings, the model registry, the batchers."""
+"""What the lifespan builds and the routers use: settings, the model registry, the batchers.
+
+A model version's queue (its batcher and metric series) is made on its first request and lives
+until a reload replaces or removes the version. From that moment (the registry marks the
+classifier retired as it swaps) no new work reaches it: a request that looked the old version up
+just before the swap is refused with 503 and Retry-After, or, if it was already admitted, is
+refused by the closed batcher. What was queued finishes on the old version, for at most the
+request timeout; then its predictor processes are stopped, whatever they are doing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.inference.batcher import Batcher, BatchResult, BatchTiming, QueueFullError
 from app.inference.classifier import Classifier, Input, Outcome
+from app.inference.predictor_process import name_process, process_context
 from app.inference.registry import ModelRegistry, ReloadReport
+from app.parsing import JsonParser
 from app.telemetry import ModelSeries
 
-
-@dataclass
-class Admission:
-    batcher: Batcher[Input, Outcome]
-    held: int  # images still reserved; handed over to the queue on submit
-
-    def release(self) -> None:
-        self.batcher.release(self.held)
-        self.held = 0
-
-    def __enter__(self) -> Admission:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,20 +36,41 @@ class ModelQueue:
 
 
 @dataclass
+class Admission:
+    """Room reserved in one queue for a request's images; they go to that queue and no other."""
+
+    queue: ModelQueue
+    held: int  # images still reserved; handed over to the queue on submit
+
+    def release(self) -> None:
+        self.queue.batcher.release(self.held)
+        self.held = 0
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@dataclass
 class Runtime:
     settings: Settings
     registry: ModelRegistry
     # Keyed by id(classifier); the classifier is kept in its queue so the id is never reused.
     queues: dict[int, ModelQueue] = field(default_factory=dict)
     draining: bool = False  # set on SIGTERM: readiness answers 503 while in-flight work finishes
+    retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    retired: list[Classifier] = field(default_factory=list)  # taken from the registry, maybe not yet closed
+    json_parser: JsonParser = field(default_factory=lambda: JsonParser(process_context(), name_process))
 
     def queue_for(self, classifier: Classifier) -> ModelQueue:
         """One queue (batcher and metric series) per loaded classifier, made on first use (the
-        batcher needs the running event loop)."""
+        batcher needs the running event loop). A retired classifier gets none: QueueFullError."""
+        if classifier.retired or classifier.closed:
+            raise QueueFullError("this model version was just replaced; retry")  # 503, Retry-After
         queue = self.queues.get(id(classifier))
         if queue is None:
-            if classifier.closed:
-                raise QueueFullError("this model version was just replaced")  # 503, Retry-After
             series = ModelSeries.of(classifier.name, classifier.version)
             batcher = Batcher(
                 classifier.classify_async,
@@ -65,33 +83,22 @@ class Runtime:
             queue = self.queues[id(classifier)] = ModelQueue(classifier, batcher, series)
         return queue
 
-    async def reload(self) -> ReloadReport:
-        """Rescan the model directory off the event loop, then retire what was replaced."""
-        report = await asyncio.to_thread(self.registry.reload)
-        await self.retire_unloaded()
-        return report
-
-    async def retire_unloaded(self) -> None:
-        """Close the batchers of classifiers a reload replaced or removed, once their queues drain
-        (requests already queued finish on the version they started with), then their predictors."""
-        retired = self.registry.take_retired()
-        live = {id(classifier) for classifier in self.registry.classifiers()}
-        for key in [k for k in self.queues if k not in live]:
-            await self.queues.pop(key).batcher.close()
-        for classifier in retired:
-            await asyncio.to_thread(classifier.close)
+    def check_room(self, classifier: Classifier, images: int) -> None:
+        """Refuse an overload (QueueFullError) before a request's body is read; reserves nothing,
+        so a client that is slow to send holds no room meanwhile."""
+        self.queue_for(classifier).batcher.check_room(images)
 
     def admit(self, classifier: Classifier, images: int) -> Admission:
-        """Reserve queue room for a request before decoding it; raises QueueFullError at once."""
-        batcher = self.queue_for(classifier).batcher
-        batcher.reserve(images)
-        return Admission(batcher, images)
-
-    async def classify(self, classifier: Classifier, inputs: Sequence[Input],
-                       admission: Admission | None = None) -> tuple[list[Outcome], BatchTiming]:
-        """Queue encoded images or model inputs on the model's batcher: an Outcome per input (its
-        probabilities or its own error), and where the batch's time went."""
+        """Reserve queue room for a request's images once they are read, before they are
+        classified; raises QueueFullError at once."""
         queue = self.queue_for(classifier)
+        queue.batcher.reserve(images)
+        return Admission(queue, images)
+
+    async def classify(self, admission: Admission, inputs: Sequence[Input]) -> tuple[list[Outcome], BatchTiming]:
+        """Queue encoded images or model inputs on the admitted queue's batcher: an Outcome per
+        input (its probabilities or its own error), and where the batch's time went."""
+        queue = admission.queue
         result = await self.submit(queue, inputs, admission)
         # The batcher times whole predictor calls (decoding included, where the predictor decodes);
         # report the model runs: the first outcome of each chunk the batcher split the request into.
@@ -99,20 +106,57 @@ class Runtime:
         model_ms = sum(outcome.inference_ms for outcome in result.outcomes[::chunk])
         return result.outcomes, BatchTiming(result.timing.queue_ms, model_ms, result.timing.batch_size)
 
-    async def submit(self, queue: ModelQueue, inputs: Sequence[Input],
-                     admission: Admission | None) -> BatchResult[Outcome]:
+    async def submit(self, queue: ModelQueue, inputs: Sequence[Input], admission: Admission) -> BatchResult[Outcome]:
         """Raises the batcher's QueueFull/Timeout/Inference errors."""
         queue.series.queue_depth.set(queue.batcher.queued_images + len(inputs))
-        reserved = 0
-        if admission is not None:
-            reserved, admission.held = admission.held, 0
+        reserved, admission.held = admission.held, 0
         result = await queue.batcher.submit(inputs, self.settings.request_timeout_ms / 1000, reserved)
         queue.series.queue_depth.set(queue.batcher.queued_images)
         queue.series.queue_wait.observe(result.timing.queue_ms / 1000)
         return result
 
+    async def reload(self) -> ReloadReport:
+        """Rescan the model directory off the event loop; what it replaced or removed is retired
+        in the background (the reload does not wait for their queues to drain)."""
+        report = await asyncio.to_thread(self.registry.reload)
+        self.retire_unloaded()
+        return report
+
+    def retire_unloaded(self) -> None:
+        """Close what a reload replaced or removed: its batcher admits nothing more from now on,
+        what it holds gets the request timeout to finish, then its predictors are stopped."""
+        for classifier in self.registry.take_retired():
+            self.retired.append(classifier)
+            queue = self.queues.pop(id(classifier), None)
+            if queue is not None:
+                queue.batcher.stop_admitting()
+            task = asyncio.get_running_loop().create_task(self.retire(classifier, queue))
+            self.retiring.add(task)
+            task.add_done_callback(self.retiring.discard)
+
+    async def retire(self, classifier: Classifier, queue: ModelQueue | None) -> None:
+        if queue is not None:
+            await queue.batcher.close(self.settings.request_timeout_ms / 1000)
+        await asyncio.to_thread(classifier.close)
+        self.retired.remove(classifier)
+        log.info("retired %s/%d", classifier.name, classifier.version)
+
     async def close(self) -> None:
-        """Drain every batcher, then stop every predictor."""
-        for queue in self.queues.values():
-            await queue.batcher.close()
+        """Drain every batcher (bounded by the shutdown time), then stop every predictor."""
+        grace = self.settings.shutdown_seconds
+        for queue in list(self.queues.values()):
+            await queue.batcher.close(grace)
+        if self.retiring:
+            await asyncio.wait(self.retiring, timeout=grace)
+        for task in list(self.retiring):
+            task.cancel()
+        self.json_parser.close()
+        leftover, self.retired = self.retired, []
         await asyncio.to_thread(self.registry.close)
+        for classifier in leftover:
+            await asyncio.to_thread(classifier.close)
+
+    def kill(self) -> None:
+        """Stop every predictor process at once, without waiting for anything (shutdown overran)."""
+        for classifier in [*self.registry.classifiers(), *self.retired]:
+            classifier.kill()

@@ -97,20 +97,28 @@ class Batcher(Generic[S, R]):
         self._deadlines: list[tuple[float, int, weakref.ref[asyncio.Future], float]] = []
         self._order = itertools.count()
         self._deadline_timer: asyncio.TimerHandle | None = None
+        # What each worker is running, with the requests in it: when every one of them has given
+        # up (timed out), the worker's run is cancelled rather than left to occupy a predictor.
+        self._running: dict[asyncio.Task[None], list[_Item]] = {}
+        self._abandoning: set[asyncio.Task[None]] = set()
         self._workers = [asyncio.get_running_loop().create_task(self._work()) for _ in range(max(1, workers))]
 
     @property
     def queued_images(self) -> int:
         return self._queued_images
 
-    def reserve(self, images: int) -> None:
-        """Admit a request before its images are decoded, so an overload is refused at once,
-        before any work is spent on it. Pair with release() (or submit(..., reserved=images))."""
+    def check_room(self, images: int) -> None:
+        """Raise QueueFullError if `images` more would not fit now; reserves nothing."""
         if self._closed:
-            raise QueueFullError("the model is shutting down")
+            raise QueueFullError("this model version is closing; retry")
         if self._queued_images + self._reserved_images + images > self.max_queue_images:
             raise QueueFullError(f"{self._queued_images + self._reserved_images} images are already waiting "
                                  f"for this model")
+
+    def reserve(self, images: int) -> None:
+        """Admit a request before its images are decoded, so an overload is refused at once,
+        before any work is spent on it. Pair with release() (or submit(..., reserved=images))."""
+        self.check_room(images)
         self._reserved_images += images
 
     def release(self, images: int) -> None:
@@ -121,7 +129,7 @@ class Batcher(Generic[S, R]):
         `reserved`: images this request reserved earlier; they are released here."""
         self.release(reserved)
         if self._closed:
-            raise QueueFullError("the model is shutting down")
+            raise QueueFullError("this model version is closing; retry")
         if self._queued_images + self._reserved_images + len(inputs) > self.max_queue_images:
             raise QueueFullError(f"{self._queued_images} images are already queued for this model")
         chunks = [list(inputs[i : i + self.max_batch_size]) for i in range(0, len(inputs), self.max_batch_size)]
@@ -175,7 +183,18 @@ class Batcher(Generic[S, R]):
             future = future_ref()
             if future is not None and not future.done():
                 future.set_exception(QueueTimeoutError(f"no result within {timeout * 1000:.0f} ms"))
+        self._abandon_unwanted()
         self._arm_deadline_timer()
+
+    def _abandon_unwanted(self) -> None:
+        """Cancel runs whose requests have all been answered already (timed out): a batch of huge
+        images must not keep a predictor busy for minutes after its clients got their 504."""
+        for worker, batch in list(self._running.items()):
+            if worker not in self._abandoning and all(item.future.done() for item in batch):
+                log.warning("cancelling a batch of %d images: every request in it has timed out",
+                            sum(len(item.inputs) for item in batch))
+                self._abandoning.add(worker)
+                worker.cancel()
 
     def _take_batch(self) -> list[_Item]:
         """Queued requests in order, up to the max batch size and to this worker's share of what is
@@ -222,16 +241,31 @@ class Batcher(Generic[S, R]):
     async def _run(self, batch: list[_Item], alone: bool) -> None:
         inputs = batch[0].inputs if len(batch) == 1 else [x for item in batch for x in item.inputs]
         started = time.perf_counter()
+        worker = asyncio.current_task()
+        assert worker is not None
+        self._running[worker] = batch
         try:
             outcomes = await self._predict(inputs, alone)
             if len(outcomes) != len(inputs):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(inputs)} inputs")
+        except asyncio.CancelledError:
+            abandoned = worker in self._abandoning
+            self._abandoning.discard(worker)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(InferenceError("the model version closed while this request ran"))
+            if abandoned and worker.cancelling() == 1:
+                worker.uncancel()  # only this run was given up: the worker goes on
+                return
+            raise  # the batcher is closing
         except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep the worker alive
             log.exception("inference failed for a batch of %d", len(inputs))
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(InferenceError(f"inference failed: {type(exc).__name__}: {exc}"))
             return
+        finally:
+            self._running.pop(worker, None)
         inference_ms = (time.perf_counter() - started) * 1000
         if self._on_batch:
             self._on_batch(len(inputs), inference_ms)
@@ -243,13 +277,23 @@ class Batcher(Generic[S, R]):
                 timing = BatchTiming((started - item.enqueued) * 1000, inference_ms, len(inputs))
                 item.future.set_result(BatchResult(rows, timing))
 
-    async def close(self) -> None:
-        """Admit nothing new; stop the workers once queued and running batches have finished."""
+    def stop_admitting(self) -> None:
+        """From now on check_room, reserve and submit refuse (QueueFullError)."""
         self._closed = True
-        while self._queue or self._busy:
+
+    async def close(self, grace: float | None = None) -> None:
+        """Admit nothing new; stop the workers once queued and running batches have finished, or
+        after `grace` seconds at most (what is still queued or running then fails)."""
+        self._closed = True
+        deadline = None if grace is None else time.perf_counter() + grace
+        while (self._queue or self._busy) and (deadline is None or time.perf_counter() < deadline):
             await asyncio.sleep(0.01)
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(QueueFullError("this model version closed before the request ran"))

@@ -245,8 +245,12 @@ class Lender(Generic[T]):
         self._available.release()
 
     @contextmanager
-    def borrow(self) -> Iterator[T]:
-        with self._available:
+    def borrow(self, wait: bool = True) -> Iterator[T]:
+        """One item for the `with` block. wait=False (callers on the event loop, which must never
+        block): raise PoolBusyError at once when every item is lent."""
+        if not self._available.acquire(blocking=wait):
+            raise PoolBusyError("every predictor is busy")
+        try:
             with self._lock:
                 item = self._free.pop()
             try:
@@ -254,6 +258,12 @@ class Lender(Generic[T]):
             finally:
                 with self._lock:
                     self._free.append(item)
+        finally:
+            self._available.release()
+
+
+class PoolBusyError(RuntimeError):
+    """A predictor was asked for on the event loop while every one was lent (never waited for)."""
 
 
 class PredictorPool:
@@ -285,3 +295,6 @@ class PredictorPool:
 
     def close(self) -> None:
         """Predictors are freed with the last reference to them."""
+
+    def kill(self) -> None:
+        """Nothing runs elsewhere to stop."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -108,6 +109,18 @@ def fingerprint_version(path: Path) -> str:
         return "unreadable"
 
 
+# An absolute path (a server's directories, Paddle's C++ sources), kept to its last part.
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^/\s:'\"\]\[)(,]+)+/([^/\s:'\"\]\[)(,]+)")
+
+
+def public_reason(exc: BaseException, limit: int = 300) -> str:
+    """Why a version failed, as anyone may see it (/v1/models, /readyz): the error's kind and the
+    first line of its message, with directories taken off paths. The whole of it is in the log."""
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{type(exc).__name__}: {_PATH.sub(lambda m: m.group(1), first_line)}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ModelRegistry:
     def __init__(self, model_dir: Path, options: LoadOptions,
                  on_change: Callable[[str, int, VersionStatus], None] | None = None) -> None:
@@ -163,8 +176,8 @@ class ModelRegistry:
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal to the service
             if classifier is not None:
                 classifier.close()
-            error = f"{type(exc).__name__}: {exc}"
-            log.error("model %s failed to load: %s", key, error)
+            log.error("model %s failed to load: %s: %s", key, type(exc).__name__, exc)
+            error = public_reason(exc)
             updated = replace(current, error=error, fingerprint=fingerprint,
                               state="ready" if current.classifier is not None else "failed")
             report.failed[key] = error
@@ -175,7 +188,7 @@ class ModelRegistry:
         with self._lock:
             entry.versions[number] = updated  # the swap: new requests see the new classifier
             if current.classifier is not None and current.classifier is not updated.classifier:
-                self._retired.append(current.classifier)
+                self._retire(current.classifier)
         if self._on_change:
             self._on_change(name, number, updated)
 
@@ -187,10 +200,15 @@ class ModelRegistry:
                     if number not in found.get(name, {}):
                         removed = entry.versions.pop(number)
                         if removed.classifier is not None:
-                            self._retired.append(removed.classifier)
+                            self._retire(removed.classifier)
                         report.removed.append(f"{name}/{number}")
                 if not entry.versions:
                     del self._models[name]
+
+    def _retire(self, classifier: Classifier) -> None:
+        """From now on no new request may reach it (the runtime refuses a retired classifier)."""
+        classifier.retired = True
+        self._retired.append(classifier)
 
     def take_retired(self) -> list[Classifier]:
         """Classifiers a reload replaced or removed: the caller drains and closes them."""
@@ -236,7 +254,7 @@ class ModelRegistry:
             return False, ["models are still loading"]
         models = self.models()
         if not models:
-            return False, [f"no models found in {self.model_dir}"]
+            return False, ["no models found in the model directory (APP_MODEL_DIR)"]
         problems = []
         for entry in models:
             if entry.state != "ready":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import statistics
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from app.inference.manifest import Manifest, load_manifest, preprocessing_recipe, verify_files
 from app.inference.postprocess import Prediction, to_probabilities, top_k
@@ -41,6 +43,8 @@ class LoadOptions:
     # Measure at warm-up whether runtime.solo_threads math threads run one image faster than
     # runtime.cpu_threads (see choose_threads and decide_threads).
     measure_threads: bool = False
+    # A predictor process resident above this after a batch (huge images decoded) is replaced.
+    predictor_max_rss_mb: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Outcome:
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
     inference_ms: float = 0.0  # the model run of the batch it was part of
+    model_input: np.ndarray | None = None  # (C, H, W), for an ExplainedImage
 
 
 INLINE_BATCH_MS = 2.0
@@ -81,10 +86,33 @@ MAX_BATCH_RUN_SECONDS = 0.25
 INLINE_ENCODED_BYTES = 64 * 1024
 
 
+def probe_image() -> bytes:
+    """A dark stroke on light paper, 96x128 px: what any model's preprocessing must turn into an
+    input of the model's shape (a digit pipeline finds the stroke; a photo pipeline crops it)."""
+    pixels = np.full((128, 96), 235, dtype=np.uint8)
+    pixels[24:104, 44:52] = 25
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def check_recipe(preprocessor: Preprocessor) -> None:
+    """Run the manifest's preprocessing once, at load: a recipe whose steps do not end at the
+    model's input shape, or that yields NaN, fails the load with the reason (the version before
+    it keeps serving) instead of failing every request."""
+    try:
+        array = preprocessor(probe_image())
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the recipe is unusable
+        raise ValueError(f"the preprocessing fails on a plain test image: {type(exc).__name__}: {exc}") from exc
+    if not np.isfinite(array).all():
+        raise ValueError("the preprocessing yields NaN or infinite values")
+
+
 def create_pool(model_file: Path, params_file: Path, options: LoadOptions, name: str,
                 recipe: Recipe) -> PredictorPool | ProcessPool:
     if options.isolation == "process":
-        return ProcessPool(model_file, params_file, options.runtime, options.predictors, name, recipe)
+        return ProcessPool(model_file, params_file, options.runtime, options.predictors, name, recipe,
+                           options.predictor_max_rss_mb)
     return PredictorPool(Predictor.create(model_file, params_file, options.runtime), options.predictors)
 
 
@@ -143,6 +171,7 @@ class Classifier:
     warmup_ms: float = 0.0
     batch_policy: BatchPolicy = BatchPolicy(1, "not measured")
     thread_policy: ThreadPolicy = ThreadPolicy("not measured")
+    retired: bool = False  # a reload replaced or removed it: it finishes what it holds, takes nothing new
     closed: bool = False
 
     @property
@@ -165,6 +194,7 @@ class Classifier:
         verify_files(directory, manifest)
         recipe = preprocessing_recipe(manifest, options.max_image_pixels)
         preprocessor = recipe.build()
+        check_recipe(preprocessor)
         pool = create_pool(directory / manifest.model_file, directory / manifest.params_file, options,
                            f"{manifest.name}/{manifest.version}", recipe)
         classifier = cls(directory, manifest, preprocessor, pool, options)
@@ -305,13 +335,18 @@ class Classifier:
         for index, (decode_ms, preprocess_ms) in enumerate(classified.timings):
             error = classified.errors.get(index)
             outcomes.append(Outcome(None if error else next(rows), error, decode_ms, preprocess_ms,
-                                    classified.inference_ms))
+                                    classified.inference_ms, classified.explained.get(index)))
         return outcomes
 
     def close(self) -> None:
         """Stop this version's predictor processes; requests must no longer reach it."""
         self.closed = True
         self.pool.close()
+
+    def kill(self) -> None:
+        """Stop this version's predictor processes now, whatever they are doing."""
+        self.closed = True
+        self.pool.kill()
 
     def postprocess(self, probabilities: np.ndarray, k: int) -> list[Prediction]:
         return top_k(probabilities, self.labels, k)

@@ -25,6 +25,7 @@ the next batch starts a fresh child, and `restarts` counts it.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import multiprocessing
@@ -34,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -44,7 +45,7 @@ import numpy as np
 
 from app.inference.predictor import Lender, Predictor, RuntimeOptions, import_paddle
 from app.inference.preprocess import (
-    ImageDecodeError, ImageTooLargeError, Input, Mapper, Preprocessor, PreprocessError, Recipe,
+    ExplainedImage, ImageDecodeError, ImageTooLargeError, Input, Mapper, Preprocessor, PreprocessError, Recipe,
     UnsupportedImageError,
 )
 
@@ -85,6 +86,7 @@ class Classified:
     errors: dict[int, Exception]
     timings: list[tuple[float, float]]  # (decode ms, preprocess ms) per input
     inference_ms: float
+    explained: dict[int, np.ndarray] = field(default_factory=dict)  # input index -> model input (C, H, W)
 
 
 def serve_predictor(conn: Connection, model_file: str, params_file: str, options: RuntimeOptions,
@@ -93,6 +95,7 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
     # The server drains on SIGTERM/SIGINT and stops its children itself; a signal sent to the whole
     # process group (Ctrl-C, systemd) must not kill inference for requests still in flight.
     import_paddle()
+    name_process("predictor")
     # Inference is throughput work; parsing, admission and refusals in the server are short and
     # latency-bound. When cores are contended (overload), the server's process should win them.
     os.nice(PREDICTOR_NICENESS)
@@ -120,10 +123,12 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
         except (EOFError, OSError):
             return  # the parent is gone
         solo = bool(header.get("solo"))
+        explained = b""
         try:
             if header.get("op") == "classify":
-                reply, outputs = classify_payload(partial(predictor.run, solo=solo), preprocessor, header["items"],
-                                                  payload, decoders if options.threads_for(solo) > 1 else None)
+                reply, outputs, explained = classify_payload(
+                    partial(predictor.run, solo=solo), preprocessor, header["items"], payload,
+                    decoders if options.threads_for(solo) > 1 else None)
             else:
                 batch = np.frombuffer(payload, dtype=np.float32).reshape(header["shape"])
                 outputs = np.ascontiguousarray(predictor.run(batch, solo), dtype=np.float32)
@@ -131,8 +136,12 @@ def serve_predictor(conn: Connection, model_file: str, params_file: str, options
         except Exception as exc:  # noqa: BLE001 - fails this batch only
             send_header(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        send_header(conn, {**reply, "shape": list(outputs.shape)})
+        finally:
+            del payload
+        send_header(conn, {**reply, "shape": list(outputs.shape), "rss_mb": give_back_memory()})
         conn.send_bytes(outputs.reshape(-1).view(np.uint8))  # flat bytes: an empty result included
+        if reply.get("explained"):
+            conn.send_bytes(explained)
 
 
 def classify_inputs(preprocessor: Preprocessor, run: Callable[[np.ndarray], np.ndarray], inputs: list[Input],
@@ -142,29 +151,74 @@ def classify_inputs(preprocessor: Preprocessor, run: Callable[[np.ndarray], np.n
     prepared = preprocessor.prepare(inputs, mapper)
     started = time.perf_counter()
     outputs = run(np.stack(prepared.arrays)) if prepared.arrays else np.zeros((0, 0), dtype=np.float32)
-    return Classified(outputs, prepared.errors, prepared.timings, (time.perf_counter() - started) * 1000)
+    return Classified(outputs, prepared.errors, prepared.timings, (time.perf_counter() - started) * 1000,
+                      prepared.explained)
 
 
 def classify_payload(run: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor | None,
                      items: list[list[Any]], payload: bytes,
-                     decoders: ThreadPoolExecutor | None) -> tuple[dict[str, Any], np.ndarray]:
-    """Child side of `classify`: split the payload into its inputs and classify them."""
+                     decoders: ThreadPoolExecutor | None) -> tuple[dict[str, Any], np.ndarray, bytes]:
+    """Child side of `classify`: split the payload into its inputs and classify them. Returns the
+    reply header, the outputs, and the model inputs asked for back (explain), as one payload."""
     if preprocessor is None:
         raise RuntimeError("this predictor process was started without a preprocessing recipe")
     inputs = split_payload(items, payload)
     encoded = sum(1 for item in inputs if not isinstance(item, np.ndarray))
     classified = classify_inputs(preprocessor, run, inputs, decoders.map if decoders and encoded > 1 else map)
+    explained = sorted(classified.explained.items())
     reply = {
         "ok": True,
         "errors": [[index, type(exc).__name__, str(exc)] for index, exc in classified.errors.items()],
         "timings": classified.timings,
         "inference_ms": classified.inference_ms,
+        "explained": [[index, list(array.shape)] for index, array in explained],
     }
-    return reply, np.ascontiguousarray(classified.outputs, dtype=np.float32)
+    extra = b"".join(np.ascontiguousarray(array, dtype=np.float32).tobytes() for _, array in explained)
+    return reply, np.ascontiguousarray(classified.outputs, dtype=np.float32), extra
+
+
+def name_process(name: str) -> None:
+    """Set the process's name as ps, top and /proc/<pid>/comm show it (Linux; 15 bytes at most)."""
+    libc = glibc()
+    if libc is not None:
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def give_back_memory() -> float:
+    """Return freed heap to the system and report this process's resident size in MB. Decoding a
+    huge image leaves hundreds of MB in glibc's free lists; malloc_trim hands them back."""
+    trim_heap()
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def trim_heap() -> None:
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+_libc: Any = None
+
+
+def glibc() -> Any:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim  # noqa: B018 - musl and others have none
+        except (OSError, AttributeError):
+            _libc = False
+    return _libc or None
 
 
 def encode_items(inputs: list[Input]) -> tuple[list[list[Any]], bytes]:
-    """Inputs as the wire's item list plus one payload: encoded images as they are, arrays as float32."""
+    """Inputs as the wire's item list plus one payload: encoded images as they are (marked when
+    their model input is wanted back), arrays as float32."""
     items: list[list[Any]] = []
     parts: list[bytes | memoryview] = []
     for item in inputs:
@@ -173,7 +227,7 @@ def encode_items(inputs: list[Input]) -> tuple[list[list[Any]], bytes]:
             items.append(["array", list(array.shape)])
             parts.append(array.reshape(-1).view(np.uint8).data)  # joined below: copied once, not twice
         else:
-            items.append(["encoded", len(item)])
+            items.append(["explain" if isinstance(item, ExplainedImage) else "encoded", len(item)])
             parts.append(item)
     return items, b"".join(parts)
 
@@ -187,9 +241,20 @@ def split_payload(items: list[list[Any]], payload: bytes) -> list[Input]:
             inputs.append(np.frombuffer(payload, np.float32, size // 4, offset).reshape(detail))
         else:
             size = int(detail)
-            inputs.append(payload[offset : offset + size])
+            data = payload[offset : offset + size]
+            inputs.append(ExplainedImage(data) if kind == "explain" else data)
         offset += size
     return inputs
+
+
+def split_explained(spec: list[list[Any]], data: bytes) -> dict[int, np.ndarray]:
+    explained = {}
+    offset = 0
+    for index, shape in spec:
+        count = int(np.prod(shape))
+        explained[int(index)] = np.frombuffer(data, np.float32, count, offset).reshape(shape)
+        offset += 4 * count
+    return explained
 
 
 def rebuild_error(name: str, message: str) -> Exception:
@@ -206,9 +271,10 @@ class PredictorProcess:
     """Parent-side handle of one child predictor. One batch at a time (the pool ensures it)."""
 
     def __init__(self, model_file: Path, params_file: Path, options: RuntimeOptions, name: str,
-                 recipe: Recipe | None = None) -> None:
+                 recipe: Recipe | None = None, max_rss_mb: float = float("inf")) -> None:
         self._args = (str(model_file), str(params_file), options, recipe)
         self._name = name
+        self.max_rss_mb = max_rss_mb  # resident size after a batch above which the process is replaced
         self._process: Any = None
         self._conn: Connection | None = None
         self.input_name = ""
@@ -264,9 +330,16 @@ class PredictorProcess:
         await self._wait_for_reply()
         header = self._read_header()
         outputs = self._receive_outputs(header)
+        explained = split_explained(header["explained"], self._receive_bytes()) if header.get("explained") else {}
         errors = {index: rebuild_error(name, message) for index, name, message in header["errors"]}
         timings = [(float(decode), float(preprocess)) for decode, preprocess in header["timings"]]
-        return Classified(outputs, errors, timings, float(header["inference_ms"]))
+        if header.get("rss_mb", 0) > self.max_rss_mb:
+            # A batch of huge images left more behind than trimming gave back: start afresh
+            # (on the next batch, off the event loop).
+            log.warning("recycling the predictor process for %s: %.0f MB resident after a batch, the limit is %d",
+                        self._name, header["rss_mb"], self.max_rss_mb)
+            self.kill()
+        return Classified(outputs, errors, timings, float(header["inference_ms"]), explained)
 
     async def _wait_for_reply(self) -> None:
         assert self._conn is not None
@@ -301,13 +374,15 @@ class PredictorProcess:
     def _receive_outputs(self, header: dict[str, Any]) -> np.ndarray:
         if not header.get("ok"):
             raise RuntimeError(header.get("error", "inference failed"))
+        return np.frombuffer(self._receive_bytes(), dtype=np.float32).reshape(header["shape"])
+
+    def _receive_bytes(self) -> bytes:
         assert self._conn is not None
         try:
-            data = self._conn.recv_bytes()
+            return self._conn.recv_bytes()
         except (EOFError, OSError) as exc:
             self.kill()
             raise PredictorCrashedError("the predictor process died while sending its result") from exc
-        return np.frombuffer(data, dtype=np.float32).reshape(header["shape"])
 
     def _read_header(self) -> dict[str, Any]:
         assert self._conn is not None
@@ -343,8 +418,9 @@ class ProcessPool:
     """Predictor processes for one model version. `run` borrows one for one batch."""
 
     def __init__(self, model_file: Path, params_file: Path, options: RuntimeOptions, size: int, name: str,
-                 recipe: Recipe | None = None) -> None:
+                 recipe: Recipe | None = None, max_rss_mb: float = float("inf")) -> None:
         self._args = (model_file, params_file, options, name, recipe)
+        self._max_rss_mb = max_rss_mb
         self._processes: list[PredictorProcess] = []
         self._lender: Lender[PredictorProcess] = Lender([])
         try:
@@ -362,7 +438,8 @@ class ProcessPool:
         """Start processes until there are `size` (not warmed up: see run_each)."""
         model_file, params_file, options, name, recipe = self._args
         while len(self._processes) < size:
-            process = PredictorProcess(model_file, params_file, options, f"{name}#{len(self._processes)}", recipe)
+            process = PredictorProcess(model_file, params_file, options, f"{name}#{len(self._processes)}", recipe,
+                                       self._max_rss_mb)
             self._processes.append(process)
             self._lender.add(process)
 
@@ -383,10 +460,15 @@ class ProcessPool:
         return [process.run(batch, solo) for process in self._processes[start:]]
 
     async def classify_async(self, inputs: list[Input], solo: bool = False) -> Classified:
-        """Callers (the batcher's workers) never outnumber the processes, so borrowing never waits."""
-        with self._lender.borrow() as process:
+        """Callers (one batcher's workers) never outnumber the processes; should they ever, this
+        raises PoolBusyError instead of blocking the event loop."""
+        with self._lender.borrow(wait=False) as process:
             return await process.classify_async(inputs, solo)
 
     def close(self) -> None:
         for process in self._processes:
             process.stop()
+
+    def kill(self) -> None:
+        for process in self._processes:
+            process.kill()

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Sequence
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError
 from app.inference.batcher import BatchTiming, InferenceError, QueueFullError, QueueTimeoutError
 from app.inference.classifier import Classifier, Input, Outcome
 from app.inference.postprocess import Prediction as InferencePrediction
 from app.inference.preprocess import (
+    ExplainedImage,
     ImageDecodeError,
     ImageTooLargeError,
     PreprocessError,
@@ -33,8 +31,6 @@ from app.schemas import BatchItem, BatchResponse, ErrorResponse, ItemError, Pred
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["predict"])
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def input_data_url(array: np.ndarray) -> str:
@@ -61,41 +57,6 @@ def resolve_top_k(classifier: Classifier, requested: int | None, default: int) -
     return requested
 
 
-@dataclass
-class LocalInput:
-    """An upload decoded and preprocessed in this process."""
-
-    array: np.ndarray
-    decode_ms: float
-    preprocess_ms: float
-
-    def data_url(self) -> str:
-        return input_data_url(self.array)
-
-
-async def prepare_upload(classifier: Classifier, data: bytes, explain: str | None) -> LocalInput | None:
-    """None: the encoded bytes are queued as they are, and even the header is read where the
-    predictor runs. In process isolation that is the predictor's child, on the core the server
-    process is not using, and a hostile header that crashes a parser crashes a child, not the
-    server. The child applies the same limits and reports the same errors by name, which the route
-    maps to the same 4xx; only the order changes (an unreadable file queues first). Checking the
-    header here as well cost the server 20-35 us per LeNet request (in-process harness at c32),
-    and the server process is LeNet's bottleneck. With explain=input the client wants the model
-    input back, so that one is made here, in a worker thread."""
-    if explain != "input":
-        return None
-    image = client_errors(classifier.preprocessor.open, data)
-    return LocalInput(*await run_in_threadpool(client_errors, classifier.preprocessor.timed, image))
-
-
-def client_errors(function: Callable[[T], R], argument: T) -> R:
-    """Map the preprocessing module's errors to client statuses: never a 500 for a client's bytes."""
-    try:
-        return function(argument)
-    except (ImageDecodeError, ImageTooLargeError, PreprocessError) as exc:
-        raise input_error(exc) from exc
-
-
 def input_error(exc: Exception) -> ApiError:
     """What one input's failure means to the client: 4xx for its bytes, 500 for anything else."""
     if isinstance(exc, UnsupportedImageError):
@@ -116,12 +77,38 @@ def overloaded(exc: QueueFullError) -> ApiError:
 
 
 def admit_or_raise(runtime: Runtime, classifier: Classifier, images: int) -> Admission:
-    """Refuse an overload before reading or decoding anything more of the request. The admission
-    is a context manager: leaving it releases what the request still holds."""
+    """Reserve queue room for a request's images, once they are read. The admission is a context
+    manager: leaving it releases what the request still holds."""
     try:
         return runtime.admit(classifier, images)
     except QueueFullError as exc:
         raise overloaded(exc) from exc
+
+
+def check_room_or_raise(runtime: Runtime, classifier: Classifier, images: int = 1) -> None:
+    """Refuse an overload before reading the body; nothing is held while the client sends it."""
+    try:
+        runtime.check_room(classifier, images)
+    except QueueFullError as exc:
+        raise overloaded(exc) from exc
+
+
+def check_request_pixels(classifier: Classifier, images: Sequence[bytes], limit: int) -> None:
+    """Bound the decoding one request may ask for: the pixels its images declare, summed (read
+    from their headers only). A single image is bounded by the per-image limit where it is
+    decoded; this is for requests of several."""
+    if len(images) < 2:
+        return
+    total = 0
+    for data in images:
+        try:
+            width, height = classifier.preprocessor.open(data).size
+        except (ImageDecodeError, ImageTooLargeError):
+            continue  # that image fails on its own, where it is decoded
+        total += width * height
+    if total > limit:
+        raise ApiError(413, "request_too_large", f"the images add up to {total} pixels; the limit is {limit} "
+                                                 f"per request: send them in smaller requests")
 
 
 class BatcherErrors:
@@ -140,10 +127,16 @@ class BatcherErrors:
             raise ApiError(500, "inference_failed", str(exc)) from exc
 
 
-async def classify_or_raise(runtime: Runtime, classifier: Classifier, inputs: Sequence[Input],
+async def classify_or_raise(runtime: Runtime, inputs: Sequence[Input],
                             admission: Admission) -> tuple[list[Outcome], BatchTiming]:
     with BatcherErrors():
-        return await runtime.classify(classifier, inputs, admission)
+        return await runtime.classify(admission, inputs)
+
+
+def as_input(data: bytes, explain: str | None) -> Input:
+    """The encoded image as queued: with explain=input, marked so that its model input (made where
+    the predictor decodes it, never in this process) comes back with the answer."""
+    return ExplainedImage(data) if explain == "input" else data
 
 
 def server_timing(decode_ms: float, preprocess_ms: float, timing: BatchTiming) -> str:
@@ -180,20 +173,18 @@ def resolve_request(request: Request, params: PredictParams) -> tuple[Runtime, C
 
 async def classify_one(request: Request, params: PredictParams) -> Response:
     runtime, classifier, k = resolve_request(request, params)
-    with admit_or_raise(runtime, classifier, 1) as admission:  # before the body is read: overload is cheap
-        image = await read_single(request, runtime.settings)
-        if image.error:
-            raise image.error
-        local = await prepare_upload(classifier, image.data, params.explain)
-        model_input = local.array if local else image.data
-        [outcome], timing = await classify_or_raise(runtime, classifier, [model_input], admission)
+    check_room_or_raise(runtime, classifier)  # before the body is read: an overload is refused cheaply
+    image = await read_single(request, runtime.settings, runtime.json_parser)
+    if image.error:
+        raise image.error
+    with admit_or_raise(runtime, classifier, 1) as admission:
+        [outcome], timing = await classify_or_raise(runtime, [as_input(image.data, params.explain)], admission)
     if outcome.error is not None:
         raise input_error(outcome.error)
-    source = local or outcome
     body = PredictResponse(model=classifier.name, version=classifier.version,
                            predictions=to_schema(classifier.postprocess(outcome.probabilities, k)),
-                           input_image=local.data_url() if local else None)
-    return json_response(body, classifier, source.decode_ms, source.preprocess_ms, timing)
+                           input_image=input_data_url(outcome.model_input) if outcome.model_input is not None else None)
+    return json_response(body, classifier, outcome.decode_ms, outcome.preprocess_ms, timing)
 
 
 def item_error(exc: ApiError) -> ItemError:
@@ -202,34 +193,31 @@ def item_error(exc: ApiError) -> ItemError:
 
 async def classify_many(request: Request, params: PredictParams) -> Response:
     runtime, classifier, k = resolve_request(request, params)
-    images = await read_many(request, runtime.settings)
-    with admit_or_raise(runtime, classifier, len(images)) as admission:
-        items = [BatchItem(filename=image.filename) for image in images]
-        inputs: list[Input] = []
-        positions: list[int] = []
-        decode_ms = preprocess_ms = 0.0
-        for position, image in enumerate(images):
-            try:
-                if image.error:
-                    raise image.error
-                local = await prepare_upload(classifier, image.data, params.explain)
-            except ApiError as exc:
-                items[position].error = item_error(exc)
+    check_room_or_raise(runtime, classifier)
+    images = await read_many(request, runtime.settings, runtime.json_parser)
+    items = [BatchItem(filename=image.filename) for image in images]
+    inputs: list[Input] = []
+    positions: list[int] = []
+    for position, image in enumerate(images):
+        if image.error:
+            items[position].error = item_error(image.error)
+            continue
+        inputs.append(as_input(image.data, params.explain))
+        positions.append(position)
+    check_request_pixels(classifier, inputs, runtime.settings.max_request_pixels)
+    timing = BatchTiming()
+    decode_ms = preprocess_ms = 0.0
+    if inputs:
+        with admit_or_raise(runtime, classifier, len(inputs)) as admission:
+            outcomes, timing = await classify_or_raise(runtime, inputs, admission)
+        for position, outcome in zip(positions, outcomes):
+            decode_ms, preprocess_ms = decode_ms + outcome.decode_ms, preprocess_ms + outcome.preprocess_ms
+            if outcome.error is not None:
+                items[position].error = item_error(input_error(outcome.error))
                 continue
-            if local:  # explain=input: made here, and shown to the client
-                decode_ms, preprocess_ms = decode_ms + local.decode_ms, preprocess_ms + local.preprocess_ms
-                items[position].input_image = local.data_url()
-            inputs.append(local.array if local else image.data)
-            positions.append(position)
-        timing = BatchTiming()
-        if inputs:
-            outcomes, timing = await classify_or_raise(runtime, classifier, inputs, admission)
-            for position, outcome in zip(positions, outcomes):
-                decode_ms, preprocess_ms = decode_ms + outcome.decode_ms, preprocess_ms + outcome.preprocess_ms
-                if outcome.error is not None:
-                    items[position].error = item_error(input_error(outcome.error))
-                else:
-                    items[position].predictions = to_schema(classifier.postprocess(outcome.probabilities, k))
+            items[position].predictions = to_schema(classifier.postprocess(outcome.probabilities, k))
+            if outcome.model_input is not None:
+                items[position].input_image = input_data_url(outcome.model_input)
     body = BatchResponse(model=classifier.name, version=classifier.version, results=items)
     return json_response(body, classifier, decode_ms, preprocess_ms, timing)
 

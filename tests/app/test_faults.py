@@ -47,8 +47,9 @@ def child_pids(pid: int) -> list[int]:
 
 
 def predictor_pids(server: Server) -> list[int]:
-    """The server's grandchildren: predictor processes forked by its fork server."""
-    return [grandchild for child in child_pids(server.process.pid) for grandchild in child_pids(child)]
+    """The server's grandchildren named "predictor": predictor processes forked by its fork server."""
+    return [grandchild for child in child_pids(server.process.pid) for grandchild in child_pids(child)
+            if Path(f"/proc/{grandchild}/comm").read_text().strip() == "predictor"]
 
 
 # These tests stop or kill "the" predictor process. A measured thread choice (APP_CPU_THREADS=0)

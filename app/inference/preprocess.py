@@ -13,10 +13,14 @@ import io
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.inference.document import flatten_background, remove_lines, select_digit, thicken_strokes
+from app.inference.input_errors import ImageDecodeError, ImageTooLargeError, PreprocessError, UnsupportedImageError
 
 # Formats we decode. Others Pillow knows (EPS runs Ghostscript, for one) are refused on purpose.
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
@@ -27,29 +31,15 @@ Mapper = Callable[..., Iterable[Any]]
 Input = bytes | np.ndarray  # an encoded image, or a model-ready (C, H, W) array
 
 
-class ImageDecodeError(ValueError):
-    """The bytes are not a readable image (empty, truncated, corrupt, or an unsupported format)."""
+class ExplainedImage(bytes):
+    """An encoded image whose model input is wanted back too (explain=input): it is decoded and
+    preprocessed where the predictor runs, like any other, and the array comes back with it."""
 
 
-class UnsupportedImageError(ImageDecodeError):
-    """The bytes are not in any image format we accept (text, PDF, ZIP, EPS...)."""
-
-
-class ImageTooLargeError(ValueError):
-    """The image declares more pixels than the configured limit."""
-
-
-class PreprocessError(ValueError):
-    """A readable image that the model's preprocessing cannot use (e.g. nothing drawn on it)."""
-
-
-def decode_image(data: bytes, max_pixels: int, size_hint: tuple[int, int] | None = None) -> Image.Image:
-    """Decode bytes into a loaded, upright Pillow image.
-
-    The pixel limit is checked from the header, before any pixel data is decoded. `size_hint`
-    lets JPEG decode at a reduced scale (DCT scaling) when the model wants far fewer pixels.
-    """
-    return load_image(open_image(data, max_pixels), size_hint)
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode bytes into a loaded, upright Pillow image, at full size. The pixel limit is checked
+    from the header, before any pixel data is decoded."""
+    return load_image(open_image(data, max_pixels))
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -86,12 +76,13 @@ def looks_like_image(data: bytes) -> bool:
     return len(data) > 2 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace()
 
 
-def load_image(image: Image.Image, size_hint: tuple[int, int] | None = None) -> Image.Image:
-    """Decode the pixels of an image from open_image: first frame, upright per EXIF."""
+def load_image(image: Image.Image, draft_to: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the pixels of an image from open_image: first frame, upright per EXIF. A JPEG decodes
+    at a reduced scale (DCT scaling: 1/2, 1/4, 1/8) down to no less than `draft_to` (width, height):
+    a 12-megapixel photo then costs about what a one-megapixel one does."""
     try:
-        if size_hint is not None and image.format == "JPEG":
-            # Decode at no less than twice the model's size so the later resize still antialiases.
-            image.draft(image.mode, (size_hint[1] * 2, size_hint[0] * 2))
+        if draft_to is not None and image.format == "JPEG":
+            image.draft(image.mode, draft_to)
         image.seek(0)  # animated GIF / multi-page TIFF: the first frame
         image.load()
         # Phone photos store "rotate me" in EXIF instead of rotating pixels; people expect it honoured.
@@ -323,6 +314,32 @@ def _resize_image(size: Sequence[int]) -> ImageStep:
     return lambda image: image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
+def limit_size_target(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) with the long side at most `max_side`, keeping the aspect; never larger."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _limit_size_image(max_side: int) -> ImageStep:
+    def step(image: Image.Image) -> Image.Image:
+        target = limit_size_target(*image.size, max_side)
+        return image if target == image.size else image.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+    return step
+
+
+def limit_size(max_side: int) -> Step:
+    """Shrink so the long side is at most `max_side` (a photo's detail beyond what the later steps
+    use only costs time); smaller images pass as they are."""
+
+    def step(array: Array) -> Array:
+        height, width = array.shape[:2]
+        target_w, target_h = limit_size_target(width, height, max_side)
+        return array if (target_w, target_h) == (width, height) else resize_array(array, target_h, target_w)
+
+    return step
+
+
 def _resize_short_image(size: int) -> ImageStep:
     def step(image: Image.Image) -> Image.Image:
         target = short_side_target(*image.size, size)
@@ -374,12 +391,18 @@ def build_image_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Image
 
 
 IMAGE_STEP_FACTORIES: dict[str, Callable[..., ImageStep]] = {
+    "limit_size": _limit_size_image,
     "resize": _resize_image,
     "resize_short": _resize_short_image,
     "center_crop": _center_crop_image,
 }
 
 STEP_FACTORIES: dict[str, Callable[..., Step]] = {
+    "limit_size": limit_size,
+    "flatten_background": flatten_background,
+    "remove_lines": remove_lines,
+    "select_digit": select_digit,
+    "thicken_strokes": thicken_strokes,
     "invert_if_light_background": invert_if_light_background,
     "normalize_contrast": normalize_contrast,
     "crop_to_content": crop_to_content,
@@ -392,18 +415,116 @@ STEP_FACTORIES: dict[str, Callable[..., Step]] = {
 }
 
 
-def build_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Step]:
-    """Turn (op, params) pairs into callables; unknown ops or bad parameters fail here, at load."""
-    steps = []
-    for op, params in specs:
-        factory = STEP_FACTORIES.get(op)
-        if factory is None:
-            raise ValueError(f"unknown preprocessing op {op!r}; known: {sorted(STEP_FACTORIES)}")
+# --- what each step's parameters may be: checked at load, so a manifest cannot ask for a
+# 20000x20000 resize, a negative crop or a NaN mean and serve broken answers afterwards ---------
+
+Side = Annotated[int, Field(ge=1, le=4096)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Mean = Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)]
+Std = Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NoParams(_Params):
+    pass
+
+
+class LimitSizeParams(_Params):
+    max_side: Annotated[int, Field(ge=16, le=8192)]
+
+
+class FlattenBackgroundParams(_Params):
+    window: Annotated[float, Field(gt=0.05, le=1.0, allow_inf_nan=False)] = 0.3
+    floor: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+
+
+class RemoveLinesParams(_Params):
+    max_thickness: Annotated[float, Field(gt=0.0, le=0.2, allow_inf_nan=False)] = 0.02
+    max_degrees: Annotated[float, Field(ge=0.0, le=30.0, allow_inf_nan=False)] = 8.0
+
+
+class SelectDigitParams(_Params):
+    floor: Fraction = 0.1
+    reach: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 0.25
+    min_share: Fraction = 0.03
+
+
+class ThickenStrokesParams(_Params):
+    width: Annotated[float, Field(ge=0.0, le=0.5, allow_inf_nan=False)] = 0.1
+
+
+class NormalizeContrastParams(_Params):
+    floor: Fraction = 0.1
+    min_range: Fraction = 0.15
+
+
+class ThresholdParams(_Params):
+    threshold: Fraction = 0.2
+
+
+class SizeParams(_Params):
+    size: Side
+
+
+class CanvasParams(_Params):
+    size: Side = 28
+
+
+class BoxParams(_Params):
+    size: Side = 20
+
+
+class ResizeParams(_Params):
+    size: Annotated[list[Side], Field(min_length=2, max_length=2)]
+
+
+class NormalizeParams(_Params):
+    mean: Annotated[list[Mean], Field(min_length=1, max_length=4)]
+    std: Annotated[list[Std], Field(min_length=1, max_length=4)]
+
+
+STEP_PARAMETERS: dict[str, type[_Params]] = {
+    "limit_size": LimitSizeParams,
+    "flatten_background": FlattenBackgroundParams,
+    "remove_lines": RemoveLinesParams,
+    "select_digit": SelectDigitParams,
+    "thicken_strokes": ThickenStrokesParams,
+    "invert_if_light_background": NoParams,
+    "normalize_contrast": NormalizeContrastParams,
+    "crop_to_content": ThresholdParams,
+    "fit_into_box": BoxParams,
+    "center_by_mass": CanvasParams,
+    "resize": ResizeParams,
+    "resize_short": SizeParams,
+    "center_crop": SizeParams,
+    "normalize": NormalizeParams,
+}
+
+
+def check_specs(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every step known and its parameters of the right type and within bounds (ValueError
+    saying which and why); returns them with defaults filled in."""
+    checked = []
+    for position, (op, params) in enumerate(specs):
+        schema = STEP_PARAMETERS.get(op)
+        if schema is None:
+            raise ValueError(f"unknown preprocessing op {op!r}; known: {sorted(STEP_PARAMETERS)}")
         try:
-            steps.append(factory(**params))
-        except TypeError as exc:
-            raise ValueError(f"bad parameters for preprocessing op {op!r}: {exc}") from exc
-    return steps
+            values = schema.model_validate(params).model_dump()
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "parameters"
+            raise ValueError(f"preprocessing step {position} ({op}): {where}: {problem['msg']}") from exc
+        checked.append((op, values))
+    return checked
+
+
+def build_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Step]:
+    """Turn checked (op, params) pairs into callables."""
+    return [STEP_FACTORIES[op](**params) for op, params in specs]
 
 
 @dataclass(frozen=True)
@@ -428,6 +549,7 @@ class Prepared:
     arrays: list[Array] = field(default_factory=list)
     errors: dict[int, Exception] = field(default_factory=dict)
     timings: list[tuple[float, float]] = field(default_factory=list)  # (decode ms, preprocess ms) per input
+    explained: dict[int, Array] = field(default_factory=dict)  # input index -> its model input (ExplainedImage)
 
 
 @dataclass(frozen=True)
@@ -440,6 +562,7 @@ class Preprocessor:
     max_pixels: int
     image_steps: tuple[ImageStep, ...] = ()  # the leading geometric steps, run on the 8-bit image
     affine: ByteAffine | None = None  # set when all that follows them is (at most) normalize
+    max_side: int | None = None  # from a leading limit_size: the detail the steps work at
 
     @classmethod
     def create(
@@ -450,6 +573,7 @@ class Preprocessor:
         max_pixels: int,
     ) -> "Preprocessor":
         channels, height, width = (int(d) for d in input_shape)
+        step_specs = check_specs(step_specs)
         lead = 0
         while lead < len(step_specs) and step_specs[lead][0] in IMAGE_STEP_FACTORIES:
             lead += 1
@@ -462,7 +586,8 @@ class Preprocessor:
         # Pillow imports its format plugins on the first open that names TIFF or WEBP: the first
         # request of each predictor process took 6-13 ms longer to decode, unless that is paid here.
         Image.init()
-        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps, affine)
+        max_side = int(step_specs[0][1]["max_side"]) if step_specs and step_specs[0][0] == "limit_size" else None
+        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps, affine, max_side)
 
     def __call__(self, data: bytes) -> Array:
         return self.process_image(self.decode(data))
@@ -485,6 +610,8 @@ class Preprocessor:
                 prepared.errors[index] = error
             else:
                 prepared.arrays.append(array)
+                if isinstance(inputs[index], ExplainedImage):
+                    prepared.explained[index] = array
             prepared.timings.append(timing)
         return prepared
 
@@ -507,7 +634,14 @@ class Preprocessor:
         return open_image(data, self.max_pixels)
 
     def load(self, image: Image.Image) -> Image.Image:
-        return load_image(image, size_hint=self.input_shape[1:])
+        return load_image(image, self.draft_size(*image.size))
+
+    def draft_size(self, width: int, height: int) -> tuple[int, int]:
+        """The least (width, height) a JPEG may decode to: what a leading limit_size keeps, or
+        else twice the model's input, so that the later resize still has pixels to average."""
+        if self.max_side is not None:
+            return limit_size_target(width, height, self.max_side)
+        return self.input_shape[2] * 2, self.input_shape[1] * 2
 
     def process_image(self, image: Image.Image) -> Array:
         if self.image_steps:

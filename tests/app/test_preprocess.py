@@ -19,6 +19,7 @@ from app.inference.preprocess import (
     PreprocessError,
     UnsupportedImageError,
     build_steps,
+    check_specs,
     center_by_mass,
     crop_to_content,
     decode_image,
@@ -84,20 +85,32 @@ def test_center_by_mass_puts_mass_in_the_middle() -> None:
     assert abs(cy - 13.5) <= 0.5 and abs(cx - 13.5) <= 0.5
 
 
-def test_build_steps_rejects_unknown_op() -> None:
-    with pytest.raises(ValueError, match="unknown preprocessing op"):
-        build_steps([("sharpen", {})])
+@pytest.mark.parametrize(("spec", "reason"), [
+    (("sharpen", {}), "unknown preprocessing op"),
+    (("fit_into_box", {"width": 3}), "width: Extra inputs are not permitted"),
+    (("resize", {"size": [20000, 20000]}), "less than or equal to 4096"),
+    (("resize", {"size": [64]}), "at least 2 items"),
+    (("center_crop", {"size": -1}), "greater than or equal to 1"),
+    (("fit_into_box", {"size": 20.5}), "valid integer"),
+    (("limit_size", {"max_side": "640"}), "valid integer"),
+    (("normalize", {"mean": [float("nan")], "std": [1.0]}), "finite number"),
+    (("normalize", {"mean": [0.5], "std": [0.0]}), "greater than 0"),
+    (("select_digit", {"floor": 2.0}), "less than or equal to 1"),
+])
+def test_check_specs_refuses_unknown_ops_and_out_of_bounds_parameters(spec: tuple, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        check_specs([spec])
 
 
-def test_build_steps_rejects_bad_parameters() -> None:
-    with pytest.raises(ValueError, match="bad parameters"):
-        build_steps([("fit_into_box", {"width": 3})])
+def test_check_specs_fills_in_defaults() -> None:
+    [(op, params)] = check_specs([("select_digit", {})])
+    assert op == "select_digit" and params == {"floor": 0.1, "reach": 0.25, "min_share": 0.03}
 
 
 def test_preprocessor_photo_of_dark_ink_matches_mnist_polarity() -> None:
     out = create_preprocessor()(encode(draw_digit_one(), "PNG"))
     assert out.shape == (1, 28, 28)
-    assert out[0, 0, 0] == 0.0 and out.max() == pytest.approx(1.0)
+    assert out[0, 0, 0] == 0.0 and out.max() > 0.9
     cy, cx = centre_of_mass(out)
     assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
     rows = np.flatnonzero(out[0].max(axis=1) > 0.2)

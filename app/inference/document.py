@@ -1,0 +1,471 @@
+"""Steps that find a digit in a photo of a page, for the digit models' manifests.
+
+A phone photo of a handwritten digit is mostly paper: lit unevenly, shadowed, tinted, often ruled
+or squared, sometimes with the desk beyond its edge. Taking "whatever is dark" for ink crops half
+the page. These steps first take the paper away, then the printed lines, then keep the digit:
+
+- flatten_background: the paper's brightness, estimated at a scale larger than any pen stroke
+  (a grey closing), is subtracted and divided out; what is darker than its surroundings remains,
+  light on dark as MNIST is, paper at 0. What lies beyond the paper (a darker desk) is divided by a
+  floor, not by its own brightness, so its grain stays faint instead of being amplified into ink.
+- remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
+  by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
+- select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
+  frame's centre, long border-hugging shapes discounted) and the parts near it (a 5's flag, a broken
+  4) are the digit, cropped, its strokes stretched to 1 and specks elsewhere dropped.
+
+Arrays are float32 HxWxC in [0, 1], as between the preprocess module's steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from app.inference.input_errors import PreprocessError
+
+Array = np.ndarray
+Step = Callable[[Array], Array]
+
+
+def quantiles(values: Array, *fractions: float) -> list[float]:
+    """Order statistics by np.partition (nearest rank): np.percentile's overhead costs more than
+    a 28x28 digit's whole preprocessing."""
+    flat = values.ravel()
+    ranks = [min(len(flat) - 1, max(0, round(q * (len(flat) - 1)))) for q in fractions]
+    ordered = np.partition(flat, sorted(set(ranks)))
+    return [float(ordered[rank]) for rank in ranks]
+
+
+def robust_spread(values: Array) -> tuple[float, float]:
+    """(median, standard deviation estimated from the median absolute deviation)."""
+    [middle] = quantiles(values, 0.5)
+    [deviation] = quantiles(np.abs(values - middle), 0.5)
+    return middle, 1.4826 * deviation
+
+
+def as_grey(array: Array) -> Array:
+    return array[:, :, 0] if array.shape[2] == 1 else array.mean(axis=2)
+
+
+def border_ring(grey: Array) -> Array:
+    """The values of a ring 5% of the short side wide around the image."""
+    ring = max(1, round(min(grey.shape) * 0.05))
+    return np.concatenate([grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()])
+
+
+def dark_on_light(grey: Array, window: float = 0.3) -> bool:
+    """Whether the writing is darker than its ground.
+
+    Where the border is an even ground (a scan, a drawing, MNIST itself), its brightness says it.
+    Where it is not (a shadow, the desk or the light falling off take the border), the light's
+    slow changes are taken away (less a local mean over `window` of the short side) and what
+    stands out does so one way: down for ink on paper, up for a light digit on black."""
+    ring = border_ring(grey)
+    low, high = quantiles(grey, 0.01, 0.99)
+    ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
+    if ring_high - ring_low < 0.25 * (high - low):
+        return bool(ring_middle > (low + high) / 2)
+    factor = max(1, min(4, min(grey.shape) // 160))
+    coarse = shrink(grey, factor)
+    size = max(3, round(window * min(coarse.shape)) | 1)
+    detail = coarse - ndimage.uniform_filter(coarse, size=size, mode="nearest")
+    _, noise = robust_spread(detail)
+    darker = float(np.clip(-detail - 2 * noise, 0, None).sum())
+    lighter = float(np.clip(detail - 2 * noise, 0, None).sum())
+    return darker >= lighter
+
+
+def label_maxima(values: Array, labels: Array, count: int) -> Array:
+    """The largest value under each label 0..count (ndimage.maximum sorts the whole map)."""
+    maxima = np.full(count + 1, -np.inf)
+    np.maximum.at(maxima, labels.ravel(), values.ravel())
+    return maxima
+
+
+def shrink(grey: Array, factor: int) -> Array:
+    """Box-average by an integer factor (edges cropped to a multiple of it)."""
+    if factor <= 1:
+        return grey
+    height, width = (grey.shape[0] // factor) * factor, (grey.shape[1] // factor) * factor
+    return grey[:height, :width].reshape(height // factor, factor, width // factor, factor).mean(axis=(1, 3))
+
+
+def enlarge(coarse: Array, shape: tuple[int, int]) -> Array:
+    """Bilinear resize of a float map to `shape` (h, w)."""
+    if coarse.shape == shape:
+        return coarse
+    image = Image.fromarray(np.ascontiguousarray(coarse, dtype=np.float32))
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def close_coarse(coarse: Array, window: float) -> Array:
+    """A grey closing of a (reduced) map over a square `window` times its short side: it fills in
+    every dark feature narrower than that and keeps wider ones and smooth slopes as they are."""
+    size = max(3, round(window * min(coarse.shape)) | 1)
+    # Beyond the frame the light is taken to go on as it was going (an odd reflection): padded
+    # with copies of the edge instead, a page darkening towards the frame's edge (vignetting)
+    # would meet a brighter margin, and its last half-window would pass for ink.
+    pad = size // 2 + 3
+    padded = np.pad(coarse, pad, mode="reflect", reflect_type="odd")
+    closed = ndimage.grey_closing(padded, size=(size, size))
+    # The closing's flat windows leave small steps; a light blur smooths them without moving the
+    # edges of wide regions (the paper's, a shadow's) far.
+    return ndimage.uniform_filter(closed, size=5)[pad:-pad, pad:-pad]
+
+
+def coarse_factor(shape: tuple[int, ...]) -> int:
+    """Background work runs at up to 4x reduced resolution: a closing's cost grows with pixels."""
+    return max(1, min(4, min(shape[:2]) // 160))
+
+
+def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
+    """Ink as it stands out from the paper under it: light on dark, paper at 0, the darkest
+    stroke near 1. `window`: the closing's size as a fraction of the short side (wider than any
+    stroke). `floor`: divide by at least this fraction of the paper's brightness, so that
+    regions far darker than the paper (the desk beyond its edge) do not become loud."""
+
+    def step(array: Array) -> Array:
+        grey = as_grey(array).astype(np.float32)
+        if not dark_on_light(grey):  # light ink on a dark ground (MNIST itself, a blackboard)
+            grey = 1.0 - grey
+        if min(grey.shape) < 64:
+            # A thumbnail, a drawing or MNIST itself: one ground, no light to speak of across it.
+            [paper] = quantiles(border_ring(grey), 0.5)
+            return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)[:, :, None]
+        factor = coarse_factor(grey.shape)
+        coarse = shrink(grey, factor)
+        closed = close_coarse(coarse, window)
+        [paper] = quantiles(closed, 0.9)
+        shade = find_shade(coarse, closed) if min(grey.shape) >= 64 else None
+        if shade is not None and shade.shadow.any():
+            # In a shadow the paper is darker than the wide closing says, up to the shadow's edge:
+            # there the narrow closing (which follows the edge) is the paper's brightness.
+            inside = ndimage.maximum_filter(shade.shadow.view(np.uint8), size=5) > 0
+            closed = np.where(inside, np.minimum(closed, close_coarse(coarse, 0.05)), closed)
+        background = np.maximum(enlarge(closed, grey.shape), grey)
+        ink = np.clip((background - grey) / np.maximum(background, max(floor * paper, 1e-3)), 0.0, 1.0)
+        if shade is not None:
+            # What is not paper, and the line where a shade meets the lit paper (a sharp shadow,
+            # a grey desk's edge), which no background estimate follows exactly.
+            edges = shade.shadow ^ ndimage.binary_erosion(shade.shadow, iterations=1, border_value=1)
+            cleared = shade.beyond | (ndimage.maximum_filter(edges.view(np.uint8), size=3) > 0)
+            ink[enlarge(cleared.astype(np.float32), grey.shape) > 0.01] = 0.0
+        return ink[:, :, None]
+
+    return step
+
+
+@dataclass(frozen=True)
+class Shade:
+    """Wide dark regions of the reduced map, which the wide closing would fill in as if ink."""
+
+    shadow: Array  # a shadow's inside: paper, lit less (bool, reduced map)
+    beyond: Array  # not paper: the desk beyond the paper's edge (bool, reduced map)
+
+
+def find_shade(coarse: Array, closed: Array, contrast: float = 0.12, desk: float = 0.3) -> Shade | None:
+    """Regions darker than the wide closing says, by at least `contrast`, that are wide: at least
+    0.15 of the short side thick. Pen strokes are thinner (a narrow closing, a twentieth of
+    the short side, fills them in). Those that reach the frame's border and are darker by at
+    least `desk` are taken for what lies beyond the paper; the rest for shadows on it."""
+    narrow = close_coarse(coarse, 0.05)
+    darker = 1 - narrow / np.maximum(closed, 1e-3)
+    dark = darker >= contrast
+    labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return None
+    index = np.arange(1, count + 1)
+    thickness = 2 * label_maxima(ndimage.distance_transform_edt(dark), labels, count)[1:]
+    depth = np.bincount(labels.ravel(), weights=darker.ravel(), minlength=count + 1)[1:] / np.maximum(
+        np.bincount(labels.ravel(), minlength=count + 1)[1:], 1)
+    edge = np.zeros(count + 1, dtype=bool)
+    edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    short = min(coarse.shape)
+    wide = index[np.atleast_1d(thickness) >= 0.15 * short]
+    if len(wide) == 0:
+        return None
+    beyond = [label for label, level in zip(index, np.atleast_1d(depth)) if label in wide and edge[label] and level >= desk]
+    shadow = [label for label in wide if label not in beyond]
+    # A margin around what is not paper: the paper's edge itself, blurred by the camera, is neither.
+    margin = 3 + 2 * max(1, short // 80)
+    return Shade(np.isin(labels, shadow), ndimage.maximum_filter(np.isin(labels, beyond).view(np.uint8), size=margin) > 0)
+
+
+def sheared_rows(ys: Array, xs: Array, slope: float) -> Array:
+    """Each point's row once the frame is sheared by `slope` (rows per column): points on a line
+    of that slope share a row."""
+    return np.rint(ys - xs * slope).astype(np.int64)
+
+
+def line_slope(ink: Array, max_degrees: float) -> float:
+    """The slope (rows per column) along which the ink's long straight structures run: the one
+    whose sheared rows hold the ink most unevenly (sum of squared row sums), searched coarsely
+    then finely, on a copy reduced to about 320 px."""
+    factor = max(1, max(ink.shape) // 320)
+    small = shrink(ink, factor)
+    middle, spread = robust_spread(small)
+    # The paper's grain says nothing about direction: only what stands out of it is weighed.
+    ys, xs = np.nonzero(small > middle + 2 * spread)
+    weights = small[ys, xs]
+    ys, xs = ys.astype(np.float32), xs.astype(np.float32)
+
+    def concentration(degrees: float) -> float:
+        rows = sheared_rows(ys, xs, float(np.tan(np.radians(degrees))))
+        sums = np.bincount(rows - rows.min(), weights=weights)
+        return float(np.square(sums).sum())
+
+    if len(ys) == 0:
+        return 0.0
+    best = max(np.arange(-max_degrees, max_degrees + 1e-6, 0.5), key=concentration)
+    return float(np.tan(np.radians(max(np.arange(best - 0.4, best + 0.41, 0.1), key=concentration))))
+
+
+def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02) -> Array:
+    """Sheared rows that a line crosses from side to side: in nearly every part (band of columns)
+    of the paper, the row's mean ink stands out from that band's other rows (4 robust deviations,
+    and at least `min_contrast`). Cleared or blown-out pixels (ink 0) are not paper and do not
+    vote; a row is judged with its neighbours either side, so a line a little off the slope
+    still counts. Returns the sheared row indices (ascending)."""
+    height, width = ink.shape
+    ys, xs = np.indices(ink.shape).reshape(2, -1)
+    values = ink.ravel()
+    rows = sheared_rows(ys, xs, slope)
+    base = rows.min()
+    rows = rows - base
+    span = int(rows.max()) + 1
+    band = np.minimum(xs * bands // width, bands - 1)
+    cell = band * span + rows
+    sums = np.bincount(cell, weights=values, minlength=bands * span).reshape(bands, span)
+    paper = np.bincount(cell, weights=values > 0, minlength=bands * span).reshape(bands, span)
+    judged = paper >= 0.3 * width / bands
+    means = np.where(judged, sums / np.maximum(paper, 1), np.nan)
+    near = ndimage.maximum_filter1d(np.nan_to_num(means, nan=-1.0), size=3, axis=1)
+    votes = np.zeros(span, dtype=np.int64)
+    for index in range(bands):
+        usable = means[index][judged[index]]
+        if len(usable) < 8:
+            continue
+        middle, spread = robust_spread(usable)
+        votes += near[index] >= middle + max(min_contrast, 4 * spread)
+    counted = judged.sum(axis=0)
+    lines = (counted >= 3) & (votes >= np.ceil(0.75 * counted))
+    return np.flatnonzero(lines) + base
+
+
+def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float) -> Array:
+    """Take out ruling lines that run across the frame (within `max_degrees` of horizontal). Where
+    a stroke crosses a line, the pixels above and below it are ink too, and are kept."""
+    height, width = ink.shape
+    slope = line_slope(ink, max_degrees)
+    offsets = line_offsets(ink, slope)
+    if len(offsets) == 0:
+        return ink
+    runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
+    # Undo the row's reach either side (see line_offsets).
+    lines = [(int(run[0]) + 1, int(run[-1])) if len(run) > 2 else (int(run[0]), int(run[-1]) + 1) for run in runs]
+    lines = [(top, bottom) for top, bottom in lines if bottom - top <= max_thickness]
+    if len(lines) < 2:
+        return ink  # one straight bar is more likely a 7's or a 5's than a lone ruled line
+    cleaned = ink.copy()
+    columns = np.arange(width)
+    shift = columns * slope
+    gap = 2
+    for top, bottom in lines:
+        first = np.floor(top - 1 + shift).astype(np.int64)
+        last = np.ceil(bottom + shift).astype(np.int64)
+        above = ink[np.clip(first - gap, 0, height - 1), columns]
+        below = ink[np.clip(last + gap, 0, height - 1), columns]
+        across = np.minimum(above, below)
+        core = np.clip(np.round((top + bottom - 1) / 2 + shift).astype(np.int64), 0, height - 1)
+        # What the line itself adds (its typical ink along its length) is taken off; a stroke on
+        # top of it, darker than a printed line, keeps the rest; one that crosses it is restored
+        # from above and below.
+        [strength] = quantiles(ink[core, columns], 0.5)
+        for step in range(int((last - first).max()) + 1):
+            rows = first + step
+            inside = (rows >= 0) & (rows < height) & (rows <= last)
+            r, c = rows[inside], columns[inside]
+            cleaned[r, c] = np.minimum(cleaned[r, c], np.maximum(across[inside], ink[r, c] - 1.25 * strength))
+    return cleaned
+
+
+def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
+    """Ruling and grid lines taken out of an ink map (from flatten_background). A line must cross
+    the paper (stand out in nearly every part of it along its length), lie within `max_degrees`
+    of the horizontal or the vertical, be thin (at most `max_thickness` of the frame's short side,
+    and never under 4 px) and come with another like it: lone bars are left alone, as a digit
+    may have one. Images under 48 px are left alone."""
+
+    def step(array: Array) -> Array:
+        ink = array[:, :, 0]
+        if min(ink.shape) < 48:
+            return array
+        thickness = max(4, round(max_thickness * min(ink.shape)))
+        ink = erase_horizontal_lines(ink, thickness, max_degrees)
+        ink = erase_horizontal_lines(np.ascontiguousarray(ink.T), thickness, max_degrees).T
+        return np.ascontiguousarray(ink)[:, :, None]
+
+    return step
+
+
+@dataclass(frozen=True)
+class Component:
+    label: int
+    box: tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
+    mass: float
+    score: float
+
+
+def find_components(ink: Array, threshold_low: float, threshold_high: float) -> tuple[Array, list[Component]]:
+    """Connected regions above `threshold_low` that reach `threshold_high` somewhere, scored."""
+    labels, count = ndimage.label(ink > threshold_low, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return labels, []
+    strong = np.unique(labels[ink > threshold_high])
+    strong = strong[strong > 0]
+    masses = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
+    boxes = ndimage.find_objects(labels)
+    height, width = ink.shape
+    components = []
+    for label in strong:
+        box = boxes[label - 1]
+        top, bottom, left, right = box[0].start, box[0].stop, box[1].start, box[1].stop
+        cy, cx = (top + bottom) / 2 / height - 0.5, (left + right) / 2 / width - 0.5
+        centrality = float(np.exp(-(cy**2 + cx**2) / (2 * 0.45**2)))
+        h, w = bottom - top, right - left
+        touches = top == 0 or left == 0 or bottom == height or right == width
+        spans = h > 0.9 * height or w > 0.9 * width
+        elongated = max(h, w) > 6 * min(h, w)
+        penalty = 0.15 if (touches and elongated) or spans else 1.0
+        mass = float(masses[label])
+        components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty))
+    return labels, components
+
+
+def box_gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Pixels between two boxes (0 when they overlap or touch)."""
+    dy = max(0, max(a[0], b[0]) - min(a[2], b[2]))
+    dx = max(0, max(a[1], b[1]) - min(a[3], b[3]))
+    return max(dy, dx)
+
+
+def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def gather_digit(components: list[Component], reach: float, min_share: float) -> list[Component]:
+    """The best-scored component and, repeatedly, every component of some mass that lies within
+    `reach` times the digit's size so far (a 5's flag, the parts of a broken stroke)."""
+    seed = max(components, key=lambda c: c.score)
+    chosen, box = [seed], seed.box
+    rest = [c for c in components if c is not seed and c.mass >= min_share * seed.mass]
+    grew = True
+    while grew:
+        grew = False
+        size = max(box[2] - box[0], box[3] - box[1])
+        for component in list(rest):
+            if box_gap(box, component.box) <= max(2, reach * size):
+                merged = union(box, component.box)
+                if max(merged[2] - merged[0], merged[3] - merged[1]) > 2.2 * size:
+                    continue  # would more than double the digit: something else nearby
+                chosen.append(component)
+                rest.remove(component)
+                box, grew = merged, True
+    return chosen
+
+
+def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
+    """Zero textured regions that run into the frame's border: a desk's grain, a patterned
+    surface beyond the paper. Writing is sparse on paper: around a digit, ink above `level`
+    covers a fraction of any window a sixteenth of the short side wide, while grain covers
+    `busy` or more of every such window across a whole region. A region is cleared when it
+    touches the border, covers at least 3% of the frame and is a fifth of its short side thick
+    (a digit's strokes, even a marker's, make a thinner crowd). Images under 64 px pass as they are."""
+    if min(ink.shape) < 64:
+        return ink
+    factor = coarse_factor(ink.shape)
+    density = shrink((ink > level).astype(np.float32), factor)
+    size = max(3, round(min(density.shape) / 16) | 1)
+    crowded = ndimage.uniform_filter(density, size=size, mode="nearest") >= busy
+    labels, count = ndimage.label(crowded)
+    if count == 0:
+        return ink
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    if len(edge) == 0:
+        return ink
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    thickness = 2 * label_maxima(ndimage.distance_transform_edt(crowded), labels, count)[edge]
+    short = min(crowded.shape)
+    cleared = [label for label, thick in zip(edge, thickness) if areas[label] >= 0.03 * labels.size
+               and thick >= 0.2 * short]
+    if not cleared:
+        return ink
+    region = enlarge(np.isin(labels, cleared).astype(np.float32), ink.shape) > 0.01
+    return np.where(region, 0.0, ink).astype(np.float32)
+
+
+def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.03) -> Step:
+    """The digit alone, cropped, its strokes stretched so their core is 1 and anything below
+    `floor` is 0. Raises PreprocessError when nothing stands out from the paper."""
+
+    def step(array: Array) -> Array:
+        ink = array[:, :, 0]
+        smooth = ndimage.uniform_filter(ink, size=3, mode="nearest") if min(ink.shape) >= 32 else ink
+        sample = smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth
+        _, noise = robust_spread(sample)
+        smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
+        peak = float(smooth.max())
+        high = max(6 * noise, 0.35 * peak, 0.06)
+        if peak < 0.08:
+            raise PreprocessError("the image has no visible foreground (it is blank or nearly uniform)")
+        low = max(3 * noise, 0.4 * high)
+        labels, components = find_components(smooth, low, high)
+        if not components:
+            raise PreprocessError("no foreground found in the image")
+        chosen = gather_digit(components, reach, min_share)
+        top = min(c.box[0] for c in chosen)
+        left = min(c.box[1] for c in chosen)
+        bottom = max(c.box[2] for c in chosen)
+        right = max(c.box[3] for c in chosen)
+        kept = np.zeros(int(labels.max()) + 1, dtype=bool)
+        kept[[c.label for c in chosen]] = True
+        keep = kept[labels[top:bottom, left:right]]
+        # One pixel around the kept strokes: their soft, anti-aliased edges belong to them.
+        keep = ndimage.maximum_filter(keep.view(np.uint8), size=3) > 0
+        digit = np.where(keep, ink[top:bottom, left:right], 0.0)
+        [level] = quantiles(digit[keep], 0.9)
+        stretched = np.clip(digit / max(level, 1e-3), 0.0, 1.0)
+        stretched[stretched < floor] = 0.0
+        return stretched[:, :, None].astype(np.float32)
+
+    return step
+
+
+def thicken_strokes(width: float = 0.1) -> Step:
+    """Strokes grown to at least `width` times the digit's height, as MNIST's are: a ballpoint's
+    or a pencil's line, shrunk with its digit into a 20x20 box, would otherwise be a faint
+    hairline that a network trained on MNIST has never seen. The width now is read off the
+    strokes (four times their mean distance to the paper); thicker strokes are left as they are."""
+
+    def step(array: Array) -> Array:
+        ink = array[:, :, 0]
+        height = max(ink.shape)
+        core = ink > 0.5
+        if height < 8 or not core.any():
+            return array
+        current = 4 * float(ndimage.distance_transform_edt(core)[core].mean())
+        radius = round((width * height - current) / 2)
+        if radius < 1:
+            return array
+        padded = np.pad(ink, radius)
+        span = np.arange(-radius, radius + 1)
+        disc = (span[:, None] ** 2 + span[None, :] ** 2) <= radius**2
+        return ndimage.grey_dilation(padded, footprint=disc)[:, :, None]
+
+    return step

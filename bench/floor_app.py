@@ -16,7 +16,8 @@ CONSTANT = b'{"model":"floor","label":"constant"}'
 
 @app.post("/bench/floor", include_in_schema=False)
 async def floor(request: Request) -> Response:
-    image = await read_single(request, runtime_of(request).settings)
+    runtime = runtime_of(request)
+    image = await read_single(request, runtime.settings, runtime.json_parser)
     if image.error:
         raise image.error
     return Response(CONSTANT, media_type="application/json")

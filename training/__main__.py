@@ -22,6 +22,7 @@ from training.trainer import run_training
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUNDLED_CONFIGS = ("mnist_softmax.yaml", "mnist_mlp.yaml", "mnist_lenet.yaml", "hymenoptera_cnn.yaml")
+BUNDLED_MODELS = "models"  # the repository's own, which the service serves by default
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -34,11 +35,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one model from a YAML config, report and export it")
+    train = commands.add_parser("train", help="train one model from a YAML config, report and export it (into "
+                                              "its run directory unless export.models_dir says where)")
     add_config_arguments(train)
     train.add_argument("--no-export", action="store_true", help="train only; keep the run directory")
 
-    bundle = commands.add_parser("bundle", help="train and export the bundled models")
+    bundle = commands.add_parser("bundle", help="retrain the bundled models and replace them in models/")
     bundle.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     evaluate = commands.add_parser("evaluate", help="measure an exported model on the MNIST test split")
@@ -92,7 +94,7 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     }
     if not export:
         return result.run_dir
-    target, evaluation, _ = export_model(model, config, data, facts)
+    target, evaluation, _ = export_model(model, config, data, facts, result.run_dir)
     metrics = write_report(result.run_dir, evaluation.split, result.history, evaluation.inputs, evaluation.labels,
                            evaluation.logits, data.classes)
     print(format_table(metrics, evaluation.split), flush=True)
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             train_and_export(load_config(args.config, args.overrides), export=not args.no_export)
         elif args.command == "bundle":
             for name in BUNDLED_CONFIGS:
-                train_and_export(load_config(CONFIG_DIR / name, args.overrides))
+                train_and_export(load_config(CONFIG_DIR / name, [f"export.models_dir={BUNDLED_MODELS}",
+                                                                 *args.overrides]))
         elif args.command == "evaluate":
             from training.data.mnist import load_mnist
 

@@ -23,6 +23,9 @@ class DataConfig:
     label_column: str = "label"
     class_names: list[str] | None = None  # names for numeric CSV / IDX labels, in label order
     val_fraction: float = 0.1  # stratified split when the data has no validation part of its own
+    # folder: root/val/ validates (picks the epoch); train: a val_fraction of root/train/ does, and
+    # root/val/ becomes the test split, measured once at export (an honest held-out figure).
+    validation: str = "folder"
     split_seed: int = 0
     color_mode: str = "RGB"  # L | RGB (folder / csv); IDX and MNIST are L
     # Image formats (by content, whatever the extension) a folder / csv dataset may contain; others,
@@ -38,6 +41,10 @@ class DataConfig:
     # mnist only: add this many digits typeset in matplotlib's DejaVu faces to the training split
     # (validation and test stay MNIST's), so photos of printed digits are read too.
     printed_digits: int = 0
+    # mnist only: add this many rendered phone photos of training digits (paper, ruling, light,
+    # shadows, the desk, pens and pencil, small digits, thumbnails: training/data/photos.py),
+    # decoded and preprocessed by the service's code, to the training split.
+    photo_digits: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,12 @@ class FinetuneConfig:
 class ExportConfig:
     name: str = "model"
     version: int = 1
-    models_dir: str = "models"
+    # Where models/<name>/<version>/ is written. None: inside the run's own directory, so that a
+    # training run never replaces a model being served; `bundle` writes the repository's models/.
+    models_dir: str | None = None
+    # Export a network that answers the mean of its logits for the image and its mirror image
+    # (test-time flip averaging, inside the exported graph: twice the compute, one request).
+    flip_average: bool = False
 
 
 @dataclass(frozen=True)

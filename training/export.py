@@ -31,6 +31,7 @@ from app.inference.predictor import Predictor, RuntimeOptions
 from training.config import TrainConfig
 from training.data.dataset import Dataset
 from training.data.mnist import create_preprocessor, load_mnist
+from training.models.registry import FlipAveraged
 from training.report import classification_metrics, top_k_accuracy
 
 INPUT_NAME = "image"
@@ -109,15 +110,17 @@ def manifest_metrics(split: str, metrics: dict[str, Any]) -> dict[str, float]:
             if key.endswith(("accuracy", "macro_f1", "macro_precision", "macro_recall"))}
 
 
-def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, training_facts: dict[str, Any]
-                 ) -> tuple[Path, Evaluation, dict[str, Any]]:
-    """Write models/<name>/<version>/ atomically (a reader never sees a half-written version) and
-    measure the written files; returns (directory, evaluation, metrics)."""
-    target = Path(config.export.models_dir) / config.export.name / str(config.export.version)
+def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, training_facts: dict[str, Any],
+                 run_dir: Path) -> tuple[Path, Evaluation, dict[str, Any]]:
+    """Write <models_dir>/<name>/<version>/ atomically (a reader never sees a half-written version)
+    and measure the written files; returns (directory, evaluation, metrics). Without a models_dir
+    the model goes inside the run directory (run_dir/models/...)."""
+    models_dir = Path(config.export.models_dir) if config.export.models_dir else run_dir / "models"
+    target = models_dir / config.export.name / str(config.export.version)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.export.version}-", dir=target.parent))
     try:
-        save_inference_model(model, data.input_shape, staging)
+        save_inference_model(FlipAveraged(model) if config.export.flip_average else model, data.input_shape, staging)
         evaluation = evaluate_exported(staging, data, Path(config.data.cache_dir), config.data.limit_eval)
         metrics = classification_metrics(evaluation.logits, evaluation.labels, data.classes)
         model_file = find_model_file(staging)

@@ -48,6 +48,18 @@ def robust_spread(values: Array) -> tuple[float, float]:
     return middle, 1.4826 * deviation
 
 
+def dilate3(mask: Array) -> Array:
+    """A boolean mask grown by one pixel in all eight directions (ndimage's filters cost more
+    than this in their argument checks on a digit-sized array)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    wide = grown.copy()
+    wide[:, 1:] |= grown[:, :-1]
+    wide[:, :-1] |= grown[:, 1:]
+    return wide
+
+
 def as_grey(array: Array) -> Array:
     return array[:, :, 0] if array.shape[2] == 1 else array.mean(axis=2)
 
@@ -63,8 +75,9 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
 
     Where the border is an even ground (a scan, a drawing, MNIST itself), its brightness says it.
     Where it is not (a shadow, the desk or the light falling off take the border), the light's
-    slow changes are taken away (less a local mean over `window` of the short side) and what
-    stands out does so one way: down for ink on paper, up for a light digit on black."""
+    slow changes are taken away (less a local mean over `window` of the short side): the ground
+    then sits near the median, and the writing is the tail that reaches far from it, down for
+    ink on paper, up for a light digit on black."""
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
@@ -74,10 +87,8 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     coarse = shrink(grey, factor)
     size = max(3, round(window * min(coarse.shape)) | 1)
     detail = coarse - ndimage.uniform_filter(coarse, size=size, mode="nearest")
-    _, noise = robust_spread(detail)
-    darker = float(np.clip(-detail - 2 * noise, 0, None).sum())
-    lighter = float(np.clip(detail - 2 * noise, 0, None).sum())
-    return darker >= lighter
+    bottom, middle, top = quantiles(detail, 0.001, 0.5, 0.999)
+    return bool(middle - bottom >= top - middle)
 
 
 def label_maxima(values: Array, labels: Array, count: int) -> Array:
@@ -170,30 +181,54 @@ class Shade:
 
 def find_shade(coarse: Array, closed: Array, contrast: float = 0.12, desk: float = 0.3) -> Shade | None:
     """Regions darker than the wide closing says, by at least `contrast`, that are wide: at least
-    0.15 of the short side thick. Pen strokes are thinner (a narrow closing, a twentieth of
-    the short side, fills them in). Those that reach the frame's border and are darker by at
-    least `desk` are taken for what lies beyond the paper; the rest for shadows on it."""
+    0.15 of the short side thick and 2% of the frame. Pen strokes are thinner (a narrow
+    closing, a twentieth of the short side, fills them in). Those that reach the frame's border
+    and are darker by at least `desk` are taken for what lies beyond the paper; the rest for
+    shadows on it, unless they are as dark as ink (see below)."""
     narrow = close_coarse(coarse, 0.05)
     darker = 1 - narrow / np.maximum(closed, 1e-3)
     dark = darker >= contrast
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
-        return None
     index = np.arange(1, count + 1)
     thickness = 2 * label_maxima(ndimage.distance_transform_edt(dark), labels, count)[1:]
     depth = np.bincount(labels.ravel(), weights=darker.ravel(), minlength=count + 1)[1:] / np.maximum(
         np.bincount(labels.ravel(), minlength=count + 1)[1:], 1)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     edge = np.zeros(count + 1, dtype=bool)
     edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     short = min(coarse.shape)
-    wide = index[np.atleast_1d(thickness) >= 0.15 * short]
-    if len(wide) == 0:
+    depth = np.atleast_1d(depth)
+    thickness = np.atleast_1d(thickness)
+    boxes = ndimage.find_objects(labels)
+    extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]) if boxes else np.zeros(0)
+    # Wide, and solid for its extent: a shadow or a desk is a broad patch; a stroke, however thick
+    # at a junction, is long for its width (a tight crop of a 7 touches the border too).
+    wide = (thickness >= 0.15 * short) & (areas >= 0.02 * labels.size) & (thickness >= 0.25 * extents)
+    beyond_labels = index[wide & edge[1:] & (depth >= desk)]
+    # Ink is darker than any shadow: a wide region at least half as dark as the paper, inside the
+    # frame, is a thick stroke (a marker's, a bold face's), which the wide closing fills as it should.
+    shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ((depth < 0.5) | edge[1:])])
+    beyond = np.isin(labels, beyond_labels) | far_below_paper(closed)
+    if not shadow.any() and not beyond.any():
         return None
-    beyond = [label for label, level in zip(index, np.atleast_1d(depth)) if label in wide and edge[label] and level >= desk]
-    shadow = [label for label in wide if label not in beyond]
     # A margin around what is not paper: the paper's edge itself, blurred by the camera, is neither.
     margin = 3 + 2 * max(1, short // 80)
-    return Shade(np.isin(labels, shadow), ndimage.maximum_filter(np.isin(labels, beyond).view(np.uint8), size=margin) > 0)
+    return Shade(shadow, ndimage.maximum_filter(beyond.view(np.uint8), size=margin) > 0)
+
+
+def far_below_paper(closed: Array, level: float = 0.6, min_area: float = 0.03) -> Array:
+    """What lies wider than the wide closing's window and far darker than the paper (under
+    `level` of its brightness), against the frame's border: a desk, not a shadow on the page
+    (shadows darken paper less). A twentieth of the frame at least."""
+    [paper] = quantiles(closed, 0.9)
+    dark = closed < level * paper
+    labels, count = ndimage.label(dark)
+    if count == 0:
+        return dark
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep = [label for label in edge if label > 0 and areas[label] >= min_area * labels.size]
+    return np.isin(labels, keep)
 
 
 def sheared_rows(ys: Array, xs: Array, slope: float) -> Array:
@@ -228,9 +263,9 @@ def line_slope(ink: Array, max_degrees: float) -> float:
 def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02) -> Array:
     """Sheared rows that a line crosses from side to side: in nearly every part (band of columns)
     of the paper, the row's mean ink stands out from that band's other rows (4 robust deviations,
-    and at least `min_contrast`). Cleared or blown-out pixels (ink 0) are not paper and do not
-    vote; a row is judged with its neighbours either side, so a line a little off the slope
-    still counts. Returns the sheared row indices (ascending)."""
+    and at least `min_contrast`). A band where the row is mostly cleared (ink exactly 0: beyond
+    the paper) does not count against it; a row is judged with its neighbours either side, so
+    a line a little off the slope still counts. Returns the sheared row indices (ascending)."""
     height, width = ink.shape
     ys, xs = np.indices(ink.shape).reshape(2, -1)
     values = ink.ravel()
@@ -241,18 +276,21 @@ def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float =
     band = np.minimum(xs * bands // width, bands - 1)
     cell = band * span + rows
     sums = np.bincount(cell, weights=values, minlength=bands * span).reshape(bands, span)
-    paper = np.bincount(cell, weights=values > 0, minlength=bands * span).reshape(bands, span)
-    judged = paper >= 0.3 * width / bands
-    means = np.where(judged, sums / np.maximum(paper, 1), np.nan)
+    pixels = np.bincount(cell, minlength=bands * span).reshape(bands, span)
+    marked = np.bincount(cell, weights=values > 0, minlength=bands * span).reshape(bands, span)
+    inside = pixels >= 0.3 * width / bands  # the sheared row crosses this band within the frame
+    means = np.where(inside, sums / np.maximum(pixels, 1), np.nan)
     near = ndimage.maximum_filter1d(np.nan_to_num(means, nan=-1.0), size=3, axis=1)
-    votes = np.zeros(span, dtype=np.int64)
+    standing_out = np.zeros((bands, span), dtype=bool)
     for index in range(bands):
-        usable = means[index][judged[index]]
+        usable = means[index][inside[index]]
         if len(usable) < 8:
             continue
         middle, spread = robust_spread(usable)
-        votes += near[index] >= middle + max(min_contrast, 4 * spread)
-    counted = judged.sum(axis=0)
+        standing_out[index] = near[index] >= middle + max(min_contrast, 4 * spread)
+    on_paper = inside & ((marked >= 0.3 * pixels) | standing_out)
+    counted = on_paper.sum(axis=0)
+    votes = (standing_out & on_paper).sum(axis=0)
     lines = (counted >= 3) & (votes >= np.ceil(0.75 * counted))
     return np.flatnonzero(lines) + base
 
@@ -269,11 +307,23 @@ def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float) -
     # Undo the row's reach either side (see line_offsets).
     lines = [(int(run[0]) + 1, int(run[-1])) if len(run) > 2 else (int(run[0]), int(run[-1]) + 1) for run in runs]
     lines = [(top, bottom) for top, bottom in lines if bottom - top <= max_thickness]
-    if len(lines) < 2:
-        return ink  # one straight bar is more likely a 7's or a 5's than a lone ruled line
-    cleaned = ink.copy()
     columns = np.arange(width)
     shift = columns * slope
+
+    def strength_of(top: int, bottom: int) -> float:
+        """What the line adds: its typical ink along its length."""
+        core = np.clip(np.round((top + bottom - 1) / 2 + shift).astype(np.int64), 0, height - 1)
+        return quantiles(ink[core, columns], 0.5)[0]
+
+    if len(lines) == 1:
+        # One straight bar may be a 7's or a 5's; a lone printed line (a margin, the one rule in a
+        # close-up) is fainter than the writing, which is the darkest ink in the frame.
+        [darkest] = quantiles(ink, 0.999)
+        if strength_of(*lines[0]) >= 0.6 * darkest:
+            return ink
+    if not lines:
+        return ink
+    cleaned = ink.copy()
     gap = 2
     for top, bottom in lines:
         first = np.floor(top - 1 + shift).astype(np.int64)
@@ -281,11 +331,9 @@ def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float) -
         above = ink[np.clip(first - gap, 0, height - 1), columns]
         below = ink[np.clip(last + gap, 0, height - 1), columns]
         across = np.minimum(above, below)
-        core = np.clip(np.round((top + bottom - 1) / 2 + shift).astype(np.int64), 0, height - 1)
-        # What the line itself adds (its typical ink along its length) is taken off; a stroke on
-        # top of it, darker than a printed line, keeps the rest; one that crosses it is restored
-        # from above and below.
-        [strength] = quantiles(ink[core, columns], 0.5)
+        # What the line itself adds is taken off; a stroke on top of it, darker than a printed
+        # line, keeps the rest; one that crosses it is restored from above and below.
+        strength = strength_of(top, bottom)
         for step in range(int((last - first).max()) + 1):
             rows = first + step
             inside = (rows >= 0) & (rows < height) & (rows <= last)
@@ -298,8 +346,8 @@ def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
     """Ruling and grid lines taken out of an ink map (from flatten_background). A line must cross
     the paper (stand out in nearly every part of it along its length), lie within `max_degrees`
     of the horizontal or the vertical, be thin (at most `max_thickness` of the frame's short side,
-    and never under 4 px) and come with another like it: lone bars are left alone, as a digit
-    may have one. Images under 48 px are left alone."""
+    and never under 4 px) and come with another like it, or be fainter than the writing: a lone
+    dark bar may be a digit's. Images under 48 px are left alone."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
@@ -319,6 +367,11 @@ class Component:
     box: tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
     mass: float
     score: float
+    touches: bool  # reaches the frame's border
+
+    @property
+    def size(self) -> int:
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
 
 def find_components(ink: Array, threshold_low: float, threshold_high: float) -> tuple[Array, list[Component]]:
@@ -343,7 +396,8 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
         elongated = max(h, w) > 6 * min(h, w)
         penalty = 0.15 if (touches and elongated) or spans else 1.0
         mass = float(masses[label])
-        components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty))
+        components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty,
+                                    touches))
     return labels, components
 
 
@@ -363,7 +417,11 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
     `reach` times the digit's size so far (a 5's flag, the parts of a broken stroke)."""
     seed = max(components, key=lambda c: c.score)
     chosen, box = [seed], seed.box
-    rest = [c for c in components if c is not seed and c.mass >= min_share * seed.mass]
+    # A part is smaller than the digit's main stroke, and lies on the paper: what is larger, or
+    # runs into the frame's border while the digit does not, is something else (an edge, a shadow's
+    # rim, a desk's grain).
+    rest = [c for c in components if c is not seed and c.mass >= min_share * seed.mass
+            and c.size <= 1.2 * seed.size and (seed.touches or not c.touches)]
     grew = True
     while grew:
         grew = False
@@ -382,8 +440,9 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
 def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     """Zero textured regions that run into the frame's border: a desk's grain, a patterned
     surface beyond the paper. Writing is sparse on paper: around a digit, ink above `level`
-    covers a fraction of any window a sixteenth of the short side wide, while grain covers
-    `busy` or more of every such window across a whole region. A region is cleared when it
+    covers a fraction of any window a sixteenth of the short side wide (and all of it inside a
+    thick stroke), while grain covers between `busy` and 80% of every such window across a
+    whole region. A region is cleared when it
     touches the border, covers at least 3% of the frame and is a fifth of its short side thick
     (a digit's strokes, even a marker's, make a thinner crowd). Images under 64 px pass as they are."""
     if min(ink.shape) < 64:
@@ -391,7 +450,9 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     factor = coarse_factor(ink.shape)
     density = shrink((ink > level).astype(np.float32), factor)
     size = max(3, round(min(density.shape) / 16) | 1)
-    crowded = ndimage.uniform_filter(density, size=size, mode="nearest") >= busy
+    local = ndimage.uniform_filter(density, size=size, mode="nearest")
+    # Grain is partly ink, partly not, all over; a pen's stroke is all ink where it runs.
+    crowded = (local >= busy) & (local <= 0.8)
     labels, count = ndimage.label(crowded)
     if count == 0:
         return ink
@@ -417,9 +478,11 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
         smooth = ndimage.uniform_filter(ink, size=3, mode="nearest") if min(ink.shape) >= 32 else ink
-        sample = smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth
-        _, noise = robust_spread(sample)
-        smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
+        if min(ink.shape) >= 64:
+            _, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+            smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
+        else:
+            noise = 0.0  # a drawing, a thumbnail or MNIST itself: flattened already, no grain to speak of
         peak = float(smooth.max())
         high = max(6 * noise, 0.35 * peak, 0.06)
         if peak < 0.08:
@@ -437,7 +500,7 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
         kept[[c.label for c in chosen]] = True
         keep = kept[labels[top:bottom, left:right]]
         # One pixel around the kept strokes: their soft, anti-aliased edges belong to them.
-        keep = ndimage.maximum_filter(keep.view(np.uint8), size=3) > 0
+        keep = dilate3(keep)
         digit = np.where(keep, ink[top:bottom, left:right], 0.0)
         [level] = quantiles(digit[keep], 0.9)
         stretched = np.clip(digit / max(level, 1e-3), 0.0, 1.0)
@@ -447,11 +510,20 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
     return step
 
 
+def stroke_width(core: Array) -> float:
+    """A stroke's width in pixels: its area over half its outline (a band w wide and L long has
+    area wL and an outline of about 2L)."""
+    padded = np.pad(core, 1)
+    inner = padded[1:-1, 1:-1]
+    edge = inner & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return 2 * float(inner.sum()) / max(1.0, float(edge.sum()))
+
+
 def thicken_strokes(width: float = 0.1) -> Step:
     """Strokes grown to at least `width` times the digit's height, as MNIST's are: a ballpoint's
     or a pencil's line, shrunk with its digit into a 20x20 box, would otherwise be a faint
     hairline that a network trained on MNIST has never seen. The width now is read off the
-    strokes (four times their mean distance to the paper); thicker strokes are left as they are."""
+    strokes (stroke_width); thicker strokes are left as they are."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
@@ -459,7 +531,7 @@ def thicken_strokes(width: float = 0.1) -> Step:
         core = ink > 0.5
         if height < 8 or not core.any():
             return array
-        current = 4 * float(ndimage.distance_transform_edt(core)[core].mean())
+        current = stroke_width(core)
         radius = round((width * height - current) / 2)
         if radius < 1:
             return array

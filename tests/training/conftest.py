@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import MNIST_CACHE, ROOT
 
-SMOKE = ["epochs=1", "data.limit_train=3000", "data.printed_digits=300", "data.limit_eval=500",
+SMOKE = ["epochs=1", "data.limit_train=3000", "data.printed_digits=300", "data.photo_digits=40", "data.limit_eval=500",
          f"data.cache_dir={MNIST_CACHE}"]
 
 

@@ -67,3 +67,16 @@ def test_train_writes_the_report_and_puts_final_metrics_in_the_manifest(exported
     assert manifest["metrics"]["test_top5_accuracy"] == report["top5_accuracy"]
     assert manifest["evaluation"]["per_class"] == report["per_class"]
     assert "precision" in (run_dir / "report.txt").read_text()
+
+
+def test_train_exports_into_its_run_directory_unless_told_where(tmp_path: Path) -> None:
+    """A user's training run never replaces the models the service serves."""
+    served = {path: path.read_bytes() for path in sorted((MODELS_DIR / "mnist-lenet").rglob("*")) if path.is_file()}
+    result = run_cli("train", "--config", "training/configs/mnist_softmax.yaml", "--set", "epochs=1",
+                     "--set", "data.limit_train=600", "--set", "data.limit_eval=100", "--set", "data.printed_digits=0",
+                     "--set", "data.photo_digits=0", "--set", f"output_dir={tmp_path / 'runs'}",
+                     "--set", "export.name=mnist-lenet")
+    exported = next((tmp_path / "runs").glob("mnist-lenet-*/models/mnist-lenet/1/manifest.json"))
+    assert str(exported.parent) in result.stdout
+    assert {path: path.read_bytes() for path in served} == served
+

@@ -157,3 +157,31 @@ def test_mnist_dataset_adds_printed_digits_to_training_only(mnist) -> None:  # n
     for digit in printed[:, 0]:  # fitted into MNIST's 20x20 box, like every digit the service sees
         rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
         assert digit.max() > 0.9 and rows[-1] - rows[0] < 20 and cols[-1] - cols[0] < 20
+
+
+def test_mnist_dataset_adds_rendered_photos_to_training_only_and_caches_them(mnist, tmp_path: Path) -> None:  # noqa: ANN001
+    from tests.conftest import MNIST_CACHE
+
+    cache = tmp_path / "cache"
+    shutil.copytree(MNIST_CACHE, cache, ignore=shutil.ignore_patterns("inputs-*", "photos-*"))
+    config = DataConfig(name="mnist", cache_dir=str(cache), limit_train=300, limit_eval=50, photo_digits=12)
+    data = load_dataset(config)
+    assert len(data.train.labels) == 312 and data.train.ids[-1] == "photo-11"
+    assert len(data.val.labels) == len(data.test.labels) == 50
+    assert data.provenance.splits["train_photos"] == 12 and "phone photos" in data.provenance.source
+    photos = data.train.inputs[300:, 0]
+    assert photos.shape == (12, 28, 28) and (photos.reshape(12, -1).max(axis=1) > 0.5).all()
+    assert len(list(cache.glob("photos-12-*.npz"))) == 1
+    again = load_dataset(config)  # from the cache: the same inputs
+    assert np.array_equal(again.train.inputs, data.train.inputs)
+
+
+def test_folder_validation_from_train_keeps_the_folders_val_as_an_untouched_test_split() -> None:
+    data = load_dataset(DataConfig(name="folder", root=str(HYMENOPTERA), input_size=32, validation="train",
+                                   val_fraction=0.2))
+    assert len(data.test.labels) == 153  # hymenoptera's val/, now only measured at export
+    assert len(data.train.labels) + len(data.val.labels) == 244
+    assert sorted(np.bincount(data.val.labels)) == [24, 25]  # stratified, from train/
+    assert data.evaluation[0] == "test"
+    with pytest.raises(ValueError, match="folder or train"):
+        load_dataset(DataConfig(name="folder", root=str(HYMENOPTERA), input_size=32, validation="val"))

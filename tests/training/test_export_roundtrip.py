@@ -61,3 +61,19 @@ def test_models_registry_builds_every_network(name: str) -> None:
     network = create_model(name, INPUT_SHAPE, 10)
     network.eval()
     assert network(paddle.zeros([2, *INPUT_SHAPE])).shape == [2, 10]
+
+
+def test_flip_averaged_network_answers_the_mean_of_an_image_and_its_mirror() -> None:
+    import paddle
+
+    from training.models.registry import FlipAveraged, create_model
+
+    paddle.seed(0)
+    network = create_model("cnn_bn", (3, 32, 32), 2)
+    network.eval()
+    image = paddle.rand([2, 3, 32, 32])
+    averaged = FlipAveraged(network)(image)
+    expected = (network(image) + network(paddle.flip(image, axis=[3]))) / 2
+    assert np.allclose(averaged.numpy(), expected.numpy(), atol=1e-6)
+    mirrored = FlipAveraged(network)(paddle.flip(image, axis=[3]))
+    assert np.allclose(averaged.numpy(), mirrored.numpy(), atol=1e-5)  # a mirror image gets the same answer

@@ -20,7 +20,7 @@ from training.data.dataset import load_dataset
 from training.engine import build_optimizer, build_schedule
 from training.trainer import RunResult, run_training
 
-SLICE = ["data.limit_train=1200", "data.printed_digits=0", "data.limit_eval=300", f"data.cache_dir={MNIST_CACHE}",
+SLICE = ["data.limit_train=1200", "data.printed_digits=0", "data.photo_digits=0", "data.limit_eval=300", f"data.cache_dir={MNIST_CACHE}",
          "batch_size=100"]
 
 

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.inference.manifest import DatasetProvenance, Preprocessing, PreprocessStep, step_specs
-from app.inference.preprocess import Preprocessor
+from app.inference.preprocess import PreprocessError, Preprocessor
 from training.config import DataConfig
 from training.data.folders import FileSamples, scan_csv_folder, scan_image_folder
 from training.data.idx import load_idx_split
 from training.data.mnist import LABELS as DIGIT_LABELS
 from training.data.mnist import PREPROCESSING as DIGIT_PREPROCESSING
-from training.data.mnist import create_preprocessor, load_mnist, prepare_inputs
-from training.data.printed import render_printed_digits
+from training.data.mnist import Split as MnistSplit
+from training.data import photos
+from training.data.mnist import create_preprocessor, load_mnist, preprocessing_key, prepare_inputs
+from training.data.photos import render_training_photo
+from training.data.printed import render_printed_digits, training_faces
 from training.data.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -116,6 +122,14 @@ def load_mnist_dataset(config: DataConfig) -> Dataset:
         splits["train"] = add_printed_digits(splits["train"], config.printed_digits, config.split_seed)
         sizes["train_printed"] = config.printed_digits
         source += f" + {config.printed_digits} digits typeset in matplotlib's DejaVu faces (training only)"
+    if config.photo_digits > 0:
+        photos = photo_inputs(data.train, config.photo_digits, config.split_seed, cache)
+        splits["train"] = ArraySplit(np.concatenate([splits["train"].inputs, photos.inputs]),
+                                     np.concatenate([splits["train"].labels, photos.labels]),
+                                     splits["train"].ids + photos.ids)
+        sizes["train_photos"] = config.photo_digits
+        source += (f" + {config.photo_digits} rendered phone photos of training digits and DejaVu-typeset digits "
+                   "(training only)")
     provenance = DatasetProvenance(name="mnist", source=source, sha256=data.sha256, splits=sizes)
     return Dataset("mnist", list(DIGIT_LABELS), "L", (1, 28, 28), DIGIT_PREPROCESSING, splits["train"],
                    splits["val"], splits["test"], provenance)
@@ -128,6 +142,46 @@ def add_printed_digits(train: ArraySplit, count: int, seed: int) -> ArraySplit:
     inputs = np.stack([preprocessor.process_array(image[:, :, None]) for image in images])
     return ArraySplit(np.concatenate([train.inputs, inputs]), np.concatenate([train.labels, labels]),
                       train.ids + [f"printed-{i}" for i in range(count)])
+
+
+def photo_inputs(train: MnistSplit, count: int, seed: int, cache_dir: Path) -> ArraySplit:
+    """`count` phone photos of training digits (handwritten MNIST training digits, or typeset in
+    the DejaVu faces), rendered (training/data/photos.py) and then decoded and preprocessed by
+    the service's own code, so the network learns on what the service will feed it. Rendered in
+    one process per CPU and cached under a key of everything that shapes them."""
+    key = hashlib.sha256(f"{seed}:{count}:{len(train.labels)}:{preprocessing_key()}".encode()
+                         + Path(photos.__file__).read_bytes()).hexdigest()[:12]
+    cached = Path(cache_dir).expanduser() / f"photos-{count}-{key}.npz"
+    if cached.is_file():
+        with np.load(cached, allow_pickle=False) as stored:
+            return ArraySplit(stored["inputs"], stored["labels"], [f"photo-{i}" for i in range(count)])
+    log.info("rendering %d phone photos of digits for training (cached in %s afterwards)", count, cached)
+    render = partial(render_photo_input, seed=seed, digits=train.images, labels=train.labels,
+                     faces=training_faces())
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        results = pool.map(render, range(count), chunksize=64)
+    inputs = np.stack([array for array, _ in results])
+    labels = np.asarray([label for _, label in results], dtype=np.int64)
+    tmp = cached.with_suffix(".tmp.npz")
+    np.savez(tmp, inputs=inputs, labels=labels)
+    tmp.replace(cached)
+    return ArraySplit(inputs, labels, [f"photo-{i}" for i in range(count)])
+
+
+def render_photo_input(index: int, seed: int, digits: np.ndarray, labels: np.ndarray,
+                       faces: list[Path]) -> tuple[np.ndarray, int]:
+    """One training photo, through the service's decoding and preprocessing. A photo whose digit
+    the preprocessing cannot find (it happens, rarely, to a faint pencil digit in deep shade) is
+    replaced by the next index's, so the set keeps its size."""
+    preprocessor = create_preprocessor()
+    for attempt in range(8):
+        data, label = render_training_photo(index + attempt * 10_000_019, seed, digits, labels, faces)
+        try:
+            return preprocessor(data), label
+        except PreprocessError:
+            continue
+    raise RuntimeError(f"training photo {index}: no digit found in 8 renderings")
 
 
 def load_idx_dataset(config: DataConfig) -> Dataset:
@@ -163,11 +217,17 @@ def load_idx_dataset(config: DataConfig) -> Dataset:
 # --- image files: ImageFolder and CSV ---------------------------------------------------------
 
 def load_folder_dataset(config: DataConfig) -> Dataset:
+    if config.validation not in ("folder", "train"):
+        raise ValueError(f"data.validation must be folder or train, got {config.validation!r}")
     root = require_dir(config.root, "data.root (the image folder)")
     if (root / "train").is_dir():
         train = scan_image_folder(root / "train")
         val = scan_image_folder(root / "val", train.classes) if (root / "val").is_dir() else None
         test = scan_image_folder(root / "test", train.classes) if (root / "test").is_dir() else None
+        if config.validation == "train" and val is not None and test is None:
+            # The folder's val/ becomes the test split, untouched by training and by the choice
+            # of epoch; validation is carved from train/ (build_file_dataset).
+            val, test = None, val
     else:
         train, val, test = scan_image_folder(root), None, None
     return build_file_dataset(config, root.name, f"image folder {root}", train, val, test)

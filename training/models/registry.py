@@ -104,6 +104,18 @@ def adapt_first_conv(model: nn.Layer, in_channels: int) -> None:
             return
 
 
+class FlipAveraged(nn.Layer):
+    """A network's logits averaged over the image and its left-right mirror: the exported graph
+    does both passes, so a client sends one image and the manifest's accuracy includes it."""
+
+    def __init__(self, network: nn.Layer) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return (self.network(x) + self.network(paddle.flip(x, axis=[3]))) / 2
+
+
 ModelFactory = Callable[[tuple[int, int, int], int], nn.Layer]
 
 _FACTORIES: dict[str, ModelFactory] = {

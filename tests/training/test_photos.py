@@ -1,0 +1,50 @@
+"""Rendered phone photos of digits (training/data/photos.py): repeatable, varied, and readable by
+the service's own digit preprocessing."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data.mnist import create_preprocessor
+from training.data.photos import Scene, frame_for, render_photo, render_training_photo
+from training.data.printed import training_faces
+
+
+def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noqa: ANN001
+    faces = training_faces()
+    first = render_training_photo(7, 0, mnist.train.images, mnist.train.labels, faces)
+    again = render_training_photo(7, 0, mnist.train.images, mnist.train.labels, faces)
+    other = render_training_photo(8, 0, mnist.train.images, mnist.train.labels, faces)
+    elsewhere = render_training_photo(7, 1, mnist.train.images, mnist.train.labels, faces)
+    assert first == again and first[0] != other[0] and first[0] != elsewhere[0]
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"edge": True},
+    {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
+])
+def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
+    scene = replace(Scene(), **change)
+    rng = np.random.default_rng(5)
+    framing = frame_for(scene, rng)
+    data = render_photo(None, scene, rng, framing, handwritten=mnist.test.images[0])
+    image = Image.open(io.BytesIO(data))
+    assert image.format in ("JPEG", "PNG") and min(image.size) >= 150
+    digit = create_preprocessor()(data)[0]
+    assert digit.shape == (28, 28) and digit.max() > 0.5
+    rows = np.flatnonzero(digit.max(axis=1) > 0.3)
+    assert rows[-1] - rows[0] >= 12  # a digit fitted into the box, not a speck or a line
+
+
+def test_random_scenes_cover_every_condition() -> None:
+    rng = np.random.default_rng(0)
+    scenes = [Scene.random(rng) for _ in range(400)]
+    for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow"}),
+                          ("ink", {"black", "blue", "pencil", "marker"}), ("size", {"normal", "small"}),
+                          ("edge", {True, False}), ("low_resolution", {True, False})):
+        assert {getattr(scene, field) for scene in scenes} == values

@@ -63,20 +63,50 @@ function addFact(list, name, value) {
   list.append(dt, dd);
 }
 
+// "test_top5_accuracy" -> "Top-5 accuracy (test)": metric keys as people read them.
+function metricName(key) {
+  const [split, ...rest] = key.split("_");
+  const words = rest.join(" ").replace("top5", "top-5").replace("top2", "top-2").replace(" f1", " F1");
+  return `${words.charAt(0).toUpperCase()}${words.slice(1)} (${split === "val" ? "validation" : split})`;
+}
+
+const NETWORKS = { softmax: "Softmax regression", mlp: "Multilayer perceptron", lenet: "LeNet-5",
+                   cnn_bn: "CNN with BatchNorm", resnet18: "ResNet-18", resnet34: "ResNet-34",
+                   resnet50: "ResNet-50", mobilenet_v2: "MobileNetV2", mobilenet_v3_small: "MobileNetV3 small" };
+
+function network(architecture) { return NETWORKS[architecture] || architecture; }
+
+function percent(value) { return `${(value * 100).toFixed(1)}%`; }
+
+function accuracy(metrics) {
+  const key = Object.keys(metrics).find((k) => /^(test|val)_accuracy$/.test(k));
+  return key ? `${percent(metrics[key])} on ${key.startsWith("test") ? "its test" : "its validation"} set` : "";
+}
+
+function trainedOn(dataset) {
+  const splits = Object.entries(dataset.splits || {})
+    .map(([split, count]) => `${count.toLocaleString("en")} ${split.replaceAll("_", " ")}`).join(", ");
+  return splits ? `${dataset.name}: ${splits}` : dataset.name;
+}
+
 function renderInfo(info) {
   const m = info.manifest;
+  const weights = ((m.training || {}).config || {}).finetune;
+  const start = weights && weights.init_from ? "fine-tuned from pretrained weights" : "trained from scratch";
+  $("model-summary").textContent = [network(m.architecture), `${m.labels.length} classes`, accuracy(m.metrics)]
+    .filter(Boolean).join(" · ");
   const facts = $("model-facts");
   facts.replaceChildren();
   addFact(facts, "Version", `${info.version} (of ${info.versions.join(", ")})`);
-  addFact(facts, "Architecture", m.architecture);
+  addFact(facts, "Network", `${network(m.architecture)}, ${start}`);
   addFact(facts, "Labels", m.labels.join(", "));
-  addFact(facts, "Input", `${m.input.shape.slice(1).join("×")} ${m.input.color_mode}, ${m.input.layout}, ${m.input.dtype}`);
-  addFact(facts, "Preprocessing", m.preprocessing.description || m.preprocessing.steps.map((s) => s.op).join(" → "));
+  addFact(facts, "Input", `${m.input.shape.slice(1).join("×")} ${m.input.color_mode === "L" ? "grey" : "colour"}`);
+  addFact(facts, "Preprocessing", m.preprocessing.description || "");
   addFact(facts, "Steps", m.preprocessing.steps.map((s) => s.op).join(" → "));
   for (const [name, value] of Object.entries(m.metrics)) {
-    addFact(facts, name.replaceAll("_", " "), value <= 1 ? `${(value * 100).toFixed(2)}%` : String(value));
+    addFact(facts, metricName(name), value <= 1 ? percent(value) : String(value));
   }
-  addFact(facts, "Trained on", `${m.dataset.name} (${m.dataset.source})`);
+  addFact(facts, "Trained on", trainedOn(m.dataset));
   addFact(facts, "Runs on", `${info.runtime.device}, ${info.runtime.backend}`);
 }
 
@@ -85,10 +115,18 @@ function isDigitModel(info) {
   return m.input.color_mode === "L" && m.input.shape[2] === 28 && m.input.shape[3] === 28;
 }
 
+function clearResults() {
+  $("results").replaceChildren();
+  $("results-section").hidden = true;
+  $("draw-result").replaceChildren();
+}
+
 async function selectModel(name) {
   state.model = name;
   state.info = null;
+  clearResults();  // a result belongs to the model that gave it
   $("model-status").textContent = `Loading ${name}…`;
+  $("model-summary").textContent = "";
   try {
     state.info = await getJson(`/v1/models/${encodeURIComponent(name)}`);
     renderInfo(state.info);
@@ -129,16 +167,36 @@ async function predictBlob(blob, filename) {
   return getJson(url, { method: "POST", body: form });
 }
 
+function placeholder(text) {
+  const box = document.createElement("div");
+  box.className = "placeholder";
+  box.textContent = text;
+  return box;
+}
+
 function figure(src, caption, className) {
   const fig = document.createElement("figure");
   const img = document.createElement("img");
   img.src = src;
   img.alt = caption;
   if (className) img.className = className;
+  // A file the browser cannot show either (not an image): say so instead of a broken icon.
+  img.addEventListener("error", () => img.replaceWith(placeholder("cannot show this file")));
   const cap = document.createElement("figcaption");
   cap.textContent = caption;
   fig.append(img, cap);
   return fig;
+}
+
+function preview(file) {
+  if (file.type && !file.type.startsWith("image/")) {
+    const fig = document.createElement("figure");
+    const cap = document.createElement("figcaption");
+    cap.textContent = "uploaded";
+    fig.append(placeholder(file.type || "not an image"), cap);
+    return fig;
+  }
+  return figure(URL.createObjectURL(file), "uploaded");
 }
 
 async function classifyFile(file) {
@@ -146,13 +204,17 @@ async function classifyFile(file) {
   card.className = "card";
   const title = document.createElement("h3");
   title.textContent = file.name;
+  const model = document.createElement("p");
+  model.className = "model-tag";
+  model.textContent = `${state.model}${state.info ? ` v${state.info.version}` : ""}`;
   const images = document.createElement("div");
   images.className = "images";
-  images.append(figure(URL.createObjectURL(file), "uploaded"));
+  images.append(preview(file));
   const result = document.createElement("div");
   result.className = "result";
   result.textContent = "Classifying…";
-  card.append(title, images, result);
+  card.append(title, model, images, result);
+  $("results-section").hidden = false;
   $("results").prepend(card);
   try {
     const body = await predictBlob(file, file.name);

@@ -32,7 +32,9 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
-    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone-sized screen
+    # A phone-sized screen. Playwright's wait_for_function evaluates a string, which the page's own
+    # Content-Security-Policy forbids; test_page_puts_the_actions_in_the_first_screen runs under it.
+    context = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
     page = context.new_page()
     external: list[str] = []
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
@@ -53,9 +55,12 @@ def test_page_loads_models_and_information(page, server: Server) -> None:  # noq
     open_page(page, server)
     assert page.locator("#model-select option").count() == 4
     assert page.input_value("#model-select") == "mnist-lenet"
-    facts = page.inner_text("#model-facts")
-    assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in facts and "center_by_mass" in facts and "test accuracy" in facts
-    assert page.is_visible("#draw-canvas")
+    facts = page.text_content("#model-facts")
+    assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in facts and "center_by_mass" in facts and "Accuracy (test)" in facts
+    assert "test_" not in facts and "../" not in facts  # readable names; no developer's paths
+    assert not page.is_visible("#model-facts")  # the details wait behind "About this model"
+    assert "99." in page.inner_text("#model-summary")
+    assert page.is_visible("#draw-canvas") and page.is_visible("#file-input")
 
 
 def test_page_upload_digit_shows_right_label_first(page, server: Server, mnist, tmp_path: Path) -> None:  # noqa: ANN001
@@ -121,3 +126,51 @@ def test_swagger_try_it_out_uploads_a_file(page, server: Server, mnist, tmp_path
     page.wait_for_selector(".live-responses-table tbody .response-col_status", timeout=30_000)
     assert operation.locator(".live-responses-table tbody .response-col_status").first.inner_text().strip() == "200"
     assert f'"label": "{mnist.test.labels[0]}"' in operation.locator(".live-responses-table").inner_text()
+
+
+def test_page_results_belong_to_their_model_and_clear_when_it_changes(page, server: Server, mnist,
+                                                                      tmp_path: Path) -> None:  # noqa: ANN001
+    open_page(page, server)
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(png_bytes(mnist.test.images[0]))
+    page.set_input_files("#file-input", str(digit))
+    page.wait_for_selector(".card[data-top]", timeout=30_000)
+    assert page.inner_text(".card .model-tag").startswith("mnist-lenet v")
+    page.select_option("#model-select", "hymenoptera")
+    page.wait_for_selector("#model-status:has-text('hymenoptera is ready')", timeout=30_000)
+    assert page.locator(".card").count() == 0 and not page.is_visible("#draw-canvas")
+    assert "from scratch" in page.text_content("#model-facts")
+
+
+def test_page_non_image_upload_shows_a_placeholder_and_the_reason(page, server: Server, tmp_path: Path) -> None:  # noqa: ANN001
+    open_page(page, server)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    page.set_input_files("#file-input", str(notes))
+    page.wait_for_selector(".card[data-error] .error", timeout=30_000)
+    assert page.locator(".card .placeholder").count() == 1 and page.locator(".card img").count() == 0
+    assert "HTTP 415" in page.inner_text(".card .error")
+
+
+@pytest.mark.parametrize(("name", "viewport"), [("desktop", {"width": 1280, "height": 800}),
+                                                 ("phone", {"width": 390, "height": 844})])
+def test_page_puts_the_actions_in_the_first_screen(browser, server: Server, mnist, tmp_path: Path, name: str,
+                                                   viewport: dict) -> None:  # noqa: ANN001
+    """The drawing area and the file chooser start within the first screen, on a laptop and on a
+    phone; a screenshot of each (with a result) goes to test-artifacts/."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        open_page(page, server)
+        for selector in ("#draw-canvas", "#drop-zone"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["y"] < viewport["height"], (selector, box)
+        digit = tmp_path / "seven.png"
+        digit.write_bytes(png_bytes(mnist.test.images[0]))
+        page.set_input_files("#file-input", str(digit))
+        page.wait_for_selector(".card[data-top]", timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=name == "phone")
+    finally:
+        context.close()
+

@@ -1,11 +1,16 @@
 # Two commands for a new machine: `make serve` and `make test`. Both create .venv on first use.
+# `make` alone lists the targets.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test models clean
+.PHONY: help serve test train models clean
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +21,15 @@ $(VENV)/.runtime-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(VENV)/.train-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[train]"
 	touch $@ $(VENV)/.runtime-installed
 
-## serve: install the service and serve the bundled models on http://$(HOST):$(PORT)
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.runtime-installed $(VENV)/.train-installed
+
+## serve: install the service and serve the bundled models on http://HOST:PORT (0.0.0.0:8000)
 serve: $(VENV)/.runtime-installed
 	$(BIN)/python -m app --host $(HOST) --port $(PORT)
 
@@ -28,9 +37,16 @@ serve: $(VENV)/.runtime-installed
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest
 
-## models: retrain and re-export the bundled models (softmax, mlp, lenet) on MNIST
-models: $(VENV)/.dev-installed
+## train: install the training extras and train; CONFIG=training/configs/mnist_lenet.yaml ARGS="--set epochs=5"
+CONFIG ?= training/configs/mnist_lenet.yaml
+ARGS ?=
+train: $(VENV)/.train-installed
+	$(BIN)/python -m training train --config $(CONFIG) $(ARGS)
+
+## models: retrain the bundled models and replace them in models/ (about an hour on 2 cores)
+models: $(VENV)/.train-installed
 	$(BIN)/python -m training bundle
 
+## clean: remove the virtual environment and training runs
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -29,6 +29,7 @@ MODEL_READY = Gauge("classifier_model_ready", "1 when the version can serve, els
 LOAD_FAILURES = Counter("classifier_model_load_failures_total", "Failed loads and reloads of a model version",
                         ["model", "version"])
 
+QUIET_PREFIXES = ("/static/",)  # counted in the metrics, not written to the access log
 MODEL_VERSION_HEADER = "x-model-version"  # set by the predict routes: name/version that answered
 
 
@@ -97,7 +98,8 @@ class TelemetryMiddleware:
         model, _, version = served_by.partition("/")
         REQUESTS.labels(route, scope["method"], str(status), model, version).inc()
         LATENCY.labels(route, scope["method"]).observe(seconds)
-        if access_log.isEnabledFor(logging.INFO):
+        # The page's own files (script, styles, icons) would add a line each per visit.
+        if access_log.isEnabledFor(logging.INFO) and not scope["path"].startswith(QUIET_PREFIXES):
             client = scope.get("client") or ("", 0)
             access_log.info(json.dumps({
                 "request_id": scope.get("state", {}).get("request_id"),

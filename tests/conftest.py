@@ -124,3 +124,23 @@ def draw_digit_one(size: int = 200, ink: int = 20, paper: int = 235) -> Image.Im
     pixels = np.asarray(image).copy()
     pixels[size // 5 : size - size // 5, size // 2 - size // 30 : size // 2 + size // 30] = ink
     return Image.fromarray(pixels)
+
+
+# Suites that need what pip cannot install, and the one command that installs it (Debian).
+SYSTEM_NEEDS = {
+    "test_ui_browser": "the browser tests need Chromium",
+    "tests/deploy": "the container tests need podman, runc and debootstrap",
+}
+INSTALL_COMMAND = "sudo apt-get install -y chromium podman runc debootstrap"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly which suites did not run for want of a system package, and how to get it."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = sorted({need for report in skipped for marker, need in SYSTEM_NEEDS.items()
+                      if marker in report.nodeid or marker in str(getattr(report, "fspath", ""))})
+    if missing:
+        terminalreporter.section("NOT RUN: system packages missing", sep="!", red=True, bold=True)
+        for need in missing:
+            terminalreporter.line(f"  {need}", red=True, bold=True)
+        terminalreporter.line(f"  install them with: {INSTALL_COMMAND}", bold=True)

@@ -65,7 +65,13 @@ def import_paddle() -> ModuleType:
     container the re-raised SIGTERM is ignored, so `docker stop` waits for SIGKILL. Callers in the
     main thread re-register Python's handlers afterwards (`signal.signal` reinstalls them in C).
     """
-    import paddle
+    import warnings
+
+    with warnings.catch_warnings():
+        # Paddle's C++-extension helper warns at import that ccache is missing: irrelevant to
+        # inference, which compiles nothing.
+        warnings.filterwarnings("ignore", message="No ccache found")
+        import paddle
 
     paddle.disable_signal_handler()
     return paddle

@@ -64,6 +64,10 @@ def process_context() -> Any:
     global _context
     with _context_lock:
         if _context is None:
+            # The fork server is a fresh interpreter that imports Paddle, which warns at import
+            # that ccache is missing: irrelevant to inference, which compiles nothing.
+            os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                                  "ignore:No ccache found"]))
             _context = multiprocessing.get_context("forkserver")
             _context.set_forkserver_preload(["app.inference.predictor_process", "paddle"])
         return _context

@@ -39,7 +39,8 @@ def input_data_url(array: np.ndarray) -> str:
 
 INPUT_ERRORS = {
     400: {"model": ErrorResponse, "description": "Empty, truncated or corrupt image"},
-    413: {"model": ErrorResponse, "description": "File, body or pixel count over the limit"},
+    408: {"model": ErrorResponse, "description": "The body did not arrive within APP_BODY_TIMEOUT_SECONDS"},
+    413: {"model": ErrorResponse, "description": "File, body, pixel count (per image or per request) over the limit"},
     415: {"model": ErrorResponse, "description": "Not an image format we accept"},
     422: {"model": ErrorResponse, "description": "Bad parameter (e.g. top_k), missing field, or unusable image"},
     500: {"model": ErrorResponse, "description": "Inference failed on the server; quote the request id"},
@@ -156,10 +157,11 @@ BATCH_DOC = ("Classify many images: multipart fields `files` or JSON {\"images\"
 
 def json_response(body: PredictResponse | BatchResponse, classifier: Classifier, decode_ms: float,
                   preprocess_ms: float, timing: BatchTiming) -> Response:
-    """The body as the route's response_model documents it, serialised once: FastAPI's own path
+    """The body as the route's response_model documents it (fields with nothing to say, such as
+    input_image without explain=input, left out), serialised once: FastAPI's own path
     (validate the returned model again, dump it, merge a sub-response's headers) cost the LeNet
     route's bottleneck, the server process, ~10 us per request."""
-    return Response(body.model_dump_json(), media_type="application/json", headers={
+    return Response(body.model_dump_json(exclude_none=True), media_type="application/json", headers={
         "Server-Timing": server_timing(decode_ms, preprocess_ms, timing),
         MODEL_VERSION_HEADER: f"{classifier.name}/{classifier.version}"})
 

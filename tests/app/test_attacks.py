@@ -231,6 +231,33 @@ def test_client_that_hangs_up_mid_upload_is_counted_as_499_not_500(guarded: Serv
     assert "Traceback" not in guarded.log()
 
 
+def test_many_large_json_bodies_at_once_leave_the_server_near_its_size(guarded: Server) -> None:
+    """16 clients each sending a 27 MB JSON batch body at once: what is over the in-flight budget
+    waits with a 503, what is in is parsed off the loop; the server's memory stays bounded while
+    they run and returns near where it started."""
+    body = json.dumps({"images": ["!" * (1400 * 1024)] * 20}).encode()  # 20 strings that are not base64
+    start = rss_mb(guarded.process.pid)
+    peak = start
+
+    def post(_: int) -> int:
+        with guarded.client() as client:
+            return client.post(f"{LENET}/predict/batch", content=body,
+                               headers={"Content-Type": "application/json"}).status_code
+
+    with HealthWatch(guarded) as watch, ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(post, i) for i in range(16)]
+        while not all(f.done() for f in futures):
+            peak = max(peak, rss_mb(guarded.process.pid))
+            time.sleep(0.05)
+    statuses = [f.result() for f in futures]
+    assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses
+    assert watch.failures == 0 and watch.slowest < 1.0
+    time.sleep(1)
+    after = rss_mb(guarded.process.pid)
+    assert peak - start < 300, f"{start:.0f} -> peak {peak:.0f} MB"
+    assert after - start < 60, f"{start:.0f} -> {after:.0f} MB after"
+
+
 # --- bodies the event loop must not parse, and client mistakes ------------------------------------
 
 

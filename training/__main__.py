@@ -10,12 +10,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import paddle
+
+from app.inference.predictor import import_paddle
+
+paddle = import_paddle()  # without Paddle's ccache warning (it compiles nothing here)
 
 from training.config import TrainConfig, load_config
 from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import DatasetUnavailableError
-from training.export import export_model, measure_metrics
+from training.engine import predict_logits
+from training.export import evaluate_model, export_model
 from training.models import MODEL_NAMES, count_parameters, create_model
 from training.report import format_table, write_report
 from training.trainer import run_training
@@ -43,7 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bundle = commands.add_parser("bundle", help="retrain the bundled models and replace them in models/")
     bundle.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    evaluate = commands.add_parser("evaluate", help="measure an exported model on the MNIST test split")
+    evaluate = commands.add_parser("evaluate", help="measure an exported model on the test (or validation) split "
+                                                    "of the data it was trained on")
     evaluate.add_argument("--model", type=Path, required=True, help="models/<name>/<version>")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
@@ -81,6 +86,7 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     epoch = result.best_epoch if config.export_weights == "best" else len(result.history)
     facts = {
         "config": config.to_dict(),
+        "initial_weights": config.finetune.init_from or "random: trained from scratch, no pretrained weights",
         "parameters": count_parameters(model),
         "exported_weights": config.export_weights,
         "exported_epoch": epoch,
@@ -93,6 +99,14 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
         "run_dir": str(result.run_dir),
     }
     if not export:
+        # The report still: the network as trained, in this process, on the evaluation split.
+        split_name, split = data.evaluation
+        model.eval()
+        logits = predict_logits(model, split.inputs)
+        metrics = write_report(result.run_dir, split_name, result.history, split.inputs, split.labels, logits,
+                               data.classes)
+        print(format_table(metrics, split_name), flush=True)
+        print(f"not exported (--no-export); report in {result.run_dir}", flush=True)
         return result.run_dir
     target, evaluation, _ = export_model(model, config, data, facts, result.run_dir)
     metrics = write_report(result.run_dir, evaluation.split, result.history, evaluation.inputs, evaluation.labels,
@@ -153,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_and_export(load_config(CONFIG_DIR / name, [f"export.models_dir={BUNDLED_MODELS}",
                                                                  *args.overrides]))
         elif args.command == "evaluate":
-            from training.data.mnist import load_mnist
-
-            data = load_mnist(Path(load_config(None, args.overrides).data.cache_dir))
-            print(json.dumps(measure_metrics(args.model, data.test.images, data.test.labels), indent=2))
+            print(json.dumps(evaluate_model(args.model, args.overrides), indent=2))
         elif args.command == "eda":
             run_eda(load_config(args.config, args.overrides), args.out)
         elif args.command == "summary":

@@ -22,14 +22,15 @@ from PIL import Image
 
 from app.inference.manifest import (
     Manifest,
+    load_manifest,
     TensorInput,
     TensorOutput,
     save_manifest,
     sha256_file,
 )
 from app.inference.predictor import Predictor, RuntimeOptions
-from training.config import TrainConfig
-from training.data.dataset import Dataset
+from training.config import TrainConfig, apply_overrides, build_dataclass
+from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import create_preprocessor, load_mnist
 from training.models.registry import FlipAveraged
 from training.report import classification_metrics, top_k_accuracy
@@ -64,10 +65,22 @@ def run_predictor(predictor: Predictor, batch: np.ndarray, batch_size: int = 500
     return np.concatenate([predictor.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
 
 
-def measure_metrics(directory: Path, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """MNIST accuracy of exported files as a client gets it (`python -m training evaluate`)."""
-    logits = png_path_logits(directory, images)
-    return {"test_accuracy": top_k_accuracy(logits, labels, 1), "test_top2_accuracy": top_k_accuracy(logits, labels, 2)}
+def evaluate_model(directory: Path, overrides: list[str]) -> dict[str, float]:
+    """`python -m training evaluate`: the accuracy of an exported model on the evaluation split of
+    the data it was trained on (the manifest records the training config; `overrides` change it,
+    e.g. data.root for data kept elsewhere), measured as at export."""
+    manifest = load_manifest(directory)
+    recorded = manifest.training.get("config")
+    if not recorded:
+        raise ValueError(f"{directory}: the manifest records no training config to find its data by")
+    # Only the evaluation split is needed: no typeset digits or photos, one training image.
+    quick = ["data.printed_digits=0", "data.photo_digits=0", "data.limit_train=1"]
+    config = build_dataclass(TrainConfig, apply_overrides(recorded, [*quick, *overrides]))
+    data = load_dataset(config.data)
+    evaluation = evaluate_exported(directory, data, Path(config.data.cache_dir), config.data.limit_eval)
+    logits, labels = evaluation.logits, evaluation.labels
+    return {"images": int(len(labels)), f"{evaluation.split}_accuracy": top_k_accuracy(logits, labels, 1),
+            f"{evaluation.split}_top2_accuracy": top_k_accuracy(logits, labels, 2)}
 
 
 def create_predictor(directory: Path) -> Predictor:

@@ -34,7 +34,11 @@ def resolve_version_dir(model: Path) -> Path:
 def predict_folder(model: Path, images: Path, out: Path, id_style: str = "name") -> tuple[int, list[str]]:
     """Writes the CSV; returns (rows written, files skipped with the reason)."""
     classifier = Classifier.load(resolve_version_dir(model), LoadOptions(RuntimeOptions("cpu", 2), 1, 40_000_000))
-    files = sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Subfolders too (a folder of class folders, say); the id is the path below `images`.
+    files = sorted(p for p in images.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(images).parts))
+    if not files:
+        raise FileNotFoundError(f"{images}: no files to classify")
     rows, skipped = [], []
     for start in range(0, len(files), BATCH):
         inputs, names = [], []
@@ -44,7 +48,8 @@ def predict_folder(model: Path, images: Path, out: Path, id_style: str = "name")
             except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest are classified
                 skipped.append(f"{path}: {type(exc).__name__}: {exc}")
                 continue
-            names.append(path.name if id_style == "name" else path.stem)
+            relative = path.relative_to(images)
+            names.append(str(relative if id_style == "name" else relative.with_suffix("")))
         if not inputs:
             continue
         probabilities = classifier.predict(np.stack(inputs))

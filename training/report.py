@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -63,6 +64,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
         axis.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", label="train")
         axis.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", label="validation")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # a one-epoch run has no half epochs
         axis.set_title(title)
         axis.grid(alpha=0.3)
         axis.legend()

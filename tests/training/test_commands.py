@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import MODELS_DIR, ROOT, png_bytes
@@ -79,4 +80,43 @@ def test_train_exports_into_its_run_directory_unless_told_where(tmp_path: Path) 
     exported = next((tmp_path / "runs").glob("mnist-lenet-*/models/mnist-lenet/1/manifest.json"))
     assert str(exported.parent) in result.stdout
     assert {path: path.read_bytes() for path in served} == served
+
+
+
+def test_evaluate_measures_any_export_on_the_data_it_was_trained_on() -> None:
+    """An RGB photo model too: its recorded training config says where its data is."""
+    result = run_cli("evaluate", "--model", str(MODELS_DIR / "hymenoptera" / "1"))
+    measured = json.loads(result.stdout[result.stdout.index("{"):])
+    manifest = json.loads((MODELS_DIR / "hymenoptera" / "1" / "manifest.json").read_text())
+    [(key, claimed)] = [(k, v) for k, v in manifest["metrics"].items() if k.endswith("_accuracy") and "top" not in k]
+    assert measured[key] == pytest.approx(claimed, abs=1e-6) and measured["images"] == 153
+
+
+def test_predict_walks_class_folders_and_refuses_an_empty_one(tmp_path: Path, mnist) -> None:  # noqa: ANN001
+    for label in ("3", "7"):
+        (tmp_path / "digits" / label).mkdir(parents=True)
+    for index in range(6):
+        folder = tmp_path / "digits" / ("3" if index % 2 else "7")
+        (folder / f"{index}.png").write_bytes(png_bytes(mnist.test.images[index]))
+    out = tmp_path / "out.csv"
+    result = run_cli("predict", "--model", str(MODELS_DIR / "mnist-lenet"), "--images", str(tmp_path / "digits"),
+                     "--out", str(out))
+    assert "wrote 6 rows" in result.stdout
+    with out.open() as handle:
+        ids = [row["id"] for row in csv.DictReader(handle)]
+    assert sorted(ids) == sorted(f"{'3' if i % 2 else '7'}/{i}.png" for i in range(6))
+    (tmp_path / "empty").mkdir()
+    failed = subprocess.run([sys.executable, "-m", "training", "predict", "--model", str(MODELS_DIR / "mnist-lenet"),
+                             "--images", str(tmp_path / "empty")], cwd=ROOT, capture_output=True, text=True)
+    assert failed.returncode == 2 and "no files" in failed.stderr
+
+
+def test_train_without_export_still_writes_its_report(tmp_path: Path) -> None:
+    run_cli("train", "--config", "training/configs/mnist_softmax.yaml", "--no-export", "--set", "epochs=1",
+            "--set", "data.limit_train=600", "--set", "data.limit_eval=100", "--set", "data.printed_digits=0",
+            "--set", "data.photo_digits=0", "--set", f"output_dir={tmp_path / 'runs'}")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    for name in ("curves.png", "confusion.png", "report.json", "report.txt"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "models").exists()
 

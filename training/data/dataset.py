@@ -230,7 +230,8 @@ def load_folder_dataset(config: DataConfig) -> Dataset:
             val, test = None, val
     else:
         train, val, test = scan_image_folder(root), None, None
-    return build_file_dataset(config, root.name, f"image folder {root}", train, val, test)
+    layout = "/".join(part for part in ("train", "val", "test") if (root / part).is_dir()) or "class folders"
+    return build_file_dataset(config, root.name, f"image folder {root.name} ({layout})", train, val, test)
 
 
 def load_csv_dataset(config: DataConfig) -> Dataset:

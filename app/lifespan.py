@@ -62,6 +62,8 @@ def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
     """On SIGTERM, turn readiness to 503 at once and keep serving for `seconds`, so a load balancer
     stops sending before the server (uvicorn's own handler, called after) closes its socket and
     finishes the requests in flight."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # a host that runs the lifespan off the main thread (Ray Serve) owns the signals
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous) or seconds <= 0:
         return

@@ -78,3 +78,28 @@ def test_cors_allows_configured_origin(server_factory) -> None:  # noqa: ANN001
     assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
     other = httpx.get(server.url + "/v1/models", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_lifespan_runs_off_the_main_thread(tmp_path) -> None:  # noqa: ANN001
+    """Hosts that run the app's lifespan in a thread of their own (Starlette's TestClient, Ray
+    Serve) must be able to start it: signal handlers belong to the main thread."""
+    from starlette.testclient import TestClient
+
+    from app.config import Settings
+    from app.main import create_app
+
+    answers = []
+
+    def serve() -> None:
+        with TestClient(create_app(Settings(model_dir=tmp_path, drain_seconds=1.0))) as client:
+            answers.append(client.get("/healthz").status_code)
+
+    # The host's own SIGTERM handler (uvicorn's, Ray's), as the lifespan finds it.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        worker = threading.Thread(target=serve)
+        worker.start()
+        worker.join(120)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert answers == [200]

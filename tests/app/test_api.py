@@ -220,3 +220,24 @@ def test_photo_model_classifies_real_photos_as_its_manifest_says(server: Server)
                 total += 1
     metrics = manifest.get("metrics") or manifest["manifest"]["metrics"]
     assert total == 153 and correct / total == pytest.approx(metrics["val_accuracy"], abs=1 / 153)
+
+
+@pytest.mark.parametrize("condition", [{}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "shadow"},
+                                       {"edge": True}, {"ink": "pencil"}, {"size": "small"}])
+def test_lenet_reads_phone_photos_of_handwritten_digits(server: Server, mnist, condition: dict) -> None:  # noqa: ANN001
+    """Photos of MNIST test digits, redrawn with a pen on paper (training/data/photos.py, seeds
+    training never uses), sent as JPEGs: LeNet reads nearly all of them."""
+    from dataclasses import replace
+
+    from training.data.photos import Scene, frame_for, render_photo
+
+    scene = replace(Scene(), **condition)
+    correct = 0
+    with server.client() as client:
+        for index in range(20):
+            rng = np.random.default_rng([99, index])
+            data = render_photo(None, scene, rng, frame_for(scene, rng), handwritten=mnist.test.images[index])
+            response = client.post(f"{LENET}/predict", content=data, headers={"Content-Type": "image/jpeg"})
+            assert response.status_code == 200, response.text
+            correct += response.json()["predictions"][0]["label"] == str(mnist.test.labels[index])
+    assert correct >= 18

@@ -37,8 +37,8 @@ def test_manifest_bundled_models_validate_and_match_their_files() -> None:
         assert manifest.name == directory.parent.name and manifest.version == int(directory.name)
         assert manifest.metrics["test_accuracy"] >= floors[manifest.name]
         assert manifest.evaluation["images"] == 10_000
-        # MNIST's own splits, plus the typeset digits mixed into training (data.printed_digits).
-        assert manifest.dataset.splits == {"train": 50_000, "val": 10_000, "test": 10_000, "train_printed": 6_000}
+        # MNIST's own splits, plus the typeset digits (data.printed_digits) and rendered photos (data.photo_digits) mixed into training.
+        assert manifest.dataset.splits == {"train": 50_000, "val": 10_000, "test": 10_000, "train_printed": 6_000, "train_photos": 12_000}
 
 
 def test_manifest_bundled_photo_model_reports_its_held_out_validation() -> None:

@@ -7,7 +7,8 @@ the page. These steps first take the paper away, then the printed lines, then ke
 - flatten_background: the paper's brightness, estimated at a scale larger than any pen stroke
   (a grey closing), is subtracted and divided out; what is darker than its surroundings remains,
   light on dark as MNIST is, paper at 0. What lies beyond the paper (a darker desk) is divided by a
-  floor, not by its own brightness, so its grain stays faint instead of being amplified into ink.
+  floor, not by its own brightness, so its grain stays faint instead of being amplified into ink;
+  unless, read as paper in a deep shadow, it holds far more writing than the lit paper does.
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
@@ -152,27 +153,43 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             # A thumbnail, a drawing or MNIST itself: one ground, no light to speak of across it.
             [paper] = quantiles(border_ring(grey), 0.5)
             return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)[:, :, None]
-        factor = coarse_factor(grey.shape)
-        coarse = shrink(grey, factor)
+        coarse = shrink(grey, coarse_factor(grey.shape))
         closed = close_coarse(coarse, window)
-        [paper] = quantiles(closed, 0.9)
         shade = find_shade(coarse, closed)
-        if shade is not None and shade.shadow.any():
-            # In a shadow the paper is darker than the wide closing says, up to the shadow's edge:
-            # there the narrow closing (which follows the edge) is the paper's brightness.
-            inside = ndimage.maximum_filter(shade.shadow.view(np.uint8), size=5) > 0
-            closed = np.where(inside, np.minimum(closed, close_coarse(coarse, 0.05)), closed)
-        background = np.maximum(enlarge(closed, grey.shape), grey)
-        ink = np.clip((background - grey) / np.maximum(background, max(floor * paper, 1e-3)), 0.0, 1.0)
-        if shade is not None:
-            # What is not paper, and the line where a shade meets the lit paper (a sharp shadow,
-            # a grey desk's edge), which no background estimate follows exactly.
-            edges = shade.shadow ^ ndimage.binary_erosion(shade.shadow, iterations=1, border_value=1)
-            cleared = shade.beyond | (ndimage.maximum_filter(edges.view(np.uint8), size=3) > 0)
-            ink[enlarge(cleared.astype(np.float32), grey.shape) > 0.01] = 0.0
+        ink = ink_against(grey, coarse, closed, shade, floor)
+        if shade is not None and shade.beyond.any():
+            # What looks like the desk may be the page under a deep shadow (a hand's, a phone's)
+            # with the digit in it: then read as paper, it holds far more writing than the rest.
+            shaded = ink_against(grey, coarse, closed, Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond)), floor)
+            if ink_share(shaded) >= 3 * ink_share(ink) + 2e-4:
+                ink = shaded
         return ink[:, :, None]
 
     return step
+
+
+def ink_against(grey: Array, coarse: Array, closed: Array, shade: Shade | None, floor: float) -> Array:
+    """How far each pixel is below the paper's brightness under it, as a fraction of it (HxW)."""
+    [paper] = quantiles(closed, 0.9)
+    if shade is not None and shade.shadow.any():
+        # In a shadow the paper is darker than the wide closing says, up to the shadow's edge:
+        # there the narrow closing (which follows the edge) is the paper's brightness.
+        inside = ndimage.maximum_filter(shade.shadow.view(np.uint8), size=5) > 0
+        closed = np.where(inside, np.minimum(closed, close_coarse(coarse, 0.05)), closed)
+    background = np.maximum(enlarge(closed, grey.shape), grey)
+    ink = np.clip((background - grey) / np.maximum(background, max(floor * paper, 1e-3)), 0.0, 1.0)
+    if shade is not None:
+        # What is not paper, and the line where a shade meets the lit paper (a sharp shadow,
+        # a grey desk's edge), which no background estimate follows exactly.
+        edges = shade.shadow ^ ndimage.binary_erosion(shade.shadow, iterations=1, border_value=1)
+        cleared = shade.beyond | (ndimage.maximum_filter(edges.view(np.uint8), size=3) > 0)
+        ink[enlarge(cleared.astype(np.float32), grey.shape) > 0.01] = 0.0
+    return ink
+
+
+def ink_share(ink: Array, level: float = 0.2) -> float:
+    """The share of the frame that is clearly writing."""
+    return np.count_nonzero(ink >= level) / ink.size
 
 
 @dataclass(frozen=True)

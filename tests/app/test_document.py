@@ -80,6 +80,15 @@ def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
     assert float(ink[110:250, 200:300].max()) > 0.6
 
 
+
+def test_flatten_background_reads_a_digit_under_a_deep_shadow_that_covers_most_of_the_page() -> None:
+    grey = write_seven(page())
+    grey[:250, :] *= 0.45  # a hand's shadow, as dark as a desk, over the 7 and most of the frame
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    assert float(ink[110:245, 200:300].max()) > 0.6  # the part of the 7 in the shadow
+    stroke = ink > 0.5
+    assert float(ink[~dilated(stroke, 6)].max()) < 0.35
+
 @pytest.mark.parametrize("grid", [False, True])
 def test_remove_lines_takes_out_ruling_and_keeps_the_strokes_that_cross_it(grid: bool) -> None:
     grey = page()

@@ -125,6 +125,11 @@ def run_training(config: TrainConfig, data: Dataset, stop_after: int | None = No
     first_epoch = 1
     if config.resume:
         first_epoch = load_checkpoint(Path(config.resume), model, optimizer, scheduler, result)
+        if ranks.is_main and result.history:
+            # The new run directory holds the run so far, so that it is whole even when no epoch
+            # is left to run (resuming a finished run to export its last epoch).
+            (run_dir / "metrics.json").write_text(json.dumps(result.history, indent=2), encoding="utf-8")
+            save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, result, first_epoch - 1)
     best = max((h["val_accuracy"] for h in result.history), default=-1.0)
     size = data.input_shape[1:]
     for epoch in range(first_epoch, config.epochs + 1):

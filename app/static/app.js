@@ -71,7 +71,7 @@ function metricName(key) {
 }
 
 const NETWORKS = { softmax: "Softmax regression", mlp: "Multilayer perceptron", lenet: "LeNet-5",
-                   cnn_bn: "CNN with BatchNorm", resnet18: "ResNet-18", resnet34: "ResNet-34",
+                   cnn_bn: "CNN with BatchNorm", cnn4: "Four-block CNN", resnet18: "ResNet-18", resnet34: "ResNet-34",
                    resnet50: "ResNet-50", mobilenet_v2: "MobileNetV2", mobilenet_v3_small: "MobileNetV3 small" };
 
 function network(architecture) { return NETWORKS[architecture] || architecture; }

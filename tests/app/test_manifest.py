@@ -30,7 +30,8 @@ def edit_manifest(directory: Path, **changes: object) -> None:
 
 def test_manifest_bundled_models_validate_and_match_their_files() -> None:
     assert {p.parent.name for p in BUNDLED} == {"mnist-softmax", "mnist-mlp", "mnist-lenet", "hymenoptera"}
-    floors = {"mnist-softmax": 0.92, "mnist-mlp": 0.98, "mnist-lenet": 0.99}
+    # Softmax regression gives up a little MNIST accuracy for the photos mixed into its training.
+    floors = {"mnist-softmax": 0.915, "mnist-mlp": 0.98, "mnist-lenet": 0.99}
     for directory in [d for d in BUNDLED if d.parent.name.startswith("mnist-")]:
         manifest = load_manifest(directory)
         verify_files(directory, manifest)
@@ -41,15 +42,17 @@ def test_manifest_bundled_models_validate_and_match_their_files() -> None:
         assert manifest.dataset.splits == {"train": 50_000, "val": 10_000, "test": 10_000, "train_printed": 6_000, "train_photos": 12_000}
 
 
-def test_manifest_bundled_photo_model_reports_its_held_out_validation() -> None:
+def test_manifest_bundled_photo_model_reports_its_held_out_test() -> None:
     (directory,) = [d for d in BUNDLED if d.parent.name == "hymenoptera"]
     manifest = load_manifest(directory)
     verify_files(directory, manifest)
     assert manifest.labels == ["ants", "bees"] and manifest.input.color_mode == "RGB"
-    assert manifest.dataset.splits == {"train": 244, "val": 153}  # the GIF placeholder skipped
-    assert manifest.evaluation["split"] == "val" and manifest.evaluation["images"] == 153
-    assert manifest.training["exported_weights"] == "last"  # val did not pick the weights
-    assert manifest.metrics["val_accuracy"] >= 0.70
+    # A fifth of train/ set aside to choose the recipe; val/ (153 photos) is the test, chose nothing.
+    assert manifest.dataset.splits == {"train": 195, "val": 49, "test": 153}  # the GIF placeholder skipped
+    assert manifest.evaluation["split"] == "test" and manifest.evaluation["images"] == 153
+    assert manifest.training["exported_weights"] == "last"
+    assert manifest.training["initial_weights"].startswith("random")
+    assert manifest.metrics["test_accuracy"] >= 0.75
 
 
 def test_manifest_detects_tampered_weights(model_copy: Path) -> None:

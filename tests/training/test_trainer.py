@@ -67,6 +67,14 @@ def test_trainer_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, 
     assert resumed.history[-1]["val_accuracy"] == whole.history[-1]["val_accuracy"]
 
 
+
+def test_trainer_resume_of_a_finished_run_holds_its_last_epoch(tmp_path: Path, data) -> None:  # noqa: ANN001
+    """Resuming a run with no epoch left (to export its last epoch) gives a whole run directory."""
+    finished = run_training(smoke_config(tmp_path, "epochs=2"), data)
+    again = run_training(smoke_config(tmp_path, "epochs=2", f"resume={finished.run_dir}"), data)
+    assert again.run_dir != finished.run_dir and again.history == finished.history
+    assert same(final_weights(finished), final_weights(again))
+
 def test_trainer_early_stopping_stops_after_patience(tmp_path: Path, data) -> None:  # noqa: ANN001
     # A learning rate of zero never improves on epoch 1.
     result = run_training(smoke_config(tmp_path, "epochs=10", "early_stopping_patience=2", "optimizer.lr=0.0",

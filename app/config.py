@@ -62,7 +62,7 @@ class Settings(BaseSettings):
                                                  description='Per model, JSON: {"mnist-lenet": 32}')
     max_batch_delay_ms: float = Field(0.0, ge=0, le=1000, description="Wait this long for a fuller batch; "
                                                                       "0 = take what is queued")
-    predictor_max_memory_mb: int = Field(2048, ge=256, description="A predictor process using more memory "
+    predictor_max_memory_mb: int = Field(2048, ge=64, description="A predictor process using more memory "
                                          "than this after a batch (huge images decoded) is replaced")
     max_queue_images: int = Field(512, ge=1, description="Images waiting per model before 503")
     request_timeout_ms: int = Field(30_000, ge=1, description="Longest wait for a result before 504")

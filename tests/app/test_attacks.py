@@ -380,18 +380,24 @@ def test_request_pixel_budget_refuses_a_costly_batch_before_decoding(guarded: Se
 def test_timed_out_batch_stops_occupying_the_predictor(guarded: Server) -> None:
     """A batch of huge images that cannot finish within the request timeout: its client gets 504
     at the deadline, and the model answers the next request at once, instead of after the whole
-    batch has been decoded (half a minute or more)."""
+    batch has been decoded (half a minute or more). The predictor is stopped while it decodes, so
+    that the batch cannot finish in time however fast this machine decodes."""
     data = huge_png(5000)
-    with guarded.client() as client:
+    [predictor] = predictor_pids(guarded)
+    with guarded.client() as client, ThreadPoolExecutor(1) as pool:
         started = time.perf_counter()
-        response = client.post(f"{LENET}/predict/batch", files=[("files", (f"{i}.png", data, "image/png"))
-                                                                 for i in range(14)])
+        batch = pool.submit(client.post, f"{LENET}/predict/batch",
+                            files=[("files", (f"{i}.png", data, "image/png")) for i in range(14)])
+        time.sleep(0.5)  # the images are sent (half a megabyte) and being decoded
+        os.kill(predictor, signal.SIGSTOP)
+        response = batch.result()
         assert response.status_code == 504, response.text[:300]
         assert time.perf_counter() - started < 8
         started = time.perf_counter()
         response = client.post(f"{LENET}/predict", files={"file": ("one.png", digit_png(), "image/png")})
         assert response.status_code == 200
         assert time.perf_counter() - started < 8
+    assert predictor not in predictor_pids(guarded)  # the stopped process was replaced, not left behind
 
 
 # --- reloads under load ----------------------------------------------------------------------
@@ -515,7 +521,7 @@ def fragile(server_factory: Callable[..., Server], tmp_path_factory: pytest.Temp
     shutil.copytree(MODELS_DIR / "mnist-lenet", models / "mnist-lenet")
     broken_versions(models)
     return server_factory({**ONE_PREDICTOR, "APP_MODEL_DIR": str(models), "APP_ADMIN_TOKEN": "",
-                           "APP_PREDICTOR_MAX_MEMORY_MB": "256"})
+                           "APP_PREDICTOR_MAX_MEMORY_MB": "64"})  # below any Paddle process at rest
 
 
 def test_empty_admin_token_keeps_the_admin_routes_closed(fragile: Server) -> None:

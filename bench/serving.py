@@ -15,7 +15,7 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
     right after a model run, and the rest of the route (see measure_c1_split);
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per
 predictor, predictors in child processes (APP_ISOLATION=process, the default) or in the server
-process (thread). Photos are real ones re-encoded at 224 on the shorter side, the issue's "224 JPEG".
+process (thread). Photos are real ones re-encoded as JPEG at 224 on the shorter side.
 Items 1-5 are measured `--rounds` times, each round back to back, and each goal is printed as the
 median of its per-round ratios with the lowest and highest: on a shared 2-core machine one run of
 the same code has measured anywhere from 0.56 to 0.77 of the pipeline.
@@ -95,8 +95,8 @@ def export_mobilenet(models_dir: Path) -> None:
 
 
 def sample_images(model: str, as_taken: bool = False) -> list[bytes]:
-    """MNIST test digits as PNG; for the photo model, real photos re-encoded as the issue's "224 JPEG"
-    (shorter side 224, quality 90), or `as_taken` (the set's ~500x375 files, for a c1 figure)."""
+    """MNIST test digits as PNG; for the photo model, real photos re-encoded as JPEG (shorter side
+    224, quality 90), or `as_taken` (the set's ~500x375 files, for a c1 figure)."""
     if model == "mnist-lenet":
         from tests.conftest import MNIST_CACHE, png_bytes
         from training.data.mnist import load_mnist
@@ -401,7 +401,7 @@ def measure_round(work: Workload, seconds: float) -> dict:
 
 
 def round_ratios(lenet: dict, mobile: dict) -> dict[str, float]:
-    """The issue's goals from one round of both models."""
+    """The serving goals (docs/performance.md) from one round of both models."""
     ratios = {
         "mobilenet_c32_vs_pipeline (goal >= 0.85)":
             mobile["service"]["single_c32"]["images_per_s"] / mobile["pipeline_images_per_s"],

@@ -159,11 +159,10 @@ def spin_ms(setting: int | Literal["auto"] | None, last_run_ms: float) -> int | 
 
     Intel's default is 200 ms: after every run each math thread but the caller burns a core for
     0.2 s waiting for more work. Between a small model's sub-millisecond batches that spinning
-    takes the core the HTTP server needs: LeNet at c32 served 0.42 / 0.49 / 0.46 of the HTTP floor
-    with it, 0.51 / 0.56 / 0.49 at 1 ms (same server, alternating). But a model whose run takes
-    milliseconds pays to wake its threads: MobileNetV2's p50 at c1 was ~9.2 ms at 1 ms, ~8.2 at 10
-    and ~8.0 at 200 (six runs each), and 0 (sleep between layers too) cost it ~2.5 ms. "auto" spins
-    for twice the previous run: 1 ms for LeNet, ~10 ms for MobileNetV2 at batch 1."""
+    takes the core the HTTP server needs (measured: a lower share of the HTTP floor at c32). A
+    model whose run takes milliseconds, though, pays to wake sleeping threads at every layer, and
+    0 (sleep between layers too) costs it most. "auto" spins for twice the previous run, 1 to
+    200 ms: short for a small model, long enough to bridge a large one's layers and batches."""
     if setting != "auto":
         return setting
     return min(200, max(1, math.ceil(2 * last_run_ms)))

@@ -155,12 +155,15 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)[:, :, None]
         coarse = shrink(grey, coarse_factor(grey.shape))
         closed = close_coarse(coarse, window)
-        shade = find_shade(coarse, closed)
-        ink = ink_against(grey, coarse, closed, shade, floor)
+        narrow = close_coarse(coarse, 0.05)  # follows a shadow's edge; fills in pen strokes
+        [paper] = quantiles(closed, 0.9)
+        shade = find_shade(narrow, closed, paper)
+        ink = ink_against(grey, closed, narrow, paper, shade, floor)
         if shade is not None and shade.beyond.any():
             # What looks like the desk may be the page under a deep shadow (a hand's, a phone's)
             # with the digit in it: then read as paper, it holds far more writing than the rest.
-            shaded = ink_against(grey, coarse, closed, Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond)), floor)
+            deep = Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond))
+            shaded = ink_against(grey, closed, narrow, paper, deep, floor)
             if ink_share(shaded) >= 3 * ink_share(ink) + 2e-4:
                 ink = shaded
         return ink[:, :, None]
@@ -168,14 +171,16 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
     return step
 
 
-def ink_against(grey: Array, coarse: Array, closed: Array, shade: Shade | None, floor: float) -> Array:
-    """How far each pixel is below the paper's brightness under it, as a fraction of it (HxW)."""
-    [paper] = quantiles(closed, 0.9)
+def ink_against(grey: Array, closed: Array, narrow: Array, paper: float, shade: Shade | None,
+                floor: float) -> Array:
+    """How far each pixel is below the paper's brightness under it, as a fraction of it (HxW).
+    `closed` and `narrow` are the wide and narrow closings of the reduced map; `paper` the lit
+    paper's brightness."""
     if shade is not None and shade.shadow.any():
         # In a shadow the paper is darker than the wide closing says, up to the shadow's edge:
         # there the narrow closing (which follows the edge) is the paper's brightness.
         inside = ndimage.maximum_filter(shade.shadow.view(np.uint8), size=5) > 0
-        closed = np.where(inside, np.minimum(closed, close_coarse(coarse, 0.05)), closed)
+        closed = np.where(inside, np.minimum(closed, narrow), closed)
     background = np.maximum(enlarge(closed, grey.shape), grey)
     ink = np.clip((background - grey) / np.maximum(background, max(floor * paper, 1e-3)), 0.0, 1.0)
     if shade is not None:
@@ -200,24 +205,24 @@ class Shade:
     beyond: Array  # not paper: the desk beyond the paper's edge (bool, reduced map)
 
 
-def find_shade(coarse: Array, closed: Array, contrast: float = 0.12, desk: float = 0.3) -> Shade | None:
+def find_shade(narrow: Array, closed: Array, paper: float, contrast: float = 0.12, desk: float = 0.3
+               ) -> Shade | None:
     """Regions darker than the wide closing says, by at least `contrast`, that are wide: at least
     0.15 of the short side thick and 2% of the frame. Pen strokes are thinner (a narrow
     closing, a twentieth of the short side, fills them in). Those that reach the frame's border
     and are darker by at least `desk` are taken for what lies beyond the paper; the rest for
-    shadows on it, unless they are as dark as ink (see below)."""
-    narrow = close_coarse(coarse, 0.05)
+    shadows on it, unless they are as dark as ink (see below). `narrow` and `closed` are the
+    reduced map's narrow and wide closings; `paper` the lit paper's brightness."""
     darker = 1 - narrow / np.maximum(closed, 1e-3)
     dark = darker >= contrast
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
     index = np.arange(1, count + 1)
     thickness = 2 * label_maxima(ndimage.distance_transform_edt(dark), labels, count)[1:]
-    depth = np.bincount(labels.ravel(), weights=darker.ravel(), minlength=count + 1)[1:] / np.maximum(
-        np.bincount(labels.ravel(), minlength=count + 1)[1:], 1)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    depth = np.bincount(labels.ravel(), weights=darker.ravel(), minlength=count + 1)[1:] / np.maximum(areas, 1)
     edge = np.zeros(count + 1, dtype=bool)
     edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
-    short = min(coarse.shape)
+    short = min(closed.shape)
     depth = np.atleast_1d(depth)
     thickness = np.atleast_1d(thickness)
     boxes = ndimage.find_objects(labels)
@@ -229,7 +234,7 @@ def find_shade(coarse: Array, closed: Array, contrast: float = 0.12, desk: float
     # Ink is darker than any shadow: a wide region at least half as dark as the paper, inside the
     # frame, is a thick stroke (a marker's, a bold face's), which the wide closing fills as it should.
     shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ((depth < 0.5) | edge[1:])])
-    beyond = np.isin(labels, beyond_labels) | far_below_paper(closed)
+    beyond = np.isin(labels, beyond_labels) | far_below_paper(closed, paper)
     if not shadow.any() and not beyond.any():
         return None
     # A margin around what is not paper: the paper's edge itself, blurred by the camera, is neither.
@@ -237,11 +242,10 @@ def find_shade(coarse: Array, closed: Array, contrast: float = 0.12, desk: float
     return Shade(shadow, ndimage.maximum_filter(beyond.view(np.uint8), size=margin) > 0)
 
 
-def far_below_paper(closed: Array, level: float = 0.6, min_area: float = 0.03) -> Array:
+def far_below_paper(closed: Array, paper: float, level: float = 0.6, min_area: float = 0.03) -> Array:
     """What lies wider than the wide closing's window and far darker than the paper (under
     `level` of its brightness), against the frame's border: a desk, not a shadow on the page
-    (shadows darken paper less). A twentieth of the frame at least."""
-    [paper] = quantiles(closed, 0.9)
+    (shadows darken paper less). A thirtieth of the frame at least."""
     dark = closed < level * paper
     labels, count = ndimage.label(dark)
     if count == 0:

@@ -98,21 +98,20 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
         "skipped_files": len(data.skipped),
         "run_dir": str(result.run_dir),
     }
-    if not export:
+    if export:
+        target, evaluation, _ = export_model(model, config, data, facts, result.run_dir)
+        split, inputs, labels, logits = evaluation.split, evaluation.inputs, evaluation.labels, evaluation.logits
+        outcome = f"exported {target}"
+    else:
         # The report still: the network as trained, in this process, on the evaluation split.
-        split_name, split = data.evaluation
+        split, part = data.evaluation
         model.eval()
-        logits = predict_logits(model, split.inputs)
-        metrics = write_report(result.run_dir, split_name, result.history, split.inputs, split.labels, logits,
-                               data.classes)
-        print(format_table(metrics, split_name), flush=True)
-        print(f"not exported (--no-export); report in {result.run_dir}", flush=True)
-        return result.run_dir
-    target, evaluation, _ = export_model(model, config, data, facts, result.run_dir)
-    metrics = write_report(result.run_dir, evaluation.split, result.history, evaluation.inputs, evaluation.labels,
-                           evaluation.logits, data.classes)
-    print(format_table(metrics, evaluation.split), flush=True)
-    print(f"exported {target}; report in {result.run_dir}", flush=True)
+        target, inputs, labels = result.run_dir, part.inputs, part.labels
+        logits = predict_logits(model, inputs)
+        outcome = "not exported (--no-export)"
+    metrics = write_report(result.run_dir, split, result.history, inputs, labels, logits, data.classes)
+    print(format_table(metrics, split), flush=True)
+    print(f"{outcome}; report in {result.run_dir}", flush=True)
     return target
 
 

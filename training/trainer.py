@@ -103,8 +103,8 @@ def eval_batch_size(input_shape: tuple[int, int, int]) -> int:
 
 
 def run_training(config: TrainConfig, data: Dataset, stop_after: int | None = None) -> RunResult:
-    """Train per `config`; `stop_after` ends this session after that many epochs of the schedule
-    (resume later from the run directory)."""
+    """Train per `config`; `stop_after` stops this call after that many epochs of the schedule,
+    leaving a checkpoint to resume from (`resume: <run directory>`)."""
     ranks = init_ranks()
     run_dir = create_run_dir(config, ranks)
     if ranks.is_main:

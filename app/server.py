@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import resource
 from typing import Any
@@ -25,6 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings, get_settings
+from app.errors import new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,11 @@ log = logging.getLogger(__name__)
 RESERVED_DESCRIPTORS = 64
 
 
-def plain_response(status: int, reason: str, message: str) -> bytes:
-    body = message.encode()
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+def error_response(status: int, reason: str, code: str, message: str) -> bytes:
+    """A refusal in the service's one error shape, written before the request reached the app
+    (so the request id is a fresh one); the connection is closed after it."""
+    body = json.dumps({"error": {"code": code, "message": message, "request_id": new_request_id()}}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
@@ -58,7 +62,8 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.connections) > self.max_connections:
             log.warning("closing a new connection: %d are open, the limit is %d", len(self.connections),
                         self.max_connections)
-            transport.write(plain_response(503, "Service Unavailable", "too many open connections; retry shortly"))
+            transport.write(error_response(503, "Service Unavailable", "overloaded",
+                                           "too many open connections; retry shortly"))
             transport.close()
             return
         self._await_headers()
@@ -77,7 +82,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._header_bytes += header_part
             self._tail = seen[-3:]
             if self._header_bytes > self.max_header_bytes:
-                self._refuse(431, "Request Header Fields Too Large",
+                self._refuse(431, "Request Header Fields Too Large", "header_too_large",
                              f"the request line and headers exceed {self.max_header_bytes} bytes")
                 return
         super().data_received(data)
@@ -110,15 +115,16 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_deadline = None
         if self._awaiting_headers and not self.transport.is_closing():
             if self._header_bytes:
-                self._refuse(408, "Request Timeout", f"the headers did not arrive within {self.header_timeout:g} s")
+                self._refuse(408, "Request Timeout", "request_timeout",
+                             f"the headers did not arrive within {self.header_timeout:g} s")
             else:
                 self.transport.close()  # nothing was asked: just hang up
 
-    def _refuse(self, status: int, reason: str, message: str) -> None:
+    def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
         self._awaiting_headers = False
         self._cancel_header_deadline()
         if not self.transport.is_closing():
-            self.transport.write(plain_response(status, reason, message))
+            self.transport.write(error_response(status, reason, code, message))
             self.transport.close()
 
 

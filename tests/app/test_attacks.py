@@ -184,8 +184,26 @@ def test_oversized_header_is_refused_without_stalling_the_server(guarded: Server
     assert status in (431, 0)
     assert watch.slowest < 1.0 and watch.failures == 0
     with guarded.client() as client:
-        assert client.get("/healthz", headers={"X-Big": "a" * 100_000}).status_code == 431
+        response = client.get("/healthz", headers={"X-Big": "a" * 100_000})
+        assert response.status_code == 431 and response.json()["error"]["code"] == "header_too_large"
 
+
+def test_connections_over_the_cap_are_refused_in_the_error_shape(server_factory: Callable[..., Server],
+                                                                  repository: Path) -> None:
+    """APP_MAX_CONNECTIONS open: the next connection gets a 503 in the error shape and is closed;
+    once they are gone, the server answers again."""
+    capped = server_factory({**ONE_PREDICTOR, "APP_MODEL_DIR": str(repository), "APP_MAX_CONNECTIONS": "3"})
+    held = [connect(capped) for _ in range(3)]
+    time.sleep(0.3)
+    extra = connect(capped)
+    status, _, body = read_response(extra)
+    assert status == 503 and json.loads(body)["error"]["code"] == "overloaded"
+    assert extra.recv(1) == b""  # closed by the server
+    for sock in [extra, *held]:
+        sock.close()
+    time.sleep(0.3)
+    with capped.client() as client:
+        assert client.get("/healthz").status_code == 200
 
 def test_idle_and_slow_header_connections_are_closed(guarded: Server) -> None:
     idle = [connect(guarded) for _ in range(20)]
@@ -197,7 +215,8 @@ def test_idle_and_slow_header_connections_are_closed(guarded: Server) -> None:
         assert sock.recv(1) == b""  # closed by the server
         sock.close()
     loris.settimeout(5)
-    assert read_response(loris)[0] == 408
+    status, headers, body = read_response(loris)
+    assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
     loris.close()
 
 

@@ -9,11 +9,15 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.inference.backends import BACKENDS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APP_", frozen=True, extra="ignore")
 
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
+    backend: str = Field("paddle", description="The model runtime: an entry of app.inference.backends.BACKENDS "
+                                               "(paddle: Paddle Inference, oneDNN on CPU or CUDA on GPU)")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
     cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = measured per model at warm-up: "
                                                   "where usable CPUs (affinity, cgroup quota) / predictors threads "
@@ -75,6 +79,13 @@ class Settings(BaseSettings):
                                                                       '["https://example.org"]; none by default')
     log_level: str = Field("info")
 
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}: known are {', '.join(sorted(BACKENDS))}")
+        return value
 
     @field_validator("admin_token", mode="before")
     @classmethod

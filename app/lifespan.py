@@ -8,17 +8,19 @@ import logging
 import signal
 import sys
 import threading
-from types import FrameType
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.inference.classifier import LoadOptions
-from app.inference.predictor import RuntimeOptions, import_paddle, resolve_device, usable_cpus
+from app.inference.backends import BackendOptions
+from app.inference.backends.paddle import import_paddle, resolve_device
+from app.inference.cpu import usable_cpus
+from app.inference.model_version import LoadOptions
 from app.inference.registry import ModelRegistry, VersionStatus
-from app.runtime import Runtime
+from app.service import ModelService
 from app.telemetry import record_model_load
 
 log = logging.getLogger(__name__)
@@ -31,13 +33,13 @@ def build_load_options(settings: Settings) -> LoadOptions:
     device, reason = resolve_device(settings.device)
     log.info("inference device: %s (%s)", device, reason)
     measure_threads = settings.cpu_threads == 0
-    # Measured: one thread per predictor for batches that run side by side, and a solo copy on all
-    # of a predictor's share of the cores for a batch alone, kept where it is faster (decide_threads).
-    runtime = RuntimeOptions(device=device, cpu_threads=1 if measure_threads else settings.cpu_threads,
+    # One thread per predictor for batches that run side by side, and a solo copy on all of a
+    # predictor's share of the cores for a batch alone, kept where it is faster (decide_threads).
+    backend = BackendOptions(device=device, cpu_threads=1 if measure_threads else settings.cpu_threads,
                              solo_threads=max(1, usable_cpus() // settings.predictors) if measure_threads else 0,
                              onednn=settings.onednn, gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb,
                              omp_blocktime_ms=settings.omp_blocktime_ms)
-    return LoadOptions(runtime=runtime, predictors=settings.predictors,
+    return LoadOptions(backend=backend, backend_kind=settings.backend, predictors=settings.predictors,
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
                        model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation,
@@ -58,7 +60,7 @@ def reclaim_signal_handlers() -> None:
             signal.signal(signum, handler)
 
 
-def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
+def drain_on_sigterm(service: ModelService, seconds: float) -> None:
     """On SIGTERM, turn readiness to 503 at once and keep serving for `seconds`, so a load balancer
     stops sending before the server (uvicorn's own handler, called after) closes its socket and
     finishes the requests in flight."""
@@ -70,9 +72,9 @@ def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
     loop = asyncio.get_running_loop()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if runtime.draining:
+        if service.draining:
             return
-        runtime.draining = True
+        service.draining = True
         log.warning("SIGTERM: readiness is now 503; stopping in %.1fs", seconds)
         loop.call_soon_threadsafe(loop.call_later, seconds, previous, signum, frame)
 
@@ -80,16 +82,16 @@ def drain_on_sigterm(runtime: Runtime, seconds: float) -> None:
 
 
 def record_version_state(name: str, version: int, status: VersionStatus) -> None:
-    record_model_load(name, version, ready=status.classifier is not None, failed=status.error is not None)
+    record_model_load(name, version, ready=status.model is not None, failed=status.error is not None)
 
 
-async def poll_model_directory(runtime: Runtime, seconds: float) -> None:
+async def poll_model_directory(service: ModelService, seconds: float) -> None:
     """APP_MODEL_POLL_SECONDS: reload on a timer, for deployments that copy models in place."""
-    await asyncio.to_thread(runtime.registry.loaded.wait)
+    await asyncio.to_thread(service.registry.loaded.wait)
     while True:
         await asyncio.sleep(seconds)
         try:
-            report = await runtime.reload()
+            report = await service.reload()
             if report.loaded or report.removed:
                 log.info("model poll: loaded %s, removed %s", report.loaded, report.removed)
         except Exception:  # noqa: BLE001 - a failed poll must not stop the next one
@@ -97,9 +99,9 @@ async def poll_model_directory(runtime: Runtime, seconds: float) -> None:
 
 
 async def load_then_freeze_heap(registry: ModelRegistry) -> None:
-    """Load every model, then move everything alive so far (Paddle's modules alone are ~150k
-    objects) out of the garbage collector's reach: a full collection over them took ~80 ms, a
-    pause every request in flight then waited for (seen as 100+ ms tails under load)."""
+    """Load every model, then move everything alive so far (Paddle's modules alone are well over
+    a hundred thousand objects) out of the garbage collector's reach: a full collection over them
+    is a pause every request in flight waits for (seen as long tails under load)."""
     await asyncio.to_thread(registry.load_all)
     gc.collect()
     gc.freeze()
@@ -109,16 +111,16 @@ async def load_then_freeze_heap(registry: ModelRegistry) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     registry = ModelRegistry(settings.model_dir, build_load_options(settings), on_change=record_version_state)
-    app.state.runtime = runtime = Runtime(settings, registry)
+    app.state.service = service = ModelService(settings, registry)
     reclaim_signal_handlers()
     # Decoding threads hold the GIL in their Python steps; at the default 5 ms switch interval the
     # event loop waits that long for it each time, and a refusal that should take a millisecond
     # takes tens under load. 1 ms hands it back sooner at a small cost in throughput.
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
-    drain_on_sigterm(runtime, settings.drain_seconds)
+    drain_on_sigterm(service, settings.drain_seconds)
     # Load in the background so /healthz answers at once and /readyz reports progress.
     loading = asyncio.create_task(load_then_freeze_heap(registry))
-    poller = (asyncio.create_task(poll_model_directory(runtime, settings.model_poll_seconds))
+    poller = (asyncio.create_task(poll_model_directory(service, settings.model_poll_seconds))
               if settings.model_poll_seconds > 0 else None)
     log_admin_state(settings)
     try:
@@ -126,8 +128,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if poller:
             poller.cancel()
-        await shut_down(runtime, loading, settings.shutdown_seconds)
-        app.state.runtime = None
+        await shut_down(service, loading, settings.shutdown_seconds)
+        app.state.service = None
 
 
 def log_admin_state(settings: Settings) -> None:
@@ -137,7 +139,7 @@ def log_admin_state(settings: Settings) -> None:
         log.info("admin routes are enabled (bearer token from APP_ADMIN_TOKEN)")
 
 
-async def shut_down(runtime: Runtime, loading: asyncio.Task[None], seconds: float) -> None:
+async def shut_down(service: ModelService, loading: asyncio.Task[None], seconds: float) -> None:
     """Finish loading, drain and stop, each within `seconds`; past that, predictor processes are
     killed, so that a stuck predictor never keeps the server from exiting."""
     try:
@@ -145,7 +147,7 @@ async def shut_down(runtime: Runtime, loading: asyncio.Task[None], seconds: floa
     except TimeoutError:
         log.error("models were still loading %.0f s after shutdown began", seconds)
     try:
-        await asyncio.wait_for(runtime.close(), 2 * seconds)
+        await asyncio.wait_for(service.close(), 2 * seconds)
     except TimeoutError:
         log.error("shutdown took over %.0f s; killing the predictor processes", 2 * seconds)
-        await asyncio.to_thread(runtime.kill)
+        await asyncio.to_thread(service.kill)

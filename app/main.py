@@ -12,8 +12,8 @@ from starlette.formparsers import MultiPartParser
 from app.config import Settings, get_settings
 from app.errors import BodyBudget, RequestContextMiddleware, install_error_handlers
 from app.lifespan import lifespan
-from app.telemetry import TelemetryMiddleware
 from app.routers import admin, health, models, predict, ui, v2
+from app.telemetry import TelemetryMiddleware
 
 
 def configure_access_log() -> None:
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes,
                        body_budget=BodyBudget(settings.max_body_bytes_in_flight),
                        body_timeout=settings.body_timeout_seconds,
-                       is_draining=lambda: bool(getattr(getattr(app.state, "runtime", None), "draining", False)))
+                       is_draining=lambda: bool(getattr(getattr(app.state, "service", None), "draining", False)))
     install_error_handlers(app)
     for module in (health, models, predict, admin, v2, ui):
         app.include_router(module.router)

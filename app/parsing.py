@@ -1,7 +1,7 @@
 """JSON request bodies, parsed off the event loop when they are large.
 
-`json.loads` holds the GIL for its whole run: a 57 MB body of numbers takes it ~3 s, during which
-a server thread would not help the event loop at all. Bodies above INLINE_BYTES are parsed in a
+`json.loads` holds the GIL for its whole run: a body of tens of megabytes of numbers takes it for
+seconds, during which a server thread would not help the event loop at all. Bodies above INLINE_BYTES are parsed in a
 helper process instead (one, started on first use, from the predictors' fork server), which also
 does what follows parsing and costs as much: base64 images are decoded to bytes, FP32 tensor data
 turned into float32 arrays. What comes back is compact and cheap to unpickle. Smaller bodies take
@@ -15,10 +15,11 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -91,8 +92,8 @@ class JsonParser:
         if len(body) <= INLINE_BYTES:
             return parse_body(body, mode)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=self._initializer,
-                                             initargs=("json-parser",))
+            initializer = partial(self._initializer, "json-parser") if self._initializer else None
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=initializer)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, parse_body, body, mode)
         except BrokenProcessPool:

@@ -17,6 +17,12 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# The lookup's answers, for the routes' OpenAPI `responses`.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such model"}}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "The model is loading or failed to load"}}
+
+
 class Prediction(BaseModel):
     class_id: int = Field(examples=[7])
     label: str = Field(examples=["7"])

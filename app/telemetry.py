@@ -45,8 +45,8 @@ def record_model_load(model: str, version: int, ready: bool, failed: bool) -> No
 
 @dataclass(frozen=True)
 class ModelSeries:
-    """One model version's queue and batch series, looked up once: each `labels()` lookup costs
-    2-3 us, and the prediction route made five per request."""
+    """One model version's queue and batch series, looked up once: a `labels()` lookup per series
+    per request costs the server process more than a small model's whole route should."""
 
     queue_depth: Gauge  # labelled children: no further lookups
     queue_wait: Histogram

@@ -38,8 +38,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.inference.classifier import Classifier, LoadOptions  # noqa: E402
-from app.inference.predictor import RuntimeOptions  # noqa: E402
+from app.inference.backends import BackendOptions  # noqa: E402
+from app.inference.model_version import LoadOptions, ModelVersion  # noqa: E402
 from training.data.photos import Scene, frame_for, render_photo, typeset_ink  # noqa: E402
 from training.data.printed import TRAINING_FACE_PREFIX, matplotlib_faces  # noqa: E402
 
@@ -98,15 +98,14 @@ def make_column(name: str, scene: Scene | None, count: int, digits: np.ndarray, 
     return samples
 
 
-def score(classifier: Classifier, samples: list[tuple[bytes, int]]) -> dict:
+def score(model: ModelVersion, samples: list[tuple[bytes, int]]) -> dict:
     correct, failed = 0, 0
     for data, label in samples:
-        try:
-            predicted = int(classifier.predict(classifier.preprocess(data)[None])[0].argmax())
-        except ValueError:  # no digit found: counted as wrong
+        [outcome] = model.classify([data])
+        if outcome.probabilities is None:  # no digit found: counted as wrong
             failed += 1
             continue
-        correct += predicted == label
+        correct += int(outcome.probabilities.argmax()) == label
     return {"accuracy": round(correct / len(samples), 4), "images": len(samples), "no_digit_found": failed}
 
 
@@ -148,7 +147,7 @@ def time_uploads(models_dir: Path, rounds: int) -> dict:
         times: dict[str, list[float]] = {name: [] for name in uploads}
         answers: dict[str, str] = {}
         with httpx.Client(timeout=60) as client:
-            for name, data in uploads.items():  # warm
+            for data in uploads.values():  # warm
                 client.post(url, content=data, headers={"Content-Type": "image/jpeg"})
             for _ in range(rounds):
                 for name, data in uploads.items():
@@ -184,11 +183,11 @@ def main() -> int:
     results: dict = {"faces": [p.stem for p in faces], "per_column": args.per_column, "models": {}}
     for name in args.models.split(","):
         version = max((p for p in (args.models_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        classifier = Classifier.load(version, LoadOptions(RuntimeOptions("cpu", 2), 1, 40_000_000, isolation="thread"))
-        scores = {column: score(classifier, samples) for column, samples in columns.items()}
-        mnist = classifier.manifest.metrics.get("test_accuracy")
+        model = ModelVersion.load(version, LoadOptions(BackendOptions("cpu", 2), 1, 40_000_000, isolation="thread"))
+        scores = {column: score(model, samples) for column, samples in columns.items()}
+        mnist = model.manifest.metrics.get("test_accuracy")
         results["models"][name] = {"mnist_test_accuracy": mnist, "columns": scores}
-        classifier.close()
+        model.close()
         print(f"{name}: MNIST {mnist:.2%}; " + ", ".join(f"{c} {r['accuracy']:.1%}" for c, r in scores.items()),
               flush=True)
     results["uploads"] = time_uploads(args.models_dir, args.upload_rounds)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from app.main import create_app
-from app.routers.deps import runtime_of
+from app.routers.deps import service_of
 from app.routers.uploads import read_single
 
 app = create_app()
@@ -16,8 +16,8 @@ CONSTANT = b'{"model":"floor","label":"constant"}'
 
 @app.post("/bench/floor", include_in_schema=False)
 async def floor(request: Request) -> Response:
-    runtime = runtime_of(request)
-    image = await read_single(request, runtime.settings, runtime.json_parser)
+    service = service_of(request)
+    image = await read_single(request, service.settings, service.json_parser)
     if image.error:
         raise image.error
     return Response(CONSTANT, media_type="application/json")

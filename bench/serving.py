@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -51,11 +51,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.inference.classifier import Classifier, LoadOptions  # noqa: E402
+from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend  # noqa: E402
+from app.inference.cpu import usable_cpus  # noqa: E402
 from app.inference.manifest import (  # noqa: E402
-    DatasetProvenance, Manifest, Preprocessing, PreprocessStep, TensorInput, TensorOutput, save_manifest, sha256_file,
+    DatasetProvenance,
+    Manifest,
+    Preprocessing,
+    PreprocessStep,
+    TensorInput,
+    TensorOutput,
+    save_manifest,
+    sha256_file,
 )
-from app.inference.predictor import Predictor, RuntimeOptions, usable_cpus  # noqa: E402
+from app.inference.model_version import LoadOptions, ModelVersion  # noqa: E402
+from app.inference.preprocess import Prepared  # noqa: E402
 
 BOUNDARY = "BENCHBOUNDARY"
 PHOTO_DIR = ROOT.parent / "shared" / "data" / "hymenoptera" / "val" / "ants"
@@ -71,6 +80,7 @@ f:close()
 def export_mobilenet(models_dir: Path) -> None:
     """A random-weight MobileNetV2 at 224x224 with ImageNet-style preprocessing (timing only)."""
     import paddle
+
     from training.export import find_model_file, save_inference_model
 
     paddle.seed(0)
@@ -79,7 +89,7 @@ def export_mobilenet(models_dir: Path) -> None:
     target.mkdir(parents=True)
     save_inference_model(network, (3, 224, 224), target)
     manifest = Manifest(
-        name="bench-mobilenet", version=1, created=datetime.now(timezone.utc), architecture="mobilenet_v2",
+        name="bench-mobilenet", version=1, created=datetime.now(UTC), architecture="mobilenet_v2",
         framework={"name": "paddlepaddle", "version": paddle.__version__},
         model_file=find_model_file(target).name, params_file="inference.pdiparams", labels=["ants", "bees"],
         input=TensorInput(name="image", shape=[-1, 3, 224, 224], color_mode="RGB"),
@@ -125,17 +135,18 @@ def multipart(images: list[bytes], field: str) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def raw_predictor(directory: Path, options: RuntimeOptions) -> tuple[Predictor, Callable[[int], np.ndarray]]:
+def raw_predictor(directory: Path, options: BackendOptions) -> tuple[Backend, Callable[[int], np.ndarray]]:
     """The bench's own predictor for an exported model, and a maker of random input batches for it."""
     manifest = json.loads((directory / "manifest.json").read_text())
-    predictor = Predictor.create(directory / manifest["model_file"], directory / manifest["params_file"], options)
+    predictor = load_backend(BackendSpec("paddle", directory / manifest["model_file"],
+                                         directory / manifest["params_file"], options))
     shape = manifest["input"]["shape"][1:]
     return predictor, lambda batch: np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
 
 
 def measure_raw(directory: Path, threads: int, seconds: float,
                 batches: tuple[int, ...] = (1, 8, 32)) -> dict[str, dict[str, float]]:
-    predictor, random_batch = raw_predictor(directory, RuntimeOptions("cpu", threads))
+    predictor, random_batch = raw_predictor(directory, BackendOptions("cpu", threads))
     results = {}
     for batch in batches:
         x = random_batch(batch)
@@ -151,15 +162,16 @@ def measure_raw(directory: Path, threads: int, seconds: float,
 
 def measure_pipeline(directory: Path, images: list[bytes], threads: int, seconds: float) -> float:
     """Decode + preprocess on all cores, overlapped with batched inference: images/s."""
-    classifier = Classifier.load(directory, LoadOptions(RuntimeOptions("cpu", threads), 1, 40_000_000))
-    batch = classifier.batch_policy.max_batch_size
+    model = ModelVersion.load(directory, LoadOptions(BackendOptions("cpu", threads), 1, 40_000_000))
+    batch = model.batch_policy.max_batch_size
     done, started = 0, time.perf_counter()
     with ThreadPoolExecutor(usable_cpus()) as pool:
         while time.perf_counter() - started < seconds:
-            inputs = list(pool.map(classifier.preprocess, images))
-            for i in range(0, len(inputs), batch):
-                classifier.predict(np.stack(inputs[i : i + batch]))
-            done += len(inputs)
+            arrays = model.handler.preprocess(images, pool.map).arrays
+            for i in range(0, len(arrays), batch):
+                model.handler.predict(Prepared(arrays[i : i + batch]), model.pool.run)
+            done += len(arrays)
+    model.close()
     return done / (time.perf_counter() - started)
 
 
@@ -190,7 +202,7 @@ def measure_c1_split(server: Server, work: Workload, threads: int, blocks: int =
     prediction route adds: the queue, the pipe to the predictor and back, the answer."""
     # The service's own spin setting: with OpenMP's default a math thread here would spin for 200 ms
     # after the last raw run, on a core the next block's service requests need.
-    predictor, random_batch = raw_predictor(work.directory, RuntimeOptions("cpu", threads, omp_blocktime_ms="auto"))
+    predictor, random_batch = raw_predictor(work.directory, BackendOptions("cpu", threads, omp_blocktime_ms="auto"))
     x = random_batch(1)
     predictor.run(x)
     connection = http.client.HTTPConnection("127.0.0.1", server.port)
@@ -269,15 +281,23 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
+def found(pattern: str, text: str) -> re.Match[str]:
+    """The first match of `pattern` in wrk's output; wrk always prints the lines searched for."""
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"wrk's output has no {pattern!r}:\n{text}")
+    return match
+
+
 def parse_ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    value, unit = found(r"^([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
@@ -290,14 +310,14 @@ def run_wrk(url: str, body: bytes, concurrency: int, seconds: float, images_per_
             ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s", "-s", str(script),
              url], capture_output=True, text=True, env={**os.environ, "BENCH_BODY": str(body_path)}, check=True)
     out = result.stdout
-    requests_per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests_per_s = float(found(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "requests_per_s": requests_per_s,
         "images_per_s": requests_per_s * images_per_request,
-        "p50_ms": parse_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
-        "p99_ms": parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+        "p50_ms": parse_ms(found(r"\s50%\s+(\S+)", out).group(1)),
+        "p99_ms": parse_ms(found(r"\s99%\s+(\S+)", out).group(1)),
         "errors": (int(non_2xx.group(1)) if non_2xx else 0)
         + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
     }
@@ -342,7 +362,7 @@ class Workload:
     as_taken: bytes | None  # multipart, one photo as taken (photo model only)
 
     @classmethod
-    def create(cls, name: str, models_dir: Path) -> "Workload":
+    def create(cls, name: str, models_dir: Path) -> Workload:
         images = sample_images(name)
         as_taken = None if name == "mnist-lenet" else multipart(sample_images(name, as_taken=True)[:1], "file")
         return cls(name, models_dir, images, multipart(images[:1], "file"), multipart(images[:32], "files"), as_taken)

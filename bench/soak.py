@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -123,7 +124,7 @@ def build_request(url: str, photo: bytes) -> tuple[str, int, bytes]:
     body = multipart([photo], "file")
     head = (f"POST {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
             f"Content-Type: multipart/form-data; boundary=BENCHBOUNDARY\r\nContent-Length: {len(body)}\r\n\r\n")
-    return parsed.host, parsed.port, head.encode() + body
+    return parsed.host, parsed.port or 80, head.encode() + body
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
@@ -160,7 +161,7 @@ async def hammer(url: str, photo: bytes, concurrency: int, seconds: float) -> li
                     connection = await asyncio.open_connection(host, port)
                 status, keep_alive = await exchange(connection, request)
                 results.append((status, (time.perf_counter() - started) * 1000))
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 results.append((0, (time.perf_counter() - started) * 1000))
                 keep_alive = False
             if not keep_alive and connection is not None:
@@ -196,7 +197,7 @@ async def send_at_rate(url: str, photo: bytes, rate: float, seconds: float,
                     connection = await asyncio.open_connection(host, port)
                 status, keep_alive = await exchange(connection, request)
                 break
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 if connection is not None:
                     connection[1].close()
                 connection = None
@@ -243,7 +244,7 @@ def overload(models_dir: Path, seconds: float, rate: float) -> dict:
     with Server(models_dir, env) as server:
         url = server.url + "/v1/models/bench-mobilenet/predict"
         asyncio.run(send_at_rate(url, photo, rate, 2))  # warm-up, not counted: connections opened, paths warm
-        report = {"open_loop": {"rate_per_s": rate, **summarize(asyncio.run(send_at_rate(url, photo, rate, seconds)),
+        report: dict[str, Any] = {"open_loop": {"rate_per_s": rate, **summarize(asyncio.run(send_at_rate(url, photo, rate, seconds)),
                                                                 seconds)}}
         time.sleep(1)
         report["closed_loop_c256"] = summarize(asyncio.run(hammer(url, photo, 256, seconds)), seconds)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def measure_speed(epochs: int, batch: int) -> dict[str, object]:
 
     data = load_dataset(DataConfig(name="mnist"))
     x, y = np.ascontiguousarray(data.train.inputs), data.train.labels
-    result: dict[str, object] = {"images": int(len(y)), "batch_size": batch, "epochs_timed": epochs}
+    result: dict[str, Any] = {"images": int(len(y)), "batch_size": batch, "epochs_timed": epochs}
     result["paddle_seconds"] = paddle_epoch_seconds(x, y, batch, epochs)
     print(f"paddle  LeNet epoch: {min(result['paddle_seconds']):.2f} s (best of {epochs})", flush=True)
     try:

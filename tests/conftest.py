@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -34,7 +35,7 @@ class Server:
     process: subprocess.Popen
     log_path: Path
 
-    def client(self, **kwargs: object) -> httpx.Client:
+    def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
 
     def log(self) -> str:
@@ -129,7 +130,7 @@ def draw_digit_one(size: int = 200, ink: int = 20, paper: int = 235) -> Image.Im
 # Suites that need what pip cannot install, and the one command that installs it (Debian).
 SYSTEM_NEEDS = {
     "test_ui_browser": "the browser tests need Chromium",
-    "tests/deploy": "the container tests need podman, runc and debootstrap",
+    "tests/e2e/deploy": "the container tests need podman, runc and debootstrap",
 }
 INSTALL_COMMAND = "sudo apt-get install -y chromium podman runc debootstrap"
 

@@ -1,5 +1,5 @@
 """`python -m training {train,bundle,evaluate,eda,summary,predict}`: train, inspect and export the
-classifiers the app serves."""
+classifiers the app serves. The command line only: each command is a function of its own module."""
 
 from __future__ import annotations
 
@@ -9,20 +9,16 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
+from app.inference.backends.paddle import import_paddle
 
-from app.inference.predictor import import_paddle
+import_paddle()  # before the modules that import Paddle: without its ccache warning (it compiles nothing here)
 
-paddle = import_paddle()  # without Paddle's ccache warning (it compiles nothing here)
-
-from training.config import TrainConfig, load_config
-from training.data.dataset import Dataset, load_dataset
+from training.config import load_config
 from training.data.mnist import DatasetUnavailableError
-from training.engine import predict_logits
-from training.export import evaluate_model, export_model
-from training.models import MODEL_NAMES, count_parameters, create_model
-from training.report import format_table, write_report
-from training.trainer import run_training
+from training.eda import run_eda
+from training.export import evaluate_model
+from training.models import MODEL_NAMES, print_summary
+from training.pipeline import train_and_export
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUNDLED_CONFIGS = ("mnist_softmax.yaml", "mnist_mlp.yaml", "mnist_lenet.yaml", "hymenoptera_cnn.yaml")
@@ -70,91 +66,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_and_export(config: TrainConfig, export: bool = True) -> Path:
-    data = load_dataset(config.data)
-    result = run_training(config, data)
-    if paddle.distributed.get_rank() != 0:
-        return result.run_dir
-    print(f"best epoch {result.best_epoch}; run directory {result.run_dir}", flush=True)
-    if data.skipped:
-        (result.run_dir / "skipped.txt").write_text("\n".join(data.skipped) + "\n", encoding="utf-8")
-    if config.export_weights not in ("best", "last"):
-        raise ValueError(f"export_weights must be best or last, got {config.export_weights!r}")
-    model = create_model(config.model, data.input_shape, len(data.classes))
-    chosen = result.best_params if config.export_weights == "best" else result.run_dir / "last.pdckpt" / "model.pdparams"
-    model.set_state_dict(paddle.load(str(chosen)))
-    epoch = result.best_epoch if config.export_weights == "best" else len(result.history)
-    facts = {
-        "config": config.to_dict(),
-        "initial_weights": config.finetune.init_from or "random: trained from scratch, no pretrained weights",
-        "parameters": count_parameters(model),
-        "exported_weights": config.export_weights,
-        "exported_epoch": epoch,
-        "best_epoch": result.best_epoch,
-        "val_accuracy": result.history[epoch - 1]["val_accuracy"],
-        "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early,
-        "seconds": round(sum(h["seconds"] for h in result.history), 1),
-        "skipped_files": len(data.skipped),
-        "run_dir": str(result.run_dir),
-    }
-    if export:
-        target, evaluation, _ = export_model(model, config, data, facts, result.run_dir)
-        split, inputs, labels, logits = evaluation.split, evaluation.inputs, evaluation.labels, evaluation.logits
-        outcome = f"exported {target}"
-    else:
-        # The report still: the network as trained, in this process, on the evaluation split.
-        split, part = data.evaluation
-        model.eval()
-        target, inputs, labels = result.run_dir, part.inputs, part.labels
-        logits = predict_logits(model, inputs)
-        outcome = "not exported (--no-export)"
-    metrics = write_report(result.run_dir, split, result.history, inputs, labels, logits, data.classes)
-    print(format_table(metrics, split), flush=True)
-    print(f"{outcome}; report in {result.run_dir}", flush=True)
-    return target
-
-
-def describe_classes(data: Dataset) -> dict[str, dict[str, int]]:
-    splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
-    return {name: {c: int((split.labels == i).sum()) for i, c in enumerate(data.classes)} for name, split in splits.items()}
-
-
-def run_eda(config: TrainConfig, out: Path) -> None:
-    from training.report import plt  # matplotlib, already set to files only
-
-    data = load_dataset(config.data)
-    counts = describe_classes(data)
-    width = max(8, *(len(c) for c in data.classes))
-    print(f"{'class':<{width}}  " + "  ".join(f"{s:>7}" for s in counts))
-    for name in data.classes:
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[s][name]:7d}" for s in counts))
-    if data.skipped:
-        print(f"skipped {len(data.skipped)} file(s):\n  " + "\n  ".join(data.skipped))
-    figure, axis = plt.subplots(figsize=(max(5, 0.6 * len(data.classes) + 2), 4))
-    positions = np.arange(len(data.classes))
-    bar = 0.8 / len(counts)
-    for offset, (split, values) in enumerate(counts.items()):
-        axis.bar(positions + offset * bar, [values[c] for c in data.classes], bar, label=split)
-    axis.set_xticks(positions + bar * (len(counts) - 1) / 2, data.classes, rotation=45, ha="right")
-    axis.set_ylabel("images")
-    axis.set_title(f"{data.name}: images per class")
-    axis.legend()
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    print(f"histogram: {out}")
-
-
-def run_summary(name: str, shape_text: str, classes: int) -> None:
-    shape = tuple(int(part) for part in shape_text.split(","))
-    if len(shape) != 3:
-        raise ValueError(f"--input must be C,H,W, got {shape_text!r}")
-    model = create_model(name, shape, classes)
-    paddle.summary(model, (1, *shape))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -170,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eda":
             run_eda(load_config(args.config, args.overrides), args.out)
         elif args.command == "summary":
-            run_summary(args.model, args.input, args.classes)
+            print_summary(args.model, args.input, args.classes)
         elif args.command == "predict":
             from training.predict import predict_folder
 

@@ -6,15 +6,29 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from paddle.vision import transforms as T
 from PIL import Image, ImageEnhance, ImageOps
 
 from training.config import AugmentConfig
-from training.engine import shift_images
 
-PilOp = Callable[[Image.Image], Image.Image]
+PilOp = Callable[..., Any]  # PIL image in, PIL image out (Paddle's transforms are typed for tensors only)
+
+
+def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate each (N, C, H, W) image by up to max_shift pixels, filling with zeros."""
+    if max_shift <= 0:
+        return images
+    n, _, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+    dy = np.asarray(rng.integers(0, 2 * max_shift + 1, size=n))
+    dx = np.asarray(rng.integers(0, 2 * max_shift + 1, size=n))
+    rows = dy[:, None] + np.arange(height)[None, :]
+    cols = dx[:, None] + np.arange(width)[None, :]
+    return padded[np.arange(n)[:, None, None, None], np.arange(images.shape[1])[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def randaugment_ops(magnitude: int) -> list[PilOp]:
@@ -80,7 +94,7 @@ class Augmenter:
         batch = self.transform_images(images)
         if self.config.max_shift:
             batch = shift_images(batch, self.config.max_shift, self.rng)
-        if self.mean is not None:
+        if self.mean is not None and self.std is not None:
             batch = (batch - self.mean) / self.std
         if self.config.random_erasing > 0:
             batch = self.erase(batch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -16,7 +16,7 @@ T = TypeVar("T")
 class DataConfig:
     # mnist: the verified wheel; idx: *-images-idx3-ubyte[.gz] + *-labels-idx1-ubyte[.gz] in `root`;
     # folder: root/<class>/* or root/{train,val}/<class>/*; csv: `csv` (id, label) + images in `root`.
-    name: str = "mnist"
+    name: Literal["mnist", "idx", "folder", "csv"] = "mnist"
     root: str | None = None
     csv: str | None = None
     id_column: str = "id"
@@ -25,16 +25,16 @@ class DataConfig:
     val_fraction: float = 0.1  # stratified split when the data has no validation part of its own
     # folder: root/val/ validates (picks the epoch); train: a val_fraction of root/train/ does, and
     # root/val/ becomes the test split, measured once at export (an honest held-out figure).
-    validation: str = "folder"
+    validation: Literal["folder", "train"] = "folder"
     split_seed: int = 0
-    color_mode: str = "RGB"  # L | RGB (folder / csv); IDX and MNIST are L
+    color_mode: Literal["L", "RGB"] = "RGB"  # folder / csv; IDX and MNIST are L
     # Image formats (by content, whatever the extension) a folder / csv dataset may contain; others,
     # like a GIF placeholder in a photo set, are listed and skipped. None: any the service decodes.
     formats: list[str] | None = field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
     input_size: int = 224  # square model input for folder / csv images
     # digits: MNIST's centring (for photos of digits); plain: resize to the input; photo: resize the
     # short side, centre-crop, ImageNet-normalise (the usual CNN preprocessing).
-    preprocessing: str | None = None  # default: digits for mnist / idx, photo for folder / csv
+    preprocessing: Literal["digits", "plain", "photo"] | None = None  # default: digits for mnist / idx, photo otherwise
     cache_dir: str = "~/.cache/paddle-classifier-serving/mnist"
     limit_train: int | None = None  # take the first N training images (smoke runs)
     limit_eval: int | None = None  # take the first N validation / test images
@@ -49,7 +49,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "adam"  # sgd | momentum | adam | adamw
+    name: Literal["sgd", "momentum", "adam", "adamw"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0  # L2 regularisation (sgd, momentum, adam); decoupled decay (adamw)
     momentum: float = 0.9
@@ -57,7 +57,7 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "constant"  # constant | step | cosine
+    name: Literal["constant", "step", "cosine"] = "constant"
     warmup_epochs: int = 0  # linear warm-up from 0 before the schedule
     step_epochs: int = 10  # step: multiply the rate by gamma every step_epochs
     gamma: float = 0.1
@@ -111,7 +111,7 @@ class TrainConfig:
     resume: str | None = None  # a run directory (its last.pdckpt) or a .pdckpt file
     # Which weights to export: "best" val accuracy (val then also picked them, so its accuracy is
     # optimistic) or the "last" epoch (val stays an untouched held-out measurement).
-    export_weights: str = "best"
+    export_weights: Literal["best", "last"] = "best"
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -128,7 +128,7 @@ def build_dataclass(cls: type[T], raw: dict[str, Any], where: str = "config") ->
     if not isinstance(raw, dict):
         raise ValueError(f"{where} must be a mapping, got {type(raw).__name__}")
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # T is a dataclass
     unknown = set(raw) - names
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
@@ -136,17 +136,23 @@ def build_dataclass(cls: type[T], raw: dict[str, Any], where: str = "config") ->
     for key, value in raw.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            values[key] = build_dataclass(hint, value, f"{where}.{key}")
+            values[key] = build_dataclass(hint, value, f"{where}.{key}")  # type: ignore[arg-type]
         else:
             values[key] = _coerce(value, hint, f"{where}.{key}")
     return cls(**values)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if get_origin(hint) is Literal:
+        if value in get_args(hint) and type(value) is type(get_args(hint)[0]):
+            return value
+        raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, get_args(hint)))}")
     allowed = getattr(hint, "__args__", None) or (hint,)
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:
+        if get_origin(kind) is Literal and value in get_args(kind):
+            return value
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if kind in (int, str, bool) and type(value) is kind:

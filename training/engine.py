@@ -18,20 +18,6 @@ class EpochResult:
     accuracy: float
 
 
-def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Translate each (N, C, H, W) image by up to max_shift pixels, filling with zeros."""
-    if max_shift <= 0:
-        return images
-    n, _, height, width = images.shape
-    padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
-    dy = rng.integers(0, 2 * max_shift + 1, size=n)
-    dx = rng.integers(0, 2 * max_shift + 1, size=n)
-    rows = dy[:, None] + np.arange(height)[None, :]
-    cols = dx[:, None] + np.arange(width)[None, :]
-    return padded[np.arange(n)[:, None, None, None], np.arange(images.shape[1])[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
-
-
 def epoch_order(labels: np.ndarray, rng: np.random.Generator, balanced: bool = False, rank: int = 0,
                 world: int = 1) -> np.ndarray:
     """This epoch's sample indices for this rank. Balanced: as many draws as samples, each class

@@ -8,10 +8,10 @@ numbers describe what a client of the service gets.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,15 @@ import paddle
 from paddle.static import InputSpec
 from PIL import Image
 
+from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend
 from app.inference.manifest import (
     Manifest,
-    load_manifest,
     TensorInput,
     TensorOutput,
+    load_manifest,
     save_manifest,
     sha256_file,
 )
-from app.inference.predictor import Predictor, RuntimeOptions
 from training.config import TrainConfig, apply_overrides, build_dataclass
 from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import create_preprocessor, load_mnist
@@ -61,7 +61,7 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def run_predictor(predictor: Predictor, batch: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def run_predictor(predictor: Backend, batch: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate([predictor.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
 
 
@@ -83,9 +83,10 @@ def evaluate_model(directory: Path, overrides: list[str]) -> dict[str, float]:
             f"{evaluation.split}_top2_accuracy": top_k_accuracy(logits, labels, 2)}
 
 
-def create_predictor(directory: Path) -> Predictor:
-    return Predictor.create(find_model_file(directory), directory / f"{FILE_PREFIX}.pdiparams",
-                            RuntimeOptions(device="cpu", cpu_threads=2))
+def create_predictor(directory: Path) -> Backend:
+    """The exported files in the service's default backend, as the service will run them."""
+    return load_backend(BackendSpec("paddle", find_model_file(directory), directory / f"{FILE_PREFIX}.pdiparams",
+                                    BackendOptions(device="cpu", cpu_threads=2)))
 
 
 def png_path_logits(directory: Path, images: np.ndarray) -> np.ndarray:
@@ -140,7 +141,7 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
         manifest = Manifest(
             name=config.export.name,
             version=config.export.version,
-            created=datetime.now(timezone.utc).replace(microsecond=0),
+            created=datetime.now(UTC).replace(microsecond=0),
             architecture=config.model,
             framework={"name": "paddlepaddle", "version": paddle.__version__},
             model_file=model_file.name,

@@ -1,5 +1,6 @@
 """`python -m training predict`: classify a folder of images into a CSV (`id,label,score`) with an
-exported model, through the service's own loading, preprocessing and Paddle Inference predictor."""
+exported model, through the service's own loading and handler (decode, preprocess, predict,
+postprocess)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ import csv
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from app.inference.classifier import Classifier, LoadOptions
-from app.inference.predictor import RuntimeOptions
+from app.inference.backends import BackendOptions
+from app.inference.model_version import LoadOptions, ModelVersion
 from app.inference.registry import read_pinned_version
 
 log = logging.getLogger(__name__)
@@ -31,31 +30,29 @@ def resolve_version_dir(model: Path) -> Path:
     return model / str(versions[-1])
 
 
-def predict_folder(model: Path, images: Path, out: Path, id_style: str = "name") -> tuple[int, list[str]]:
+def predict_folder(model_dir: Path, images: Path, out: Path, id_style: str = "name") -> tuple[int, list[str]]:
     """Writes the CSV; returns (rows written, files skipped with the reason)."""
-    classifier = Classifier.load(resolve_version_dir(model), LoadOptions(RuntimeOptions("cpu", 2), 1, 40_000_000))
     # Subfolders too (a folder of class folders, say); the id is the path below `images`.
     files = sorted(p for p in images.rglob("*") if p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(images).parts))
     if not files:
         raise FileNotFoundError(f"{images}: no files to classify")
+    model = ModelVersion.load(resolve_version_dir(model_dir), LoadOptions(BackendOptions("cpu", 2), 1, 40_000_000))
     rows, skipped = [], []
-    for start in range(0, len(files), BATCH):
-        inputs, names = [], []
-        for path in files[start : start + BATCH]:
-            try:
-                inputs.append(classifier.preprocess(path.read_bytes()))
-            except Exception as exc:  # noqa: BLE001 - a bad file is reported, the rest are classified
-                skipped.append(f"{path}: {type(exc).__name__}: {exc}")
-                continue
-            relative = path.relative_to(images)
-            names.append(str(relative if id_style == "name" else relative.with_suffix("")))
-        if not inputs:
-            continue
-        probabilities = classifier.predict(np.stack(inputs))
-        for name, row in zip(names, probabilities):
-            best = int(row.argmax())
-            rows.append((name, classifier.manifest.labels[best], f"{row[best]:.6f}"))
+    try:
+        for start in range(0, len(files), BATCH):
+            chunk = files[start : start + BATCH]
+            for path, outcome in zip(chunk, model.classify([path.read_bytes() for path in chunk])):
+                if outcome.error is not None or outcome.probabilities is None:
+                    # a bad file is reported, the rest are classified
+                    skipped.append(f"{path}: {type(outcome.error).__name__}: {outcome.error}")
+                    continue
+                relative = path.relative_to(images)
+                [best] = model.handler.top_k(outcome.probabilities, 1)
+                rows.append((str(relative if id_style == "name" else relative.with_suffix("")), best.label,
+                             f"{best.score:.6f}"))
+    finally:
+        model.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

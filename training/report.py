@@ -11,14 +11,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from app.inference.postprocess import rank, softmax  # noqa: E402
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Share of rows whose label is among their k highest logits."""
-    ranked = np.argsort(-logits, axis=1, kind="stable")[:, :k]  # ties: the lower index, as argmax
-    return float((ranked == labels[:, None]).any(axis=1).mean())
+    return float((rank(logits, k) == labels[:, None]).any(axis=1).mean())
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -92,8 +93,7 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> Non
 def plot_misclassified(inputs: np.ndarray, labels: np.ndarray, logits: np.ndarray, classes: list[str], path: Path,
                        limit: int = 25) -> int:
     """The most confidently wrong images, titled true -> predicted (score). Returns how many."""
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = softmax(logits)
     predicted = probs.argmax(1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:limit]
@@ -117,11 +117,11 @@ def plot_misclassified(inputs: np.ndarray, labels: np.ndarray, logits: np.ndarra
 
 
 def write_report(run_dir: Path, split: str, history: list[dict[str, float]], inputs: np.ndarray, labels: np.ndarray,
-                 logits: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    metrics = classification_metrics(logits, labels, classes)
+                 logits: np.ndarray, classes: list[str], metrics: dict[str, Any]) -> None:
+    """Curves, confusion matrix, misclassified images and the metrics (classification_metrics of
+    these logits), as PNG, JSON and a table."""
     plot_curves(history, run_dir / "curves.png")
     plot_confusion(np.asarray(metrics["confusion"]), classes, run_dir / "confusion.png")
     plot_misclassified(inputs, labels, logits, classes, run_dir / "misclassified.png")
     (run_dir / "report.json").write_text(json.dumps({"split": split, **metrics}, indent=2), encoding="utf-8")
     (run_dir / "report.txt").write_text(format_table(metrics, split), encoding="utf-8")
-    return metrics

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def init_ranks() -> Ranks:
 
 
 def create_run_dir(config: TrainConfig, ranks: Ranks) -> Path:
-    name = [f"{config.export.name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}"]
+    name = [f"{config.export.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"]
     if ranks.world > 1:
         dist.broadcast_object_list(name, src=0)  # one directory for all ranks
     run_dir = Path(config.output_dir) / name[0]
@@ -102,16 +103,16 @@ def eval_batch_size(input_shape: tuple[int, int, int]) -> int:
     return max(16, min(1000, (1 << 20) // int(np.prod(input_shape))))
 
 
-def run_training(config: TrainConfig, data: Dataset, stop_after: int | None = None) -> RunResult:
-    """Train per `config`; `stop_after` stops this call after that many epochs of the schedule,
-    leaving a checkpoint to resume from (`resume: <run directory>`)."""
+def run_training(config: TrainConfig, data: Dataset) -> RunResult:
+    """Train per `config`. Every epoch leaves a checkpoint, so a run that stops for any reason
+    continues from its last epoch with `resume: <run directory>`."""
     ranks = init_ranks()
     run_dir = create_run_dir(config, ranks)
     if ranks.is_main:
         save_config(config, run_dir / "config.yaml")
     model, trainable = build_model(config, data)
     log.info("model %s: %d parameters (%d trainable)", config.model, count_parameters(model),
-             int(sum(p.numel().item() for p in trainable)))
+             sum(math.prod(p.shape) for p in trainable))
     per_rank = len(data.train.labels) // ranks.world
     steps_per_epoch = -(-per_rank // config.batch_size)
     schedule = build_schedule(config.schedule.name, config.optimizer.lr, config.epochs, steps_per_epoch,
@@ -155,8 +156,6 @@ def run_training(config: TrainConfig, data: Dataset, stop_after: int | None = No
             paddle.save(model.state_dict(), str(result.best_params))
         (run_dir / "metrics.json").write_text(json.dumps(result.history, indent=2), encoding="utf-8")
         save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, result, epoch)
-        if stop_after is not None and epoch - first_epoch + 1 >= stop_after:
-            break
         if should_stop(result, config.early_stopping_patience):
             result.stopped_early = True
             print(f"early stopping: no better val accuracy for {config.early_stopping_patience} epochs", flush=True)

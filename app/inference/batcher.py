@@ -91,8 +91,8 @@ class Batcher(Generic[S, R]):
         self._closed = False
         self._busy = 0
         # Pending deadlines, earliest first, watched by one timer for the whole batcher:
-        # asyncio.wait_for made a timer, a waiter future and callbacks per request, ~10 us of the
-        # server's CPU per LeNet request. Entries hold a weak reference to the request's future, so
+        # asyncio.wait_for made a timer, a waiter future and callbacks per request, a noticeable
+        # share of the server's CPU per small-model request. Entries hold a weak reference to the request's future, so
         # answered requests queued behind a slow one are not kept alive until it finishes.
         self._deadlines: list[tuple[float, int, weakref.ref[asyncio.Future], float]] = []
         self._order = itertools.count()
@@ -199,8 +199,8 @@ class Batcher(Generic[S, R]):
     def _take_batch(self) -> list[_Item]:
         """Queued requests in order, up to the max batch size and to this worker's share of what is
         queued: beside an idle worker, two queued images run at once on two predictors instead of
-        one after the other on one (MobileNetV2 on one thread each: two batches of 1 answer ~330
-        images/s, one batch of 2 ~210)."""
+        one after the other on one (for a compute-bound model, two batches of one on two
+        one-thread predictors answer more images/s than one batch of two)."""
         idle = len(self._workers) - self._busy
         limit = min(self.max_batch_size, -(-self._queued_images // max(1, idle)))
         batch: list[_Item] = []

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.inference.preprocess import Recipe
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 # Names travel in URL paths and become directory names: keep them boring.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -48,7 +48,7 @@ class TensorInput(_Strict):
         return shape
 
     @model_validator(mode="after")
-    def _check_channels(self) -> "TensorInput":
+    def _check_channels(self) -> TensorInput:
         expected = 1 if self.color_mode == "L" else 3
         if self.shape[1] != expected:
             raise ValueError(f"color_mode {self.color_mode} needs {expected} channel(s), shape has {self.shape[1]}")
@@ -123,7 +123,7 @@ class Manifest(_Strict):
         return name
 
     @model_validator(mode="after")
-    def _check_files_listed(self) -> "Manifest":
+    def _check_files_listed(self) -> Manifest:
         for required in (self.model_file, self.params_file):
             if required not in self.files:
                 raise ValueError(f"{required} is not listed in files")

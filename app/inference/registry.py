@@ -1,8 +1,8 @@
-"""The model repository on disk, models/<name>/<version>/, loaded into classifiers with a status each.
+"""The model repository on disk, models/<name>/<version>/, loaded into model versions with a status each.
 
 `reload()` rescans the repository: new and changed versions are loaded and verified off to the
 side and swapped in only once they work; removed versions are dropped (requests already holding
-their classifier finish on it). A version that fails keeps its old classifier, if it had one.
+that version finish on it). A version that fails keeps serving the copy it had, if any.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from app.inference.classifier import Classifier, LoadOptions
 from app.inference.manifest import MANIFEST_FILE, NAME_PATTERN
+from app.inference.model_version import LoadOptions, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ class VersionStatus:
     path: Path
     state: State = "loading"
     error: str | None = None
-    classifier: Classifier | None = None
-    fingerprint: str = ""  # SHA-256 of the manifest the classifier was loaded from
+    model: ModelVersion | None = None
+    fingerprint: str = ""  # SHA-256 of the manifest the model was loaded from
 
 
 @dataclass
@@ -56,15 +56,16 @@ class ModelEntry:
         ready (a broken new version never takes the model down), else the highest number."""
         if self.pinned_version is not None:
             return self.pinned_version
-        ready = [v for v, status in self.versions.items() if status.classifier is not None]
+        ready = [v for v, status in self.versions.items() if status.model is not None]
         return max(ready or self.versions) if self.versions else None
 
     @property
     def state(self) -> State:
-        default = self.versions.get(self.default_version) if self.versions else None
+        number = self.default_version
+        default = self.versions.get(number) if number is not None else None
         if default is None:
             return "failed"
-        return "ready" if default.classifier is not None else default.state
+        return "ready" if default.model is not None else default.state
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class ModelRegistry:
         self._lock = threading.Lock()  # guards _models; loading happens outside it
         self._reload_lock = threading.Lock()  # one reload at a time
         self._on_change = on_change
-        self._retired: list[Classifier] = []  # replaced or removed, still to be closed
+        self._retired: list[ModelVersion] = []  # replaced or removed, still to be closed
         self.loaded = threading.Event()
 
     def load_all(self) -> None:
@@ -165,30 +166,30 @@ class ModelRegistry:
         if current.fingerprint == fingerprint and current.state == "ready":
             report.unchanged.append(key)
             return
-        if current.fingerprint == fingerprint and current.state == "failed" and current.classifier is None:
+        if current.fingerprint == fingerprint and current.state == "failed" and current.model is None:
             report.failed[key] = current.error or "failed"
             return  # same broken files as last time: do not pay the load again
-        classifier: Classifier | None = None
+        model: ModelVersion | None = None
         try:
-            classifier = Classifier.load(path, self.options)
-            if (classifier.name, classifier.version) != (name, number):
-                raise ValueError(f"manifest says {classifier.name}/{classifier.version}, directory is {key}")
+            model = ModelVersion.load(path, self.options)
+            if (model.name, model.version) != (name, number):
+                raise ValueError(f"manifest says {model.name}/{model.version}, directory is {key}")
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal to the service
-            if classifier is not None:
-                classifier.close()
+            if model is not None:
+                model.close()
             log.error("model %s failed to load: %s: %s", key, type(exc).__name__, exc)
             error = public_reason(exc)
             updated = replace(current, error=error, fingerprint=fingerprint,
-                              state="ready" if current.classifier is not None else "failed")
+                              state="ready" if current.model is not None else "failed")
             report.failed[key] = error
         else:
-            log.info("model %s ready in %.2fs", key, classifier.load_seconds)
-            updated = VersionStatus(number, path, "ready", None, classifier, fingerprint)
+            log.info("model %s ready in %.2fs", key, model.load_seconds)
+            updated = VersionStatus(number, path, "ready", None, model, fingerprint)
             report.loaded.append(key)
         with self._lock:
-            entry.versions[number] = updated  # the swap: new requests see the new classifier
-            if current.classifier is not None and current.classifier is not updated.classifier:
-                self._retire(current.classifier)
+            entry.versions[number] = updated  # the swap: new requests see the new version
+            if current.model is not None and current.model is not updated.model:
+                self._retire(current.model)
         if self._on_change:
             self._on_change(name, number, updated)
 
@@ -199,42 +200,42 @@ class ModelRegistry:
                 for number in list(entry.versions):
                     if number not in found.get(name, {}):
                         removed = entry.versions.pop(number)
-                        if removed.classifier is not None:
-                            self._retire(removed.classifier)
+                        if removed.model is not None:
+                            self._retire(removed.model)
                         report.removed.append(f"{name}/{number}")
                 if not entry.versions:
                     del self._models[name]
 
-    def _retire(self, classifier: Classifier) -> None:
-        """From now on no new request may reach it (the runtime refuses a retired classifier)."""
-        classifier.retired = True
-        self._retired.append(classifier)
+    def _retire(self, model: ModelVersion) -> None:
+        """From now on no new request may reach it (the service refuses a retired version)."""
+        model.retired = True
+        self._retired.append(model)
 
-    def take_retired(self) -> list[Classifier]:
-        """Classifiers a reload replaced or removed: the caller drains and closes them."""
+    def take_retired(self) -> list[ModelVersion]:
+        """Versions a reload replaced or removed: the caller drains and closes them."""
         with self._lock:
             retired, self._retired = self._retired, []
         return retired
 
     def close(self) -> None:
-        """Stop every classifier's predictors (at shut-down, after the batchers have drained)."""
-        classifiers = self.classifiers()
+        """Stop every model's predictors (at shut-down, after the batchers have drained)."""
+        loaded = self.loaded_versions()
         with self._lock:
-            classifiers += self._retired
+            loaded += self._retired
             self._models, self._retired = {}, []
-        for classifier in classifiers:
-            classifier.close()
+        for model in loaded:
+            model.close()
 
-    def classifiers(self) -> list[Classifier]:
-        """Every loaded classifier, of every version."""
+    def loaded_versions(self) -> list[ModelVersion]:
+        """Every loaded version of every model."""
         with self._lock:
-            return [s.classifier for e in self._models.values() for s in e.versions.values() if s.classifier]
+            return [s.model for e in self._models.values() for s in e.versions.values() if s.model]
 
     def models(self) -> list[ModelEntry]:
         with self._lock:
             return list(self._models.values())
 
-    def get(self, name: str, version: int | None = None) -> Classifier:
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
         with self._lock:
             entry = self._models.get(name)
             if entry is None:
@@ -243,10 +244,10 @@ class ModelRegistry:
             status = entry.versions.get(number) if number is not None else None
         if status is None:
             raise ModelNotFoundError(f"model {name!r} has no version {number}")
-        if status.classifier is None:
+        if status.model is None:
             raise ModelNotReadyError(f"model {name!r} version {number} is {status.state}"
                                      + (f": {status.error}" if status.error else ""))
-        return status.classifier
+        return status.model
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when loading has finished and every model's default version can serve."""
@@ -258,7 +259,8 @@ class ModelRegistry:
         problems = []
         for entry in models:
             if entry.state != "ready":
-                status = entry.versions.get(entry.default_version)
+                number = entry.default_version
+                status = entry.versions.get(number) if number is not None else None
                 reason = f"{status.state}: {status.error}" if status else "missing"
                 problems.append(f"{entry.name}: version {entry.default_version} {reason}")
         return not problems, problems

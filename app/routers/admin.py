@@ -9,14 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header
 
 from app.errors import ApiError
-from app.routers.deps import RuntimeDep
+from app.routers.deps import ServiceDep
 from app.schemas import ErrorResponse, ReloadResponse
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-async def require_admin(runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = runtime.settings.admin_token
+async def require_admin(service: ServiceDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    token = service.settings.admin_token
     if token is None:
         raise ApiError(404, "not_found", "admin routes are disabled (set APP_ADMIN_TOKEN to enable them)")
     scheme, _, given = (authorization or "").partition(" ")
@@ -28,7 +28,7 @@ async def require_admin(runtime: RuntimeDep, authorization: Annotated[str | None
 @router.post("/reload", response_model=ReloadResponse, dependencies=[Depends(require_admin)],
              summary="Rescan the model directory: load new and changed versions, drop removed ones",
              responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
-async def reload(runtime: RuntimeDep) -> ReloadResponse:
-    report = await runtime.reload()
+async def reload(service: ServiceDep) -> ReloadResponse:
+    report = await service.reload()
     return ReloadResponse(loaded=report.loaded, unchanged=report.unchanged, removed=report.removed,
                           failed=report.failed)

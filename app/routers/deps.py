@@ -1,9 +1,8 @@
-"""Dependencies shared by the routers, as Annotated aliases.
+"""Dependencies shared by the routers, as Annotated aliases, and the path parameters' rules.
 
 They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, and two
-thread hand-offs per request cost more than everything else our LeNet route does. The prediction
-routes call `runtime_of` themselves instead: solving the two nested dependencies cost ~30-50 us of
-server CPU per request (bench harness, LeNet at c32: 363-392 -> 334-338 us), a tenth of the route."""
+thread hand-offs per request cost more than everything else a small model's route does. The
+prediction routes call `service_of` themselves (see params.py for why)."""
 
 from __future__ import annotations
 
@@ -12,27 +11,21 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 
 from app.errors import ApiError
-from app.inference.registry import ModelRegistry
-from app.runtime import Runtime
+from app.service import ModelService
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-    if runtime is None:
+def service_of(request: Request) -> ModelService:
+    service: ModelService | None = getattr(request.app.state, "service", None)
+    if service is None:
         raise ApiError(503, "not_ready", "the service is starting")
-    return runtime
+    return service
 
 
-async def get_runtime(request: Request) -> Runtime:
-    return runtime_of(request)
+async def get_service(request: Request) -> ModelService:
+    return service_of(request)
 
 
-async def get_registry(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ModelRegistry:
-    return runtime.registry
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ServiceDep = Annotated[ModelService, Depends(get_service)]
 # The path parameters' rules, for FastAPI's Path() here and pydantic's Field() in params.py.
 # The name is length-bounded; its pattern is checked by the registry lookup (unknown -> 404).
 MODEL_NAME_RULES: dict[str, Any] = {"description": "Model name, e.g. mnist-lenet", "max_length": 64,

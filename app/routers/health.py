@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.errors import ApiError
-from app.routers.deps import RuntimeDep
+from app.routers.deps import ServiceDep
 from app.schemas import ErrorResponse, Health, Readiness
 from app.telemetry import render_metrics
 
@@ -19,9 +19,9 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness: 200 once every model is loaded and warmed",
             responses={503: {"model": ErrorResponse, "description": "Still loading, or a model failed to load"}})
-async def readyz(runtime: RuntimeDep) -> Readiness:
-    registry = runtime.registry
-    if runtime.draining:
+async def readyz(service: ServiceDep) -> Readiness:
+    registry = service.registry
+    if service.draining:
         raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"})
     ready, problems = registry.readiness()
     if not ready:

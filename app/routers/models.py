@@ -1,23 +1,19 @@
-"""Model list and model information."""
+"""/v1 model list and model information."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.errors import ApiError
-from app.inference.classifier import Classifier
-from app.inference.registry import ModelNotFoundError, ModelNotReadyError, ModelRegistry
-from app.routers.deps import ModelName, RegistryDep, Version
-from app.schemas import ErrorResponse, ModelInfo, ModelList, ModelSummary, VersionSummary
+from app.inference.model_version import ModelVersion
+from app.routers.deps import ModelName, ServiceDep, Version
+from app.schemas import NOT_FOUND, NOT_READY, ModelInfo, ModelList, ModelSummary, VersionSummary
+from app.service import ModelService
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such model"}}
-NOT_READY = {503: {"model": ErrorResponse, "description": "The model is loading or failed to load"}}
-
 
 @router.get("", response_model=ModelList, summary="Every model with its versions and status")
-async def list_models(registry: RegistryDep) -> ModelList:
+async def list_models(service: ServiceDep) -> ModelList:
     return ModelList(models=[
         ModelSummary(
             name=entry.name,
@@ -26,33 +22,22 @@ async def list_models(registry: RegistryDep) -> ModelList:
             versions=[VersionSummary(version=s.version, status=s.state, error=s.error)
                       for s in sorted(entry.versions.values(), key=lambda s: s.version)],
         )
-        for entry in registry.models()
+        for entry in service.registry.models()
     ])
 
 
 @router.get("/{name}", response_model=ModelInfo, responses={**NOT_FOUND, **NOT_READY},
             summary="Model information: manifest (labels, input, preprocessing, metrics, provenance) and runtime")
-async def get_model(name: ModelName, registry: RegistryDep) -> ModelInfo:
-    return describe(registry, lookup_classifier(registry, name))
+async def get_model(name: ModelName, service: ServiceDep) -> ModelInfo:
+    return describe(service, service.lookup(name))
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelInfo, responses={**NOT_FOUND, **NOT_READY},
             summary="Information on one version of a model")
-async def get_model_version(name: ModelName, version: Version,
-                            registry: RegistryDep) -> ModelInfo:
-    return describe(registry, lookup_classifier(registry, name, version))
+async def get_model_version(name: ModelName, version: Version, service: ServiceDep) -> ModelInfo:
+    return describe(service, service.lookup(name, version))
 
 
-def describe(registry: ModelRegistry, classifier: Classifier) -> ModelInfo:
-    versions = next((sorted(e.versions) for e in registry.models() if e.name == classifier.name), [])
-    return ModelInfo(name=classifier.name, version=classifier.version, versions=versions,
-                     manifest=classifier.manifest.model_dump(mode="json"), runtime=classifier.runtime_info())
-
-
-def lookup_classifier(registry: ModelRegistry, name: str, version: int | None = None) -> Classifier:
-    try:
-        return registry.get(name, version)
-    except ModelNotFoundError as exc:
-        raise ApiError(404, "model_not_found", str(exc)) from exc
-    except ModelNotReadyError as exc:
-        raise ApiError(503, "model_not_ready", str(exc), headers={"Retry-After": "1"}) from exc
+def describe(service: ModelService, model: ModelVersion) -> ModelInfo:
+    return ModelInfo(name=model.name, version=model.version, versions=service.versions_of(model.name),
+                     manifest=model.manifest.model_dump(mode="json"), runtime=model.describe())

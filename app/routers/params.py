@@ -1,12 +1,12 @@
-"""The prediction routes' path and query parameters, validated by pydantic inside the route.
+"""The prediction routes' path and query parameters, parsed in the route by one pydantic model.
 
-FastAPI 0.165 inspects every declared parameter's annotation again on each request (is it a
-sequence, a model, JSON?) before validating it. For the predict route's model name and two optional
-query parameters that cost ~40-55 us of server CPU per request (in-process harness, LeNet at
-c32), more than LeNet's own run, and the server process is LeNet's bottleneck. One
-`model_validate` of the path and query together applies the same constraints with the same
-messages; a failure is raised as FastAPI's own RequestValidationError, located in `path` or
-`query`, so clients get the same 422. The OpenAPI parameters are published from the same model."""
+This is the one place where parameters are not declared to FastAPI: FastAPI inspects every declared
+parameter's annotation again on each request (is it a sequence, a model, JSON?) before validating
+it, and for the predict routes' model name and two optional query parameters that costs more server
+CPU per request than a small model's own run (docs/performance.md). One `model_validate` of the
+path and query together applies the same constraints with the same messages; a failure is raised
+as FastAPI's own RequestValidationError, located in `path` or `query`, so clients get the same 422.
+The OpenAPI parameters are published from the same model (`parameters_doc`)."""
 
 from __future__ import annotations
 

@@ -35,13 +35,14 @@ async def index() -> FileResponse:
 def swagger_page() -> tuple[bytes, str]:
     """Swagger UI's page, a link back to ours, and a policy that admits its one inline script by
     hash (Swagger UI also sets inline styles on its elements, so styles may be inline)."""
-    page = get_swagger_ui_html(
+    response = get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="Image classifier API",
         swagger_js_url="/static/swagger/swagger-ui-bundle.js",
         swagger_css_url="/static/swagger/swagger-ui.css",
         swagger_favicon_url="/static/favicon.svg",
-    ).body.decode()
+    )
+    page = bytes(response.body).decode()
     page = page.replace("<body>", '<body>\n    <p class="back"><a href="/">&larr; Back to the classifier page</a></p>', 1)
     scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)

@@ -1,4 +1,5 @@
-"""Images from a request body, in the three forms /v1 accepts: multipart (`file` / `files`), a raw
+"""Images from a request body, and the upload limits every protocol applies. The three forms /v1
+accepts: multipart (`file` / `files`), a raw
 image body (`Content-Type: image/*` or `application/octet-stream`), or JSON with base64
 (`{"image": "..."}` / `{"images": ["...", ...]}`)."""
 
@@ -29,6 +30,9 @@ BASE64_SCHEMA = {"type": "string", "format": "byte", "description": "the image f
 
 def request_body_doc(batch: bool) -> dict[str, Any]:
     """The OpenAPI requestBody for a predict route: every accepted form, with examples."""
+    multipart: dict[str, Any]
+    json_body: dict[str, Any]
+    example: dict[str, Any]
     if batch:
         multipart = {"type": "object", "required": ["files"],
                      "properties": {"files": {"type": "array", "items": IMAGE_SCHEMA, "minItems": 1}}}
@@ -77,8 +81,9 @@ async def read_many(request: Request, settings: Settings, parser: JsonParser) ->
     limit = settings.max_batch_files
     if kind == "multipart/form-data":
         form = await read_form(request, max_files=limit, max_fields=limit + 20, limit=limit)
-        uploads = form.getlist("files")
-        if not uploads or not all(isinstance(u, UploadFile) for u in uploads):
+        sent = form.getlist("files")
+        uploads = [u for u in sent if isinstance(u, UploadFile)]
+        if not uploads or len(uploads) != len(sent):
             raise ApiError(422, "invalid_request", "files: Field required (repeated multipart file fields 'files')")
         check_count(len(uploads), limit)
         return [await read_upload(u, settings.max_upload_bytes) for u in uploads]
@@ -114,10 +119,13 @@ async def read_upload(upload: UploadFile, limit: int) -> ImageInput:
     return checked(ImageInput(upload.filename, data), limit)
 
 
+def too_large(name: str | None, limit: int) -> ApiError:
+    return ApiError(413, "file_too_large", f"{name or 'an image'} is larger than {limit} bytes")
+
+
 def checked(item: ImageInput, limit: int) -> ImageInput:
     if item.error is None and len(item.data) > limit:
-        name = item.filename or "the image"
-        item.error, item.data = ApiError(413, "file_too_large", f"{name} is larger than {limit} bytes"), b""
+        item.error, item.data = too_large(item.filename, limit), b""
     return item
 
 

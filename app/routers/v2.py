@@ -17,12 +17,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.errors import ApiError
-from app.inference.classifier import Classifier, Input, Outcome
-from app.routers.deps import ModelName, RegistryDep, RuntimeDep, runtime_of
-from app.routers.models import lookup_classifier
+from app.inference.handler import Outcome
+from app.inference.model_version import ModelVersion
+from app.inference.postprocess import rank
+from app.inference.preprocess import Input
 from app.parsing import ParseFailure
-from app.routers.predict import BatcherErrors, admit_or_raise, check_request_pixels, check_room_or_raise, input_error
-from app.runtime import Runtime
+from app.routers.deps import ModelName, ServiceDep, service_of
+from app.routers.uploads import check_count, too_large
+from app.service import ModelService, input_error
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
@@ -50,18 +52,18 @@ async def live() -> dict[str, bool]:
 
 
 @router.get("/health/ready", summary="Readiness (v2)")
-async def ready(runtime: RuntimeDep) -> dict[str, bool]:
-    is_ready, problems = runtime.registry.readiness()
-    if not is_ready or runtime.draining:
+async def ready(service: ServiceDep) -> dict[str, bool]:
+    is_ready, problems = service.registry.readiness()
+    if not is_ready or service.draining:
         raise ApiError(503, "not_ready", "; ".join(problems) or "shutting down")
     return {"ready": True}
 
 
-def model_metadata(classifier: Classifier, versions: list[int]) -> dict[str, Any]:
-    manifest = classifier.manifest
+def model_metadata(model: ModelVersion, versions: list[int]) -> dict[str, Any]:
+    manifest = model.manifest
     classes = len(manifest.labels)
     return {
-        "name": classifier.name,
+        "name": model.name,
         "versions": [str(v) for v in versions],
         "platform": "paddle_inference",
         "inputs": [{"name": manifest.input.name, "datatype": "FP32", "shape": manifest.input.shape},
@@ -70,45 +72,41 @@ def model_metadata(classifier: Classifier, versions: list[int]) -> dict[str, Any
     }
 
 
-def versions_of(registry: RegistryDep, name: str) -> list[int]:
-    return next((sorted(e.versions) for e in registry.models() if e.name == name), [])
-
-
 @router.get("/models/{name}", summary="Model metadata (v2)")
-async def metadata(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
-    return model_metadata(lookup_classifier(registry, name), versions_of(registry, name))
+async def metadata(name: ModelName, service: ServiceDep) -> dict[str, Any]:
+    return model_metadata(service.lookup(name), service.versions_of(name))
 
 
 @router.get("/models/{name}/versions/{version}", summary="Model version metadata (v2)")
-async def version_metadata(name: ModelName, version: str, registry: RegistryDep) -> dict[str, Any]:
-    return model_metadata(lookup_classifier(registry, name, parse_version(version)), versions_of(registry, name))
+async def version_metadata(name: ModelName, version: str, service: ServiceDep) -> dict[str, Any]:
+    return model_metadata(service.lookup(name, parse_version(version)), service.versions_of(name))
 
 
 @router.get("/models/{name}/ready", summary="Model readiness (v2)")
-async def model_ready(name: ModelName, registry: RegistryDep) -> dict[str, Any]:
-    lookup_classifier(registry, name)
+async def model_ready(name: ModelName, service: ServiceDep) -> dict[str, Any]:
+    service.lookup(name)
     return {"name": name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness (v2)")
-async def model_version_ready(name: ModelName, version: str, registry: RegistryDep) -> dict[str, Any]:
-    lookup_classifier(registry, name, parse_version(version))
+async def model_version_ready(name: ModelName, version: str, service: ServiceDep) -> dict[str, Any]:
+    service.lookup(name, parse_version(version))
     return {"name": name, "version": version, "ready": True}
 
 
 @router.post("/models/{name}/infer", summary="Inference (v2): FP32 tensors or BYTES images")
 async def infer(name: ModelName, request: Request) -> Response:
-    runtime = runtime_of(request)  # not a dependency: see deps.py
-    return await run_infer(lookup_classifier(runtime.registry, name), request, runtime)
+    service = service_of(request)  # not a dependency: see params.py
+    return await run_infer(service, service.lookup(name), request)
 
 
 @router.post("/models/{name}/versions/{version}/infer", summary="Inference with a given version (v2)")
 async def infer_version(name: ModelName, version: str, request: Request) -> Response:
-    runtime = runtime_of(request)
-    return await run_infer(lookup_classifier(runtime.registry, name, parse_version(version)), request, runtime)
+    service = service_of(request)
+    return await run_infer(service, service.lookup(name, parse_version(version)), request)
 
 
-async def read_infer_request(request: Request, runtime: Runtime) -> tuple[dict[str, Any], bytes]:
+async def read_infer_request(request: Request, service: ModelService) -> tuple[dict[str, Any], bytes]:
     body = await request.body()
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is None:
@@ -117,11 +115,11 @@ async def read_infer_request(request: Request, runtime: Runtime) -> tuple[dict[s
         if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise ApiError(400, "invalid_request", f"{HEADER_LENGTH} must be a length within the body")
         json_part, binary = body[: int(header_length)], body[int(header_length):]
-    limit = runtime.settings.max_json_bytes
+    limit = service.settings.max_json_bytes
     if len(json_part) > limit:
         raise ApiError(413, "payload_too_large", f"the JSON part is {len(json_part)} bytes; the limit is {limit}: "
                                                  "send large tensors with the binary tensor data extension")
-    payload = await runtime.json_parser.parse(json_part, "tensors")
+    payload = await service.json_parser.parse(json_part, "tensors")
     if isinstance(payload, ParseFailure):
         raise ApiError(400, "invalid_request", f"the inference request is not valid JSON: {payload.message}")
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
@@ -183,14 +181,17 @@ def split_bytes_tensor(chunk: bytes) -> list[bytes]:
 
 def stack_probabilities(outcomes: list[Outcome]) -> np.ndarray:
     """(N, K) for the response tensor; one bad image fails the whole request (V2 has no per-item errors)."""
+    rows = []
     for outcome in outcomes:
-        if outcome.error is not None:
-            raise input_error(outcome.error)
-    return np.stack([outcome.probabilities for outcome in outcomes])
+        if outcome.error is not None or outcome.probabilities is None:
+            raise input_error(outcome.error or RuntimeError("no probabilities"))
+        rows.append(outcome.probabilities)
+    return np.stack(rows)
 
 
-def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any, runtime: Runtime) -> list[Input]:
-    expected = classifier.manifest.input.shape[1:]
+def build_inputs(service: ModelService, model: ModelVersion, spec: dict[str, Any], data: Any) -> list[Input]:
+    expected = list(model.input_shape)
+    limits = service.settings
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31
                                               for d in shape):
@@ -199,8 +200,7 @@ def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any, runtim
         if len(shape) != 4 or shape[1:] != expected or shape[0] < 1:
             raise ApiError(400, "invalid_shape", f"FP32 input shape {shape} does not match the model's "
                                                  f"[-1, {', '.join(map(str, expected))}]")
-        if shape[0] > runtime.settings.max_batch_files:
-            raise ApiError(413, "too_many_files", f"at most {runtime.settings.max_batch_files} inputs per request")
+        check_count(shape[0], limits.max_batch_files)
         if data.size != int(np.prod(shape)):
             raise ApiError(400, "invalid_shape", f"{data.size} values do not fill shape {shape}")
         if not np.isfinite(data).all():
@@ -209,35 +209,33 @@ def build_inputs(classifier: Classifier, spec: dict[str, Any], data: Any, runtim
     if spec.get("datatype") == "BYTES":
         if not data or len(data) != int(np.prod(shape)):
             raise ApiError(400, "invalid_shape", f"{len(data)} images do not fill shape {shape}")
-        if len(data) > runtime.settings.max_batch_files:
-            raise ApiError(413, "too_many_files", f"at most {runtime.settings.max_batch_files} images per request")
-        for item in data:
-            if len(item) > runtime.settings.max_upload_bytes:
-                raise ApiError(413, "file_too_large", f"an image is larger than {runtime.settings.max_upload_bytes} bytes")
-        check_request_pixels(classifier, data, runtime.settings.max_request_pixels)
+        check_count(len(data), limits.max_batch_files)
+        if any(len(item) > limits.max_upload_bytes for item in data):
+            raise too_large(None, limits.max_upload_bytes)
+        service.check_request_pixels(model, data)
         return list(data)  # encoded images: the predictor decodes them
     raise ApiError(400, "invalid_datatype", f"datatype {str(spec.get('datatype'))[:32]!r}: use FP32 or BYTES")
 
 
-async def run_infer(classifier: Classifier, request: Request, runtime: Runtime) -> Response:
-    check_room_or_raise(runtime, classifier)  # before the body is read
-    payload, binary = await read_infer_request(request, runtime)
+async def run_infer(service: ModelService, model: ModelVersion, request: Request) -> Response:
+    service.check_room(model)  # before the body is read
+    payload, binary = await read_infer_request(request, service)
     spec = payload["inputs"][0]
     if len(payload["inputs"]) != 1 or not isinstance(spec, dict):
         raise ApiError(400, "invalid_request", "exactly one input tensor is expected")
     data, _offset = tensor_data(spec, binary, 0)
-    batch = build_inputs(classifier, spec, data, runtime)
-    with admit_or_raise(runtime, classifier, len(batch)) as admission, BatcherErrors():
-        outcomes, _timing = await runtime.classify(admission, batch)
+    batch = build_inputs(service, model, spec, data)
+    with service.admit(model, len(batch)) as admission:
+        outcomes, _timing = await service.classify(admission, batch)
     probabilities = stack_probabilities(outcomes)
-    outputs = render_outputs(classifier, payload.get("outputs"), probabilities)
-    body = {"model_name": classifier.name, "model_version": str(classifier.version), "outputs": outputs}
+    outputs = render_outputs(model, payload.get("outputs"), probabilities)
+    body = {"model_name": model.name, "model_version": str(model.version), "outputs": outputs}
     if "id" in payload:
         body["id"] = payload["id"]
     return JSONResponse(body)
 
 
-def render_outputs(classifier: Classifier, requested: Any, probabilities: np.ndarray) -> list[dict[str, Any]]:
+def render_outputs(model: ModelVersion, requested: Any, probabilities: np.ndarray) -> list[dict[str, Any]]:
     tensors = {PROBABILITIES: probabilities}
     wanted = requested if isinstance(requested, list) and requested else [{"name": PROBABILITIES}]
     outputs = []
@@ -253,8 +251,8 @@ def render_outputs(classifier: Classifier, requested: Any, probabilities: np.nda
             continue
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= values.shape[1]:
             raise ApiError(400, "invalid_top_k", f"classification must be 1..{values.shape[1]}, got {k!r}")
-        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
-        strings = [f"{values[row, index]:f}:{index}:{classifier.labels[index]}"
+        order = rank(values, k)
+        strings = [f"{values[row, index]:f}:{index}:{model.labels[index]}"
                    for row in range(len(values)) for index in order[row]]
         outputs.append({"name": name, "datatype": "BYTES", "shape": [len(values), k], "data": strings})
     return outputs

@@ -22,13 +22,13 @@ import numpy as np
 from app.inference.manifest import DatasetProvenance, Preprocessing, PreprocessStep, step_specs
 from app.inference.preprocess import PreprocessError, Preprocessor
 from training.config import DataConfig
+from training.data import photos
 from training.data.folders import FileSamples, scan_csv_folder, scan_image_folder
 from training.data.idx import load_idx_split
 from training.data.mnist import LABELS as DIGIT_LABELS
 from training.data.mnist import PREPROCESSING as DIGIT_PREPROCESSING
 from training.data.mnist import Split as MnistSplit
-from training.data import photos
-from training.data.mnist import create_preprocessor, load_mnist, preprocessing_key, prepare_inputs
+from training.data.mnist import create_preprocessor, load_mnist, prepare_inputs, preprocessing_key
 from training.data.photos import render_training_photo
 from training.data.printed import render_printed_digits, training_faces
 from training.data.split import stratified_split

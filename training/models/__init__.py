@@ -1,5 +1,5 @@
 """The model zoo: a name in a config -> a Paddle network taking (N, C, H, W) float32, giving logits."""
 
-from training.models.registry import MODEL_NAMES, create_model, count_parameters
+from training.models.registry import MODEL_NAMES, count_parameters, create_model, print_summary
 
-__all__ = ["MODEL_NAMES", "create_model", "count_parameters"]
+__all__ = ["MODEL_NAMES", "count_parameters", "create_model", "print_summary"]

@@ -3,6 +3,7 @@ the `paddle.vision.models` networks start from random weights; see finetune.init
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import paddle
@@ -115,7 +116,7 @@ def adapt_first_conv(model: nn.Layer, in_channels: int) -> None:
             parent = model
             *path, leaf = name.split(".")
             for part in path:
-                parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
+                parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]  # type: ignore[index]
             if leaf.isdigit():
                 parent[int(leaf)] = replacement
             else:
@@ -162,4 +163,13 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int)
 
 
 def count_parameters(model: nn.Layer) -> int:
-    return int(sum(p.numel().item() for p in model.parameters()))
+    return sum(math.prod(p.shape) for p in model.parameters())
+
+
+def print_summary(name: str, shape_text: str, classes: int) -> None:
+    """`python -m training summary`: the layer and parameter table of a network."""
+    shape = tuple(int(part) for part in shape_text.split(","))
+    if len(shape) != 3:
+        raise ValueError(f"--input must be C,H,W, got {shape_text!r}")
+    model = create_model(name, shape, classes)
+    paddle.summary(model, (1, *shape))

@@ -1,0 +1,80 @@
+"""Train briefly on real MNIST, export, and serve the export through the app: same numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from app.inference.backends import BackendOptions
+from app.inference.manifest import load_manifest, verify_files
+from app.inference.model_version import LoadOptions, ModelVersion
+from app.inference.postprocess import softmax
+from tests.conftest import MNIST_CACHE, png_bytes
+from training.data.mnist import INPUT_SHAPE, prepare_inputs
+from training.engine import predict_logits
+from training.models import MODEL_NAMES, create_model
+
+
+def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Path) -> None:
+    manifest = load_manifest(exported)
+    verify_files(exported, manifest)
+    assert manifest.name == "smoke-lenet" and manifest.version == 3 and manifest.architecture == "lenet"
+    assert set(manifest.files) == {"inference.json", "inference.pdiparams"}
+    assert exported.stat().st_mode & 0o005 == 0o005, "other users (the service's) can read the version"
+    assert 0.5 < manifest.metrics["test_accuracy"] <= 1.0
+    assert manifest.evaluation["images"] == 500
+    assert manifest.dataset.sha256 == "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+    assert manifest.training["config"]["epochs"] == 1
+    run_dir = Path(manifest.training["run_dir"])
+    assert (run_dir / "config.yaml").is_file() and json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_export_round_trip_matches_dynamic_model(exported: Path, mnist) -> None:  # noqa: ANN001
+    manifest = load_manifest(exported)
+    network = create_model("lenet", INPUT_SHAPE, 10)
+    network.set_state_dict(paddle.load(str(Path(manifest.training["run_dir"]) / "best.pdparams")))
+    inputs = prepare_inputs(mnist.test.images[:64], MNIST_CACHE, "roundtrip")
+    dynamic = predict_logits(network, inputs)
+    model = ModelVersion.load(exported, LoadOptions(BackendOptions("cpu", 2), predictors=1, max_image_pixels=1_000_000))
+    served_probs = np.stack([outcome.probabilities for outcome in model.classify(list(inputs))])
+    logits = model.pool.run(inputs)
+    model.close()
+    assert np.abs(logits - dynamic).max() <= 1e-4
+    assert np.abs(served_probs - softmax(dynamic)).max() <= 1e-4
+
+
+def test_export_preprocessing_is_shared_with_training(exported: Path, mnist) -> None:  # noqa: ANN001
+    """The service's bytes path and training's array path give the same model input."""
+    model = ModelVersion.load(exported, LoadOptions(BackendOptions("cpu", 1), 1, 1_000_000))
+    image = mnist.test.images[7]
+    from_bytes = model.handler.preprocess([png_bytes(image)]).arrays[0]
+    model.close()
+    from_array = prepare_inputs(mnist.test.images[7:8], MNIST_CACHE, "shared")[0]
+    assert np.abs(from_bytes - from_array).max() < 0.05  # only 8-bit PNG rounding differs
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_registry_builds_every_network(name: str) -> None:
+    network = create_model(name, INPUT_SHAPE, 10)
+    network.eval()
+    assert network(paddle.zeros([2, *INPUT_SHAPE])).shape == [2, 10]
+
+
+def test_flip_averaged_network_answers_the_mean_of_an_image_and_its_mirror() -> None:
+    import paddle
+
+    from training.models.registry import FlipAveraged, create_model
+
+    paddle.seed(0)
+    network = create_model("cnn_bn", (3, 32, 32), 2)
+    network.eval()
+    image = paddle.rand([2, 3, 32, 32])
+    averaged = FlipAveraged(network)(image)
+    expected = (network(image) + network(paddle.flip(image, axis=[3]))) / 2
+    assert np.allclose(averaged.numpy(), expected.numpy(), atol=1e-6)
+    mirrored = FlipAveraged(network)(paddle.flip(image, axis=[3]))
+    assert np.allclose(averaged.numpy(), mirrored.numpy(), atol=1e-5)  # a mirror image gets the same answer

@@ -1,0 +1,187 @@
+"""The steps that find a digit in a photo of a page (app/inference/document.py), on pictures built
+here with the trouble each step is for: uneven light, a shadow, the desk beyond the paper's edge,
+ruled and squared paper, specks, a broken stroke, a thin pen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from app.inference.document import (
+    dark_on_light,
+    flatten_background,
+    remove_lines,
+    select_digit,
+    stroke_width,
+    thicken_strokes,
+)
+from app.inference.input_errors import PreprocessError
+from app.inference.preprocess import Preprocessor
+from tests.conftest import encode
+from training.data.mnist import PREPROCESSING, create_preprocessor
+
+SIZE = (480, 360)  # width, height
+
+
+def page(paper: float = 0.9) -> np.ndarray:
+    return np.full((SIZE[1], SIZE[0]), paper, dtype=np.float32)
+
+
+def write_seven(grey: np.ndarray, ink: float = 0.15, width: int = 6, at: tuple[int, int] = (200, 110)) -> np.ndarray:
+    """A 7 about 140 px tall, dark on the page (in place); returns the page."""
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    x, y = at
+    ImageDraw.Draw(image).line([(x, y), (x + 90, y), (x + 30, y + 140)], fill=int(ink * 255), width=width)
+    grey[:] = np.asarray(image, dtype=np.float32) / 255
+    return grey
+
+
+def ink_box(ink: np.ndarray, level: float = 0.5) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero((ink > level).any(axis=1)), np.flatnonzero((ink > level).any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
+def as_input(grey: np.ndarray) -> np.ndarray:
+    return grey[:, :, None]
+
+
+def test_dark_on_light_reads_polarity_from_the_border_or_the_detail() -> None:
+    assert dark_on_light(write_seven(page()))  # ink on paper
+    assert not dark_on_light(1 - write_seven(page()))  # chalk on a blackboard, MNIST
+    falling = write_seven(page()) * np.linspace(1.0, 0.4, SIZE[0], dtype=np.float32)[None, :]
+    assert dark_on_light(falling)  # the border is no longer even: the detail decides
+
+
+def test_flatten_background_takes_away_light_falling_off_and_a_shadow() -> None:
+    grey = write_seven(page())
+    lit = grey * np.linspace(1.0, 0.45, SIZE[0], dtype=np.float32)[None, :]
+    lit[:, : SIZE[0] // 3] *= 0.7  # a shadow over the left third, sharp-edged
+    ink = flatten_background()(as_input(lit))[:, :, 0]
+    stroke = ink > 0.5
+    assert stroke.any()
+    top, left, bottom, right = ink_box(ink)
+    assert 100 <= top and bottom <= 260 and 190 <= left and right <= 300  # the 7, nothing else
+    assert float(ink[~dilated(stroke, 6)].max()) < 0.35  # the paper, lit or shaded, is near 0
+
+
+def dilated(mask: np.ndarray, pixels: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.maximum_filter(mask.view(np.uint8), size=2 * pixels + 1) > 0
+
+
+def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
+    grey = write_seven(page())
+    grey[:, 400:] = 0.25  # a dark desk along the right side
+    grey[300:, :] = 0.3  # and along the bottom
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    assert float(ink[:, 395:].max()) < 0.2 and float(ink[295:, :].max()) < 0.2
+    assert float(ink[110:250, 200:300].max()) > 0.6
+
+
+
+def test_flatten_background_reads_a_digit_under_a_deep_shadow_that_covers_most_of_the_page() -> None:
+    grey = write_seven(page())
+    grey[:250, :] *= 0.45  # a hand's shadow, as dark as a desk, over the 7 and most of the frame
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    assert float(ink[110:245, 200:300].max()) > 0.6  # the part of the 7 in the shadow
+    stroke = ink > 0.5
+    assert float(ink[~dilated(stroke, 6)].max()) < 0.35
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_remove_lines_takes_out_ruling_and_keeps_the_strokes_that_cross_it(grid: bool) -> None:
+    grey = page()
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for y in range(20, SIZE[1], 40):  # ruled lines, a little tilted
+        draw.line([(0, y), (SIZE[0], y + 12)], fill=150, width=2)
+    if grid:
+        for x in range(15, SIZE[0], 40):
+            draw.line([(x, 0), (x - 8, SIZE[1])], fill=150, width=2)
+    grey = write_seven(np.asarray(image, dtype=np.float32) / 255)
+    ink = remove_lines()(flatten_background()(as_input(grey)))[:, :, 0]
+    assert float(np.percentile(ink[:, :150], 99.5)) < 0.15  # left of the 7: no line left
+    stroke = ink[110:260, 200:300] > 0.5
+    assert stroke.sum() > 0.8 * (write_seven(page())[110:260, 200:300] < 0.5).sum()  # the 7 is whole
+
+
+def test_remove_lines_leaves_a_lone_dark_bar_alone() -> None:
+    """A tight crop of a 7: its top bar crosses the frame, like a ruled line, but it is the only
+    one and as dark as the writing."""
+    grey = np.full((120, 100), 0.9, dtype=np.float32)
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    ImageDraw.Draw(image).line([(0, 15), (100, 15), (40, 120)], fill=30, width=8)
+    ink = flatten_background()(as_input(np.asarray(image, dtype=np.float32) / 255))
+    assert float(remove_lines()(ink)[15, :].mean()) > 0.6
+
+
+def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
+    ink = np.zeros((300, 300), dtype=np.float32)
+    ink[80:220, 140:150] = 1.0  # the body of a 5, say
+    ink[80:90, 150:200] = 1.0
+    ink[75:85, 205:230] = 0.9  # its flag, written apart
+    ink[20:23, 20:23] = 1.0  # a speck in a corner
+    ink[290:300, 0:300] = 0.8  # a strip along the border (a desk's edge)
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert digit.shape[0] == pytest.approx(147, abs=4) and digit.shape[1] == pytest.approx(92, abs=4)
+    assert float(digit.max()) == 1.0
+
+
+def test_select_digit_refuses_a_blank_page() -> None:
+    with pytest.raises(PreprocessError, match="no visible foreground"):
+        select_digit()(as_input(np.full((200, 200), 0.01, dtype=np.float32)))
+
+
+def test_thicken_strokes_grows_a_pen_line_to_mnist_width_and_leaves_thick_ones() -> None:
+    thin = np.zeros((200, 120), dtype=np.float32)
+    thin[10:190, 60:63] = 1.0
+    assert stroke_width(thin > 0.5) == pytest.approx(3, abs=0.5)
+    grown = thicken_strokes(0.1)(as_input(thin))[:, :, 0]
+    assert stroke_width(grown > 0.5) == pytest.approx(20, abs=3)
+    thick = np.zeros((200, 120), dtype=np.float32)
+    thick[10:190, 50:75] = 1.0
+    assert np.array_equal(thicken_strokes(0.1)(as_input(thick))[:, :, 0], thick)
+
+
+def photo(grey: np.ndarray) -> bytes:
+    """The page as a phone would send it: RGB, a little blurred, JPEG."""
+    image = Image.fromarray((np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+    return encode(image.filter(ImageFilter.GaussianBlur(1)), "JPEG", quality=80)
+
+
+def test_digit_preprocessing_turns_a_shaded_ruled_photo_into_the_clean_pages_input() -> None:
+    """The same 7, once on a clean evenly lit page and once on ruled paper in light falling off
+    to half: the model gets (nearly) the same 28x28 input."""
+    clean = create_preprocessor()(photo(write_seven(page(), ink=0.3, width=4)))[0]
+    grey = page()
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    for y in range(30, SIZE[1], 45):
+        ImageDraw.Draw(image).line([(0, y), (SIZE[0], y)], fill=170, width=2)
+    grey = write_seven(np.asarray(image, dtype=np.float32) / 255, ink=0.3, width=4)
+    grey *= np.linspace(1.0, 0.55, SIZE[1], dtype=np.float32)[:, None]
+    shaded = create_preprocessor()(photo(grey))[0]
+    assert shaded.shape == (28, 28)
+    assert float(np.abs(shaded - clean).mean()) < 0.03
+
+
+def test_digit_preprocessing_keeps_mnist_digits_as_the_earlier_steps_did(mnist) -> None:  # noqa: ANN001
+    """An MNIST digit sent as a PNG: the photo steps give what the plain crop-fit-centre steps
+    of the earlier manifests gave (no paper, lines or shade to take away)."""
+    earlier = Preprocessor.create("L", (1, 28, 28), [
+        ("invert_if_light_background", {}), ("normalize_contrast", {"floor": 0.1}),
+        ("crop_to_content", {"threshold": 0.2}), ("fit_into_box", {"size": 20}), ("center_by_mass", {"size": 28}),
+    ], 10**6)
+    current = create_preprocessor()
+    differences = []
+    for image in mnist.test.images[:200]:
+        data = encode(Image.fromarray((image * 255).astype(np.uint8)), "PNG")
+        differences.append(float(np.abs(current(data) - earlier(data)).mean()))
+    assert np.median(differences) < 0.01 and np.mean(differences) < 0.03
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_down_to_limit_size() -> None:
+    preprocessor = Preprocessor.create("L", (1, 28, 28), [(s.op, s.params()) for s in PREPROCESSING.steps], 10**8)
+    data = photo(write_seven(np.full((3000, 4000), 0.9, dtype=np.float32), width=30, at=(1800, 1000)))
+    image = preprocessor.load(preprocessor.open(data))
+    assert image.size == (1000, 750)  # 1/4 scale: the least that still gives 640 px

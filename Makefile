@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: help serve test train models clean
+.PHONY: help serve test unit train models clean
 
 ## help: list the targets
 help:
@@ -33,9 +33,15 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.runtime-installed
 	$(BIN)/python -m app --host $(HOST) --port $(PORT)
 
-## test: install the development dependencies and run the whole test suite
+## test: install the development dependencies, lint and type-check, and run every test (unit, integration, e2e)
 test: $(VENV)/.dev-installed
+	$(BIN)/ruff check
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+## unit: the unit tests alone (in-process, a fake backend: seconds)
+unit: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest tests/unit
 
 ## train: install the training extras and train; CONFIG=training/configs/mnist_lenet.yaml ARGS="--set epochs=5"
 CONFIG ?= training/configs/mnist_lenet.yaml

@@ -16,8 +16,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APP_", frozen=True, extra="ignore")
 
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
-    backend: str = Field("paddle", description="The model runtime: an entry of app.inference.backends.BACKENDS "
-                                               "(paddle: Paddle Inference, oneDNN on CPU or CUDA on GPU)")
+    backend: str = Field("auto", description="The model runtime: paddle (Paddle Inference, oneDNN on CPU or CUDA "
+                                               "on GPU), onnxruntime or openvino (CPU, from the model's ONNX file), "
+                                               "or auto (per model, the fastest installed, measured at warm-up)")
+    model_backend: dict[str, str] = Field(default_factory=dict,
+                                          description='Per model, JSON: {"mnist-lenet": "onnxruntime"}')
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")
     cpu_threads: int = Field(0, ge=0, description="Math threads per predictor; 0 = measured per model at warm-up: "
                                                   "where usable CPUs (affinity, cgroup quota) / predictors threads "
@@ -83,8 +86,15 @@ class Settings(BaseSettings):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value not in BACKENDS:
-            raise ValueError(f"unknown backend {value!r}: known are {', '.join(sorted(BACKENDS))}")
+        if value != "auto" and value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}: known are auto, {', '.join(sorted(BACKENDS))}")
+        return value
+
+    @field_validator("model_backend")
+    @classmethod
+    def _known_model_backends(cls, value: dict[str, str]) -> dict[str, str]:
+        for kind in value.values():
+            cls._known_backend(kind)
         return value
 
     @field_validator("admin_token", mode="before")

@@ -15,7 +15,7 @@ from types import FrameType
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.inference.backends import BackendOptions
+from app.inference.backends import BackendOptions, BackendUnavailableError, missing_package
 from app.inference.backends.paddle import import_paddle, resolve_device
 from app.inference.cpu import usable_cpus
 from app.inference.model_version import LoadOptions
@@ -29,7 +29,11 @@ GIL_SWITCH_SECONDS = 0.001
 
 
 def build_load_options(settings: Settings) -> LoadOptions:
-    """Raises DeviceUnavailableError for APP_DEVICE=gpu without a usable GPU: fail at start, loudly."""
+    """Raises DeviceUnavailableError for APP_DEVICE=gpu without a usable GPU, and
+    BackendUnavailableError for a runtime that is not installed: fail at start, loudly."""
+    for kind in {settings.backend, *settings.model_backend.values()} - {"auto"}:
+        if (missing := missing_package(kind)) is not None:
+            raise BackendUnavailableError(missing)
     device, reason = resolve_device(settings.device)
     log.info("inference device: %s (%s)", device, reason)
     measure_threads = settings.cpu_threads == 0
@@ -39,7 +43,8 @@ def build_load_options(settings: Settings) -> LoadOptions:
                              solo_threads=max(1, usable_cpus() // settings.predictors) if measure_threads else 0,
                              onednn=settings.onednn, gpu_id=settings.gpu_id, gpu_memory_mb=settings.gpu_memory_mb,
                              omp_blocktime_ms=settings.omp_blocktime_ms)
-    return LoadOptions(backend=backend, backend_kind=settings.backend, predictors=settings.predictors,
+    return LoadOptions(backend=backend, backend_kind=settings.backend, model_backend=dict(settings.model_backend),
+                       predictors=settings.predictors,
                        max_image_pixels=settings.max_image_pixels, device_reason=reason,
                        max_batch_size=settings.max_batch_size,
                        model_max_batch_size=dict(settings.model_max_batch_size), isolation=settings.isolation,

@@ -7,12 +7,14 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
  2. the in-process pipeline (decode + preprocess + predict, all cores): our limit;
  3. the HTTP floor: the same app with a route that reads the same multipart upload and returns a
     constant body (no decode, no inference);
- 4. the service as shipped (no APP_* tuning): single-image requests at concurrency 1, 8, 32, 64,
+ 4. the service with no APP_* tuning but APP_BACKEND=paddle: single-image requests at concurrency 1, 8, 32, 64,
     and 32-image batch requests; the photo model also at c1 with a photo as taken (~500x375);
  5. a lock-per-request baseline: one in-process predictor, batch size 1 (APP_ISOLATION=thread,
     APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1), what a serving layer without batching does;
  6. where c1 latency goes: the model, decoding, preprocessing, the HTTP floor as a request meets it
     right after a model run, and the rest of the route (see measure_c1_split);
+ 7. every other installed runtime (APP_BACKEND=onnxruntime, and openvino with `pip install '.[openvino]'`):
+    raw batch 1 and 32, its own in-process pipeline, and the service on it at c1 and c32;
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per
 predictor, predictors in child processes (APP_ISOLATION=process, the default) or in the server
 process (thread). Photos are real ones re-encoded as JPEG at 224 on the shorter side.
@@ -51,7 +53,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend  # noqa: E402
+from app.inference.backends import (  # noqa: E402
+    BACKENDS,
+    Backend,
+    BackendOptions,
+    BackendSpec,
+    load_backend,
+    missing_package,
+)
 from app.inference.cpu import usable_cpus  # noqa: E402
 from app.inference.manifest import (  # noqa: E402
     DatasetProvenance,
@@ -65,8 +74,11 @@ from app.inference.manifest import (  # noqa: E402
 )
 from app.inference.model_version import LoadOptions, ModelVersion  # noqa: E402
 from app.inference.preprocess import Prepared  # noqa: E402
+from training.convert import add_onnx  # noqa: E402
 
 BOUNDARY = "BENCHBOUNDARY"
+# The other runtimes installed here, each measured beside Paddle Inference in every round.
+OTHER_RUNTIMES = [kind for kind in BACKENDS if kind != "paddle" and missing_package(kind) is None]
 PHOTO_DIR = ROOT.parent / "shared" / "data" / "hymenoptera" / "val" / "ants"
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -135,18 +147,21 @@ def multipart(images: list[bytes], field: str) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def raw_predictor(directory: Path, options: BackendOptions) -> tuple[Backend, Callable[[int], np.ndarray]]:
-    """The bench's own predictor for an exported model, and a maker of random input batches for it."""
+def raw_predictor(directory: Path, options: BackendOptions,
+                  kind: str = "paddle") -> tuple[Backend, Callable[[int], np.ndarray]]:
+    """The bench's own predictor for an exported model on runtime `kind`, and a maker of random
+    input batches for it."""
     manifest = json.loads((directory / "manifest.json").read_text())
-    predictor = load_backend(BackendSpec("paddle", directory / manifest["model_file"],
-                                         directory / manifest["params_file"], options))
+    artifacts = {name: directory / artifact["file"] for name, artifact in manifest.get("runtimes", {}).items()}
+    predictor = load_backend(BackendSpec(kind, directory / manifest["model_file"],
+                                         directory / manifest["params_file"], options, artifacts))
     shape = manifest["input"]["shape"][1:]
     return predictor, lambda batch: np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
 
 
-def measure_raw(directory: Path, threads: int, seconds: float,
-                batches: tuple[int, ...] = (1, 8, 32)) -> dict[str, dict[str, float]]:
-    predictor, random_batch = raw_predictor(directory, BackendOptions("cpu", threads))
+def measure_raw(directory: Path, threads: int, seconds: float, batches: tuple[int, ...] = (1, 8, 32),
+                kind: str = "paddle") -> dict[str, dict[str, float]]:
+    predictor, random_batch = raw_predictor(directory, BackendOptions("cpu", threads), kind)
     results = {}
     for batch in batches:
         x = random_batch(batch)
@@ -160,9 +175,9 @@ def measure_raw(directory: Path, threads: int, seconds: float,
     return results
 
 
-def measure_pipeline(directory: Path, images: list[bytes], threads: int, seconds: float) -> float:
+def measure_pipeline(directory: Path, images: list[bytes], threads: int, seconds: float, kind: str = "paddle") -> float:
     """Decode + preprocess on all cores, overlapped with batched inference: images/s."""
-    model = ModelVersion.load(directory, LoadOptions(BackendOptions("cpu", threads), 1, 40_000_000))
+    model = ModelVersion.load(directory, LoadOptions(BackendOptions("cpu", threads), 1, 40_000_000, backend_kind=kind))
     batch = model.batch_policy.max_batch_size
     done, started = 0, time.perf_counter()
     with ThreadPoolExecutor(usable_cpus()) as pool:
@@ -249,8 +264,9 @@ class Server:
     def __init__(self, models_dir: Path, env: dict[str, str], workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Paddle Inference unless a runtime is asked for: items 1-6 measure the serving layer on it.
         full_env = {**os.environ, "APP_MODEL_DIR": str(models_dir), "APP_LOG_LEVEL": "warning",
-                    "PYTHONPATH": str(ROOT), **env}
+                    "PYTHONPATH": str(ROOT), "APP_BACKEND": "paddle", **env}
         self.log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--host", "127.0.0.1", "--port", str(self.port),
@@ -417,6 +433,24 @@ def measure_round(work: Workload, seconds: float) -> dict:
     baseline_env = {**layout_env(1, cores, "thread"), "APP_MAX_BATCH_SIZE": "1"}
     with Server(work.models_dir, baseline_env, 1) as server:
         report["lock_baseline_single_c32"] = run_wrk(server.url + work.predict, work.single, 32, seconds, 1)
+        report["lock_baseline_single_c1"] = run_wrk(server.url + work.predict, work.single, 1, seconds, 1)
+    report["runtimes"] = {kind: measure_runtime(work, kind, seconds) for kind in OTHER_RUNTIMES}
+    return report
+
+
+def measure_runtime(work: Workload, kind: str, seconds: float) -> dict:
+    """Another runtime (APP_BACKEND=kind), as shipped otherwise: raw, its own pipeline, served."""
+    cores = usable_cpus()
+    report: dict = {"raw": measure_raw(work.directory, cores, seconds, (1, 32), kind),
+                    "raw_one_thread": measure_raw(work.directory, 1, seconds, (1,), kind),
+                    "pipeline_images_per_s": measure_pipeline(work.directory, work.images, cores, seconds, kind)}
+    with Server(work.models_dir, {"APP_BACKEND": kind}, 1) as server:
+        url = server.url + work.predict
+        report["service"] = {f"single_c{c}": run_wrk(url, work.single, c, seconds, 1) for c in (1, 32)}
+    print(f"  {work.name} on {kind}: raw b1 {raw_b1_ms(report):.2f} ms, b32 "
+          f"{report['raw']['32']['images_per_s']:.0f} images/s; served c1 p50 "
+          f"{report['service']['single_c1']['p50_ms']:.2f} ms, c32 {report['service']['single_c32']['images_per_s']:.0f} "
+          f"images/s", flush=True)
     return report
 
 
@@ -437,6 +471,29 @@ def round_ratios(lenet: dict, mobile: dict) -> dict[str, float]:
         ratios[f"{name}_p50_c1_minus_raw_b1_ms (goal <= 2)"] = p50 - raw_b1_ms(report)
     ratios["mobilenet_photo_as_taken_p50_c1_minus_raw_b1_ms (no goal)"] = (
         mobile["service"]["single_c1_photo_as_taken"]["p50_ms"] - raw_b1_ms(mobile))
+    ratios.update(runtime_ratios(lenet, mobile))
+    return ratios
+
+
+def runtime_ratios(lenet: dict, mobile: dict) -> dict[str, float]:
+    """The runtime goals: every runtime against Paddle Inference, measured in the same round."""
+    ratios: dict[str, float] = {}
+    if not mobile["runtimes"]:
+        return ratios
+    # "Fastest": of this round (the runtimes' own figures below name each one).
+    best = max(mobile["runtimes"].values(), key=lambda report: report["service"]["single_c32"]["images_per_s"])
+    ratios["mobilenet_c32_fastest_runtime_vs_paddle (goal >= 2)"] = (
+        best["service"]["single_c32"]["images_per_s"] / mobile["service"]["single_c32"]["images_per_s"])
+    ratios["mobilenet_c32_fastest_runtime_vs_its_pipeline (goal >= 0.85)"] = (
+        best["service"]["single_c32"]["images_per_s"] / best["pipeline_images_per_s"])
+    ratios["mobilenet_p50_c1_fastest_runtime_minus_its_raw_b1_ms (goal <= 2)"] = (
+        best["service"]["single_c1"]["p50_ms"] - raw_b1_ms(best))
+    quickest = min(report["service"]["single_c1"]["p50_ms"] for report in lenet["runtimes"].values())
+    ratios["lenet_p50_c1_quickest_runtime_vs_lock_baseline_p50_c1 (goal <= 1)"] = (
+        quickest / lenet["lock_baseline_single_c1"]["p50_ms"])
+    for kind, report in mobile["runtimes"].items():
+        ratios[f"mobilenet_c32_{kind}_vs_paddle (no goal)"] = (
+            report["service"]["single_c32"]["images_per_s"] / mobile["service"]["single_c32"]["images_per_s"])
     return ratios
 
 
@@ -492,10 +549,13 @@ def main() -> int:
         models_dir = Path(tmp)
         shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")
         export_mobilenet(models_dir)
+        if OTHER_RUNTIMES:
+            add_onnx(models_dir / "bench-mobilenet" / "1")
         results = {name: bench_model(name, models_dir, args.seconds, layouts, args.rounds)
                    for name in ("mnist-lenet", "bench-mobilenet")}
-    results["goals"] = print_goals(results)
     results["machine"] = {"cpus": usable_cpus(), "seconds_per_run": args.seconds, "rounds": args.rounds}
+    args.out.write_text(json.dumps(results, indent=2))  # first: whatever the summary below does
+    results["goals"] = print_goals(results)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nfull results: {args.out}")
     return 0

@@ -1,4 +1,4 @@
-"""`python -m training {train,bundle,evaluate,eda,summary,predict}`: train, inspect and export the
+"""`python -m training {train,bundle,evaluate,eda,summary,convert,predict}`: train, inspect and export the
 classifiers the app serves. The command line only: each command is a function of its own module."""
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     summary.add_argument("--input", default="3,224,224", help="C,H,W (default 3,224,224)")
     summary.add_argument("--classes", type=int, default=10)
 
+    convert = commands.add_parser("convert", help="add the ONNX file that ONNX Runtime and OpenVINO read to exported "
+                                                  "model versions, checked against Paddle Inference")
+    convert.add_argument("--model", type=Path, required=True, action="append", dest="models",
+                         help="models/<name>/<version> (repeat for several)")
+
     predict = commands.add_parser("predict", help="classify a folder of images into a CSV (id,label,score)")
     predict.add_argument("--model", type=Path, required=True, help="models/<name> or models/<name>/<version>")
     predict.add_argument("--images", type=Path, required=True)
@@ -82,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             run_eda(load_config(args.config, args.overrides), args.out)
         elif args.command == "summary":
             print_summary(args.model, args.input, args.classes)
+        elif args.command == "convert":
+            from training.convert import add_onnx
+
+            for directory in args.models:
+                manifest = add_onnx(directory)
+                print(f"{directory}: {manifest.runtimes['onnx'].converter}; parity {manifest.runtimes['onnx'].parity}")
         elif args.command == "predict":
             from training.predict import predict_folder
 

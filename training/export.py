@@ -30,6 +30,7 @@ from app.inference.manifest import (
     sha256_file,
 )
 from training.config import TrainConfig, apply_overrides, build_dataclass
+from training.convert import try_add_onnx
 from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import create_preprocessor, load_mnist
 from training.models.registry import FlipAveraged
@@ -159,6 +160,7 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
             files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
         save_manifest(staging, manifest)
+        try_add_onnx(staging, manifest)
         # mkdtemp makes the directory 0700: the service often runs as another user (the image's uid 10001).
         staging.chmod(0o755)
         if target.exists():

@@ -95,6 +95,15 @@ class DatasetProvenance(_Strict):
     splits: dict[str, int] = Field(default_factory=dict)
 
 
+class RuntimeArtifact(_Strict):
+    """The model in another runtime's format, converted from the Paddle files and checked against them."""
+
+    file: str = Field(description="Listed in `files`, e.g. inference.onnx")
+    converter: str = Field(description="What converted it, e.g. paddle2onnx 2.1.0, opset 17")
+    parity: dict[str, float] = Field(default_factory=dict, description=(
+        "Against Paddle Inference on the same inputs: inputs, max_abs_diff (of the outputs), top1_agreement"))
+
+
 class Manifest(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
@@ -114,6 +123,8 @@ class Manifest(_Strict):
     dataset: DatasetProvenance
     training: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="SHA-256 of every file in the directory except the manifest")
+    runtimes: dict[str, RuntimeArtifact] = Field(default_factory=dict, description=(
+        "The model in other runtimes' formats, by format (onnx: ONNX Runtime and OpenVINO read it)"))
 
     @field_validator("name")
     @classmethod
@@ -124,7 +135,7 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _check_files_listed(self) -> Manifest:
-        for required in (self.model_file, self.params_file):
+        for required in (self.model_file, self.params_file, *(a.file for a in self.runtimes.values())):
             if required not in self.files:
                 raise ValueError(f"{required} is not listed in files")
         return self
@@ -170,5 +181,8 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
 
 def save_manifest(directory: Path, manifest: Manifest) -> Path:
     path = directory / MANIFEST_FILE
-    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    # Without other runtimes' files the manifest is written as before they existed, so a service
+    # that does not know `runtimes` still reads it.
+    unused = {"runtimes"} if not manifest.runtimes else set()
+    path.write_text(manifest.model_dump_json(indent=2, exclude=unused) + "\n", encoding="utf-8")
     return path

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from app.inference.backends import BackendOptions, BackendSpec
+from app.inference.backends import BACKENDS, BackendOptions, BackendSpec, choose_backend, missing_package
 from app.inference.handler import HandlerSpec, ModelHandler, Outcome
 from app.inference.manifest import Manifest, load_manifest, verify_files
 from app.inference.pools import Isolation, Pool, create_pool
 from app.inference.preprocess import Input
-from app.inference.tuning import BatchPolicy, ThreadPolicy, measure_batch_size, measure_threads, zero_batch
+from app.inference.tuning import (
+    BackendChoice,
+    BatchPolicy,
+    ThreadPolicy,
+    choose_fastest_backend,
+    measure_backends,
+    measure_batch_size,
+    measure_threads,
+    zero_batch,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,7 @@ class LoadOptions:
     predictors: int
     max_image_pixels: int
     backend_kind: str = "paddle"  # an entry of app.inference.backends.BACKENDS
+    model_backend: dict[str, str] = field(default_factory=dict)  # per model name, wins over the above
     device_reason: str = ""
     max_batch_size: int = 0  # 0: measure at warm-up
     model_max_batch_size: dict[str, int] = field(default_factory=dict)  # per model name, wins over the above
@@ -43,6 +53,7 @@ class ModelVersion:
     handler: ModelHandler
     pool: Pool
     options: LoadOptions
+    backend_choice: BackendChoice = BackendChoice("paddle", "the default")
     load_seconds: float = 0.0
     warmup_ms: float = 0.0
     batch_policy: BatchPolicy = BatchPolicy(1, "not measured")
@@ -75,11 +86,11 @@ class ModelVersion:
         verify_files(directory, manifest)
         handler = HandlerSpec.of(manifest, options.max_image_pixels).build()
         handler.check()
-        backend = BackendSpec(options.backend_kind, directory / manifest.model_file, directory / manifest.params_file,
-                              options.backend)
+        choice = decide_backend(directory, manifest, options)
+        backend = backend_spec(choice.kind, directory, manifest, options.backend)
         pool = create_pool(options.isolation, backend, handler, options.predictors,
                            f"{manifest.name}/{manifest.version}", options.predictor_max_rss_mb)
-        model = cls(directory, manifest, handler, pool, options)
+        model = cls(directory, manifest, handler, pool, options, choice)
         try:
             if pool.input_name != manifest.input.name:
                 raise ValueError(f"model input is {pool.input_name!r}, manifest says {manifest.input.name!r}")
@@ -168,6 +179,9 @@ class ModelVersion:
         threads, batches = self.thread_policy, self.batch_policy
         return {
             **self.pool.backend_description,
+            "backend_reason": self.backend_choice.reason,
+            "backend_images_per_second": {kind: {str(size): rate for size, rate in rates.items()}
+                                          for kind, rates in self.backend_choice.images_per_second.items()},
             "device_reason": self.options.device_reason,
             "solo_threads": threads.solo_threads or None,
             "cpu_threads_reason": threads.reason,
@@ -179,3 +193,26 @@ class ModelVersion:
             "batch_size_reason": batches.reason,
             "measured_images_per_second": {str(k): v for k, v in batches.measured_images_per_second.items()},
         }
+
+
+def backend_spec(kind: str, directory: Path, manifest: Manifest, options: BackendOptions) -> BackendSpec:
+    return BackendSpec(kind, directory / manifest.model_file, directory / manifest.params_file, options,
+                       {name: directory / artifact.file for name, artifact in manifest.runtimes.items()})
+
+
+def decide_backend(directory: Path, manifest: Manifest, options: LoadOptions) -> BackendChoice:
+    """The runtime this version runs on: the one asked for (APP_MODEL_BACKEND, else APP_BACKEND)
+    where the model can run on it, else Paddle Inference; with `auto`, the fastest of those
+    installed, measured here on the model's own shapes. Every runtime but Paddle runs the ONNX file
+    that conversion checked against Paddle Inference (fp32: the same answers, to rounding)."""
+    requested = options.model_backend.get(manifest.name, options.backend_kind)
+    device, artifacts = options.backend.device, set(manifest.runtimes)
+    if requested != "auto":
+        return BackendChoice(*choose_backend(requested, artifacts, device))
+    candidates = [kind for kind in BACKENDS
+                  if missing_package(kind) is None and choose_backend(kind, artifacts, device)[0] == kind]
+    if candidates == ["paddle"]:
+        return BackendChoice("paddle", "auto: no other runtime is installed, or the model has no file for one")
+    served = replace(options.backend, solo_threads=0)  # as predictors run under load
+    specs = {kind: backend_spec(kind, directory, manifest, served) for kind in candidates}
+    return choose_fastest_backend(measure_backends(specs, manifest.input.shape[1:]))

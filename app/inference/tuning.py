@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from app.inference.backends import BackendSpec, load_backend
 from app.inference.pools import Pool
 
 BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -118,6 +119,38 @@ def measure_throughput(pool: Pool, shape: Sequence[int], sizes: Sequence[int], s
     ordered = {size: runs[size] for size in sorted(runs, reverse=True)}
     medians = median_run_ms(ordered, min_runs=3, budget_seconds=budget_seconds, warm=False)
     return {size: round(size * 1000 / medians[size], 1) for size in sorted(medians)}
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    kind: str
+    reason: str
+    images_per_second: dict[str, dict[int, float]] = field(default_factory=dict)  # kind -> batch -> images/s
+
+
+def measure_backends(specs: dict[str, BackendSpec], shape: Sequence[int], batches: Sequence[int] = (1, 8),
+                     budget_seconds: float = 0.6) -> dict[str, dict[int, float]]:
+    """images/s of each runtime at each batch size, loaded here on the served thread count and timed
+    in turns (see median_run_ms)."""
+    backends = {kind: load_backend(spec) for kind, spec in specs.items()}
+    runs: dict[tuple[str, int], Callable[[], object]] = {
+        (kind, size): partial(backend.run, zero_batch(shape, size)) for kind, backend in backends.items()
+        for size in batches}
+    medians = median_run_ms(runs, min_runs=3, budget_seconds=budget_seconds)
+    for backend in backends.values():
+        backend.close()
+    return {kind: {size: round(size * 1000 / medians[kind, size], 1) for size in batches} for kind in backends}
+
+
+def choose_fastest_backend(measured: dict[str, dict[int, float]]) -> BackendChoice:
+    """The runtime with the most images/s at the largest batch measured (the load it must carry), as
+    long as its batch 1 is no slower than Paddle Inference's (a lone request must not wait longer)."""
+    largest = max(next(iter(measured.values())))
+    baseline = measured.get("paddle", {}).get(1, 0.0)
+    eligible = {kind: rates for kind, rates in measured.items() if rates[1] >= baseline or kind == "paddle"}
+    kind = max(eligible, key=lambda k: eligible[k][largest])
+    figures = ", ".join(f"{k} {rates[largest]:.0f}" for k, rates in sorted(measured.items()))
+    return BackendChoice(kind, f"auto: the most images/s at batch {largest} at warm-up ({figures})", measured)
 
 
 def measure_batch_size(pool: Pool, shape: Sequence[int], solo: bool) -> BatchPolicy:

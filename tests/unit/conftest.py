@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.inference.backends import BACKENDS, BackendOptions
+from app.inference.backends import BACKENDS, BackendEntry, BackendOptions
 from app.inference.model_version import LoadOptions
 from app.inference.registry import ModelRegistry
 from app.main import create_app
@@ -21,7 +21,7 @@ from tests.unit.fakes import FakeBackend, write_fake_model
 @pytest.fixture
 def fake_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBackend]]:
     """The fake registered as a backend; its record of runs starts empty."""
-    monkeypatch.setitem(BACKENDS, "fake", "tests.unit.fakes:FakeBackend")
+    monkeypatch.setitem(BACKENDS, "fake", BackendEntry("tests.unit.fakes:FakeBackend", "numpy"))
     FakeBackend.runs = []
     FakeBackend.gate = None
     yield FakeBackend

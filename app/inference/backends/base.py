@@ -8,7 +8,7 @@ preprocessing) and after it (probabilities, labels) is the handler's (app/infere
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -56,6 +56,14 @@ class BackendSpec:
     model_file: Path
     params_file: Path
     options: BackendOptions
+    artifacts: dict[str, Path] = field(default_factory=dict)  # format (e.g. "onnx") -> file, from the manifest
+
+    def artifact(self, kind: str) -> Path:
+        """The model's file in another format; a ValueError naming the way to make it when there is none."""
+        path = self.artifacts.get(kind)
+        if path is None:
+            raise ValueError(f"the model has no {kind} file: python -m training convert adds one")
+        return path
 
 
 class Backend(Protocol):

@@ -23,7 +23,10 @@ def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Pat
     manifest = load_manifest(exported)
     verify_files(exported, manifest)
     assert manifest.name == "smoke-lenet" and manifest.version == 3 and manifest.architecture == "lenet"
-    assert set(manifest.files) == {"inference.json", "inference.pdiparams"}
+    assert set(manifest.files) == {"inference.json", "inference.pdiparams", "inference.onnx"}
+    onnx = manifest.runtimes["onnx"]  # the training extras convert every export
+    assert onnx.file == "inference.onnx" and onnx.converter.startswith("paddle2onnx")
+    assert onnx.parity["top1_agreement"] == 1.0 and onnx.parity["max_abs_diff"] < 1e-3
     assert exported.stat().st_mode & 0o005 == 0o005, "other users (the service's) can read the version"
     assert 0.5 < manifest.metrics["test_accuracy"] <= 1.0
     assert manifest.evaluation["images"] == 500

@@ -18,6 +18,18 @@ def test_settings_read_app_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_settings_refuse_an_unknown_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("APP_BACKEND", "onnx-but-not-installed")
-    with pytest.raises(ValidationError, match="unknown backend 'onnx-but-not-installed': known are paddle"):
+    monkeypatch.setenv("APP_BACKEND", "tensorrt")
+    with pytest.raises(ValidationError, match="unknown backend 'tensorrt': known are auto, onnxruntime, openvino, paddle"):
         Settings()
+
+
+def test_load_options_refuse_a_runtime_that_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from app.inference.backends import BackendUnavailableError
+    from app.lifespan import build_load_options
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(BackendUnavailableError, match=r"needs the openvino package.*pip install '\.\[openvino\]'"):
+        build_load_options(Settings(model_backend={"hymenoptera": "openvino"}))

@@ -21,6 +21,7 @@ from app.inference.cpu import usable_cpus
 from app.inference.model_version import LoadOptions
 from app.inference.registry import ModelRegistry, VersionStatus
 from app.service import ModelService
+from app.signals import restore_signal_handlers
 from app.telemetry import record_model_load
 
 log = logging.getLogger(__name__)
@@ -52,17 +53,10 @@ def build_load_options(settings: Settings) -> LoadOptions:
 
 
 def reclaim_signal_handlers() -> None:
-    """Import Paddle here, in the main thread, and give SIGINT/SIGTERM back to Python (uvicorn).
-
-    Importing Paddle later, in a loading thread, would let its C-level handlers replace uvicorn's
-    graceful shutdown without Python noticing."""
+    """Import Paddle here, in the main thread, and give SIGINT/SIGTERM back to Python (uvicorn):
+    see app/signals.py."""
     import_paddle()
-    if threading.current_thread() is not threading.main_thread():
-        return  # embedded (e.g. a test portal): signals belong to whoever runs the main thread
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler is not None:
-            signal.signal(signum, handler)
+    restore_signal_handlers()
 
 
 def drain_on_sigterm(service: ModelService, seconds: float) -> None:
@@ -108,6 +102,7 @@ async def load_then_freeze_heap(registry: ModelRegistry) -> None:
     a hundred thousand objects) out of the garbage collector's reach: a full collection over them
     is a pause every request in flight waits for (seen as long tails under load)."""
     await asyncio.to_thread(registry.load_all)
+    restore_signal_handlers()  # loading may have created Paddle predictors in this process
     gc.collect()
     gc.freeze()
 

@@ -28,6 +28,7 @@ from app.inference.postprocess import Prediction
 from app.inference.preprocess import Input
 from app.inference.registry import ModelNotFoundError, ModelNotReadyError, ModelRegistry, ReloadReport
 from app.parsing import JsonParser
+from app.signals import restore_signal_handlers
 from app.telemetry import ModelSeries
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ class ModelService:
         """Rescan the model directory off the event loop; what it replaced or removed is retired
         in the background (the reload does not wait for their queues to drain)."""
         report = await asyncio.to_thread(self.registry.reload)
+        restore_signal_handlers()  # the reload may have created Paddle predictors in this process
         self.retire_unloaded()
         return report
 

@@ -209,6 +209,8 @@ def decide_backend(directory: Path, manifest: Manifest, options: LoadOptions) ->
     device, artifacts = options.backend.device, set(manifest.runtimes)
     if requested != "auto":
         return BackendChoice(*choose_backend(requested, artifacts, device))
+    if device != "cpu":
+        return BackendChoice("paddle", "auto: the GPU runs Paddle Inference")
     candidates = [kind for kind in BACKENDS
                   if missing_package(kind) is None and choose_backend(kind, artifacts, device)[0] == kind]
     if candidates == ["paddle"]:

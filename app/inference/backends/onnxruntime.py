@@ -11,6 +11,8 @@ import onnxruntime as ort
 
 from app.inference.backends.base import BackendOptions, BackendSpec
 
+ort.disable_telemetry_events()  # ONNX Runtime's usage events: a server reports nothing it was not asked to
+
 
 def create_session(path: Path, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()

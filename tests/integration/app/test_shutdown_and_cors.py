@@ -14,10 +14,14 @@ from tests.integration.app.test_api import LENET
 
 
 # APP_DEVICE=cpu is what the container runs: Paddle is then first imported while models load, which
-# once let Paddle's own SIGTERM handler replace the graceful one (and hang as PID 1).
-@pytest.mark.parametrize("device", ["auto", "cpu"])
-def test_sigterm_under_load_drains_without_losing_requests(server_factory, device: str) -> None:  # noqa: ANN001
-    server: Server = server_factory({"APP_DRAIN_SECONDS": "2", "APP_DEVICE": device})
+# once let Paddle's own SIGTERM handler replace the graceful one (and hang as PID 1). Creating a
+# Paddle predictor in the server process (thread isolation; APP_BACKEND=auto timing the runtimes)
+# installs it again.
+@pytest.mark.parametrize(("device", "settings"), [
+    ("auto", {}), ("cpu", {}), ("cpu", {"APP_ISOLATION": "thread", "APP_BACKEND": "paddle"})])
+def test_sigterm_under_load_drains_without_losing_requests(server_factory, device: str,  # noqa: ANN001
+                                                           settings: dict[str, str]) -> None:
+    server: Server = server_factory({"APP_DRAIN_SECONDS": "2", "APP_DEVICE": device, **settings})
     data = encode(draw_digit_one(), "PNG")
     outcomes: list[str] = []
     lock = threading.Lock()

@@ -81,7 +81,8 @@ def drain_on_sigterm(service: ModelService, seconds: float) -> None:
 
 
 def record_version_state(name: str, version: int, status: VersionStatus) -> None:
-    record_model_load(name, version, ready=status.model is not None, failed=status.error is not None)
+    backend = status.model.backend_choice.kind if status.model is not None else None
+    record_model_load(name, version, ready=status.model is not None, failed=status.error is not None, backend=backend)
 
 
 async def poll_model_directory(service: ModelService, seconds: float) -> None:

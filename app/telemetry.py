@@ -26,6 +26,8 @@ BATCH_SIZE = Histogram("classifier_batch_size", "Images per predictor run", ["mo
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 QUEUE_DEPTH = Gauge("classifier_queue_depth_images", "Images waiting in a model's queue", ["model", "version"])
 MODEL_READY = Gauge("classifier_model_ready", "1 when the version can serve, else 0", ["model", "version"])
+MODEL_BACKEND = Gauge("classifier_model_backend", "1 for the runtime a loaded version runs on",
+                      ["model", "version", "backend"])
 LOAD_FAILURES = Counter("classifier_model_load_failures_total", "Failed loads and reloads of a model version",
                         ["model", "version"])
 
@@ -37,8 +39,10 @@ def render_metrics() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-def record_model_load(model: str, version: int, ready: bool, failed: bool) -> None:
+def record_model_load(model: str, version: int, ready: bool, failed: bool, backend: str | None = None) -> None:
     MODEL_READY.labels(model, str(version)).set(1 if ready else 0)
+    if backend is not None:
+        MODEL_BACKEND.labels(model, str(version), backend).set(1)
     if failed:
         LOAD_FAILURES.labels(model, str(version)).inc()
 

@@ -109,6 +109,7 @@ def test_metrics_count_requests_batches_and_model_state(server: Server) -> None:
         served_version(client)
         client.post("/v1/models/mnist-lenet/predict", files={"file": ("x.png", b"")})
         text = client.get("/metrics").text
+        backend = client.get("/v1/models/mnist-lenet").json()["runtime"]["backend"]
     for needle in ('classifier_http_requests_total{method="POST",model="mnist-lenet",route="/v1/models/{name}/predict"'
                    ',status="200",version="1"}',
                    'route="/v1/models/{name}/predict",status="400"',
@@ -119,6 +120,8 @@ def test_metrics_count_requests_batches_and_model_state(server: Server) -> None:
                    'classifier_model_ready{model="mnist-lenet",version="1"} 1.0',
                    'classifier_http_request_duration_seconds_bucket'):
         assert needle in text, needle
+    kind = {"paddle-inference": "paddle"}.get(backend, backend)
+    assert f'classifier_model_backend{{backend="{kind}",model="mnist-lenet",version="1"}} 1.0' in text
 
 
 def test_access_log_is_json_with_request_id(server: Server) -> None:

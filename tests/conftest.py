@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,6 +104,17 @@ def mnist():  # noqa: ANN201 - training.data.mnist.Mnist
     from training.data.mnist import load_mnist
 
     return load_mnist(MNIST_CACHE)
+
+
+def lenet_without_onnx(directory: Path) -> Path:
+    """A copy of the bundled LeNet at directory/1 as exported without its ONNX file."""
+    target = directory / "1"
+    shutil.copytree(MODELS_DIR / "mnist-lenet" / "1", target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["files"]["inference.onnx"], manifest["runtimes"]
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    (target / "inference.onnx").unlink()
+    return target
 
 
 def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:

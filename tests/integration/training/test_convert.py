@@ -3,8 +3,6 @@ conversion leaves the version as it was."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,22 +10,12 @@ from pathlib import Path
 import pytest
 
 from app.inference.manifest import load_manifest, verify_files
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import ROOT, lenet_without_onnx
 from training.convert import try_add_onnx
 
 
-def without_onnx(tmp_path: Path) -> Path:
-    target = tmp_path / "1"
-    shutil.copytree(MODELS_DIR / "mnist-lenet" / "1", target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    del manifest["files"]["inference.onnx"], manifest["runtimes"]
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    (target / "inference.onnx").unlink()
-    return target
-
-
 def test_convert_command_adds_a_checked_onnx_file(tmp_path: Path) -> None:
-    target = without_onnx(tmp_path)
+    target = lenet_without_onnx(tmp_path)
     result = subprocess.run([sys.executable, "-m", "training", "convert", "--model", str(target)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -37,7 +25,7 @@ def test_convert_command_adds_a_checked_onnx_file(tmp_path: Path) -> None:
 
 
 def test_a_failed_conversion_leaves_the_version_as_it_was(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    target = without_onnx(tmp_path)
+    target = lenet_without_onnx(tmp_path)
     (target / "inference.json").write_text('{"not": "a program"}')
     before = load_manifest(target)
     assert try_add_onnx(target, before) == before

@@ -5,9 +5,7 @@ without the runtime's file served by Paddle Inference, saying why."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from app.inference.backends import BACKENDS, BackendOptions, missing_package
 from app.inference.input_errors import ImageDecodeError
 from app.inference.model_version import LoadOptions, ModelVersion
 from app.inference.pools import ProcessPool
-from tests.conftest import MODELS_DIR, png_bytes
+from tests.conftest import MODELS_DIR, lenet_without_onnx, png_bytes
 
 RUNTIMES = [kind for kind in BACKENDS if missing_package(kind) is None]
 OTHERS = [kind for kind in RUNTIMES if kind != "paddle"]
@@ -105,13 +103,7 @@ def test_runtime_in_a_predictor_process_batches_fails_one_input_and_survives_a_c
 
 @pytest.mark.parametrize("kind", OTHERS)
 def test_model_without_the_runtimes_file_is_served_by_paddle_inference(kind: str, tmp_path: Path) -> None:
-    target = tmp_path / "1"
-    shutil.copytree(MODELS_DIR / "mnist-lenet" / "1", target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    del manifest["files"]["inference.onnx"], manifest["runtimes"]
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    (target / "inference.onnx").unlink()
-    model = load(target, kind)
+    model = load(lenet_without_onnx(tmp_path), kind)
     try:
         info = model.describe()
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.inference.tuning import BatchPolicy, choose_threads, median_run_ms
+from app.inference.tuning import BatchPolicy, choose_fastest_backend, choose_threads, median_run_ms
 
 
 @pytest.mark.parametrize(("batch_one_ms", "expected"), [
@@ -31,3 +31,20 @@ def test_batch_policy_runs_inline_only_where_a_full_batch_is_faster_than_a_threa
     assert BatchPolicy(32, "measured", {32: 64_000.0}).runs_inline()  # 0.5 ms a batch
     assert not BatchPolicy(32, "measured", {32: 3_200.0}).runs_inline()  # 10 ms a batch
     assert not BatchPolicy(8, "set by APP_MAX_BATCH_SIZE").runs_inline()  # not measured: never
+
+
+@pytest.mark.parametrize(("measured", "expected"), [
+    ({"paddle": {1: 100.0, 8: 300.0}, "onnxruntime": {1: 150.0, 8: 600.0}, "openvino": {1: 140.0, 8: 590.0}},
+     "onnxruntime"),
+    # Within 5%: the preferred order decides, not the noise.
+    ({"paddle": {1: 100.0, 8: 300.0}, "onnxruntime": {1: 150.0, 8: 600.0}, "openvino": {1: 140.0, 8: 620.0}},
+     "onnxruntime"),
+    ({"paddle": {1: 100.0, 8: 300.0}, "onnxruntime": {1: 150.0, 8: 600.0}, "openvino": {1: 140.0, 8: 700.0}},
+     "openvino"),
+    # Faster under load but slower for a lone image than Paddle Inference: not taken.
+    ({"paddle": {1: 100.0, 8: 300.0}, "onnxruntime": {1: 90.0, 8: 600.0}}, "paddle"),
+    ({"paddle": {1: 100.0, 8: 300.0}}, "paddle"),
+])
+def test_choose_fastest_backend_needs_a_clear_margin(measured: dict[str, dict[int, float]], expected: str) -> None:
+    choice = choose_fastest_backend(measured)
+    assert choice.kind == expected and choice.reason.startswith("auto: the most images/s at batch 8")

@@ -123,6 +123,7 @@ def test_auto_measures_every_installed_runtime_and_keeps_the_fastest(digits: tup
     assert set(measured) == set(RUNTIMES) and all(rate > 0 for rates in measured.values() for rate in rates.values())
     assert info["backend_reason"].startswith("auto: the most images/s at batch 8")
     chosen = {"paddle-inference": "paddle"}.get(info["backend"], info["backend"])
-    assert measured[chosen]["8"] == max(rates["8"] for kind, rates in measured.items()
-                                        if rates["1"] >= measured["paddle"]["1"] or kind == "paddle")
+    eligible = {kind: rates for kind, rates in measured.items() if rates["1"] >= measured["paddle"]["1"]}
+    assert chosen in eligible or chosen == "paddle"
+    assert measured[chosen]["8"] * 1.05 >= max(rates["8"] for rates in [*eligible.values(), measured["paddle"]])
     assert np.abs(answers - paddle_answers[:50]).max() < 1e-4

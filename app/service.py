@@ -17,6 +17,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from app.config import Settings
 from app.errors import ApiError
 from app.inference.batcher import Batcher, BatchTiming, InferenceError, QueueFullError, QueueTimeoutError
@@ -79,6 +81,13 @@ def input_error(exc: Exception) -> ApiError:
         return ApiError(422, "unusable_image", str(exc))
     log.error("preparing an image failed: %s: %s", type(exc).__name__, exc)
     return ApiError(500, "inference_failed", f"preparing the image failed on the server: {type(exc).__name__}")
+
+
+def probabilities_of(outcome: Outcome) -> np.ndarray:
+    """One input's probabilities (K,), or its own error as the client should see it."""
+    if outcome.error is not None or outcome.probabilities is None:
+        raise input_error(outcome.error or RuntimeError("no probabilities"))
+    return outcome.probabilities
 
 
 class BatcherErrors:
@@ -210,9 +219,7 @@ class ModelService:
     @staticmethod
     def predictions(model: ModelVersion, outcome: Outcome, k: int) -> list[Prediction]:
         """One input's k best classes, or its own error as the client should see it."""
-        if outcome.error is not None or outcome.probabilities is None:
-            raise input_error(outcome.error or RuntimeError("no probabilities"))
-        return model.handler.top_k(outcome.probabilities, k)
+        return model.handler.top_k(probabilities_of(outcome), k)
 
     # the models' lifecycle
 

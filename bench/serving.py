@@ -57,7 +57,6 @@ from app.inference.backends import (  # noqa: E402
     BACKENDS,
     Backend,
     BackendOptions,
-    BackendSpec,
     load_backend,
     missing_package,
 )
@@ -69,10 +68,11 @@ from app.inference.manifest import (  # noqa: E402
     PreprocessStep,
     TensorInput,
     TensorOutput,
+    load_manifest,
     save_manifest,
     sha256_file,
 )
-from app.inference.model_version import LoadOptions, ModelVersion  # noqa: E402
+from app.inference.model_version import LoadOptions, ModelVersion, backend_spec  # noqa: E402
 from app.inference.preprocess import Prepared  # noqa: E402
 from training.convert import add_onnx  # noqa: E402
 
@@ -151,11 +151,9 @@ def raw_predictor(directory: Path, options: BackendOptions,
                   kind: str = "paddle") -> tuple[Backend, Callable[[int], np.ndarray]]:
     """The bench's own predictor for an exported model on runtime `kind`, and a maker of random
     input batches for it."""
-    manifest = json.loads((directory / "manifest.json").read_text())
-    artifacts = {name: directory / artifact["file"] for name, artifact in manifest.get("runtimes", {}).items()}
-    predictor = load_backend(BackendSpec(kind, directory / manifest["model_file"],
-                                         directory / manifest["params_file"], options, artifacts))
-    shape = manifest["input"]["shape"][1:]
+    manifest = load_manifest(directory)
+    predictor = load_backend(backend_spec(kind, directory, manifest, options))
+    shape = manifest.input.shape[1:]
     return predictor, lambda batch: np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
 
 

@@ -24,7 +24,7 @@ from app.inference.preprocess import Input
 from app.parsing import ParseFailure
 from app.routers.deps import ModelName, ServiceDep, service_of
 from app.routers.uploads import check_count, too_large
-from app.service import ModelService, input_error
+from app.service import ModelService, probabilities_of
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
@@ -181,12 +181,7 @@ def split_bytes_tensor(chunk: bytes) -> list[bytes]:
 
 def stack_probabilities(outcomes: list[Outcome]) -> np.ndarray:
     """(N, K) for the response tensor; one bad image fails the whole request (V2 has no per-item errors)."""
-    rows = []
-    for outcome in outcomes:
-        if outcome.error is not None or outcome.probabilities is None:
-            raise input_error(outcome.error or RuntimeError("no probabilities"))
-        rows.append(outcome.probabilities)
-    return np.stack(rows)
+    return np.stack([probabilities_of(outcome) for outcome in outcomes])
 
 
 def build_inputs(service: ModelService, model: ModelVersion, spec: dict[str, Any], data: Any) -> list[Input]:

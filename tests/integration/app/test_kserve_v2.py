@@ -97,3 +97,16 @@ def test_v2_errors_keep_the_error_shape(server: Server) -> None:
         bad_image = http.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
             {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": ["not an image"]}]})
         assert bad_image.status_code == 415
+
+
+def test_v2_bytes_image_over_the_upload_limit_is_413(server: Server) -> None:
+    """One BYTES element larger than APP_MAX_UPLOAD_BYTES (10 MB), sent with the binary extension."""
+    element = b"\xff\xd8" + b"\0" * (10 * 2**20)
+    binary = len(element).to_bytes(4, "little") + element
+    header = ('{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], '
+              f'"parameters": {{"binary_data_size": {len(binary)}}}}}]}}').encode()
+    response = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", content=header + binary, timeout=60,
+                          headers={"Inference-Header-Content-Length": str(len(header)),
+                                   "Content-Type": "application/octet-stream"})
+    assert response.status_code == 413 and response.json()["code"] == "file_too_large"
+    assert "larger than 10485760 bytes" in response.json()["error"]

@@ -227,8 +227,28 @@ def center_by_mass(size: int = 28) -> Step:
     return step
 
 
-def resize(size: Sequence[int]) -> Step:
+def sample_linear(image: Image.Image, scaled: tuple[int, int],
+                  box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """The image scaled to `scaled` (width, height), or the `box` (left, top, right, bottom) of that,
+    each pixel interpolated between the four source pixels nearest its centre, with no antialiasing:
+    OpenCV's INTER_LINEAR (PaddleClas's default resize) to within one 8-bit level."""
+    width, height = image.size
+    step_x, step_y = width / scaled[0], height / scaled[1]
+    left, top, right, bottom = box or (0, 0, *scaled)
+    return image.transform((right - left, bottom - top), Image.Transform.AFFINE,
+                           (step_x, 0, left * step_x, 0, step_y, top * step_y), resample=Image.Resampling.BILINEAR)
+
+
+def sample_linear_array(array: Array, height: int, width: int) -> Array:
+    channels = [np.asarray(sample_linear(Image.fromarray(np.ascontiguousarray(array[:, :, c])), (width, height)),
+                           dtype=np.float32) for c in range(array.shape[2])]
+    return np.stack(channels, axis=2)
+
+
+def resize(size: Sequence[int], antialias: bool = True) -> Step:
     height, width = int(size[0]), int(size[1])
+    if not antialias:
+        return lambda array: sample_linear_array(array, height, width)
     return lambda array: resize_array(array, height, width)
 
 
@@ -238,12 +258,14 @@ def short_side_target(width: int, height: int, size: int) -> tuple[int, int]:
     return max(size, round(width * scale)), max(size, round(height * scale))
 
 
-def resize_short(size: int) -> Step:
+def resize_short(size: int, antialias: bool = True) -> Step:
     """Scale so the shorter side is `size` (the usual step before a centre crop)."""
 
     def step(array: Array) -> Array:
         height, width = array.shape[:2]
         target_w, target_h = short_side_target(width, height, size)
+        if not antialias:
+            return sample_linear_array(array, target_h, target_w)
         return resize_array(array, target_h, target_w)
 
     return step
@@ -303,8 +325,10 @@ class ByteAffine:
 ImageStep = Callable[[Image.Image], Image.Image]
 
 
-def _resize_image(size: Sequence[int]) -> ImageStep:
+def _resize_image(size: Sequence[int], antialias: bool = True) -> ImageStep:
     height, width = int(size[0]), int(size[1])
+    if not antialias:
+        return lambda image: sample_linear(image, (width, height))
     return lambda image: image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
@@ -334,9 +358,11 @@ def limit_size(max_side: int) -> Step:
     return step
 
 
-def _resize_short_image(size: int) -> ImageStep:
+def _resize_short_image(size: int, antialias: bool = True) -> ImageStep:
     def step(image: Image.Image) -> Image.Image:
         target = short_side_target(*image.size, size)
+        if not antialias:
+            return sample_linear(image, target)
         return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
     return step
@@ -353,7 +379,7 @@ def _center_crop_image(size: int) -> ImageStep:
     return step
 
 
-def _resize_short_crop_image(size: int, crop: int) -> ImageStep:
+def _resize_short_crop_image(size: int, crop: int, antialias: bool = True) -> ImageStep:
     """resize_short then center_crop as one resize of just the region the crop keeps: the same
     pixels (within 1/255) for half the work on a photo, as the discarded margins are never computed."""
 
@@ -361,6 +387,8 @@ def _resize_short_crop_image(size: int, crop: int) -> ImageStep:
         width, height = image.size
         target_w, target_h = short_side_target(width, height, size)
         left, top = (target_w - crop) // 2, (target_h - crop) // 2
+        if not antialias:
+            return sample_linear(image, (target_w, target_h), (left, top, left + crop, top + crop))
         step_x, step_y = width / target_w, height / target_h
         box = (left * step_x, top * step_y, (left + crop) * step_x, (top + crop) * step_y)
         return image.resize((crop, crop), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
@@ -376,7 +404,7 @@ def build_image_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Image
         following = specs[index + 1] if index + 1 < len(specs) else None
         if op == "resize_short" and following is not None and following[0] == "center_crop" \
                 and following[1]["size"] <= params["size"]:
-            steps.append(_resize_short_crop_image(params["size"], following[1]["size"]))
+            steps.append(_resize_short_crop_image(params["size"], following[1]["size"], params["antialias"]))
             index += 2
             continue
         steps.append(IMAGE_STEP_FACTORIES[op](**params))
@@ -463,6 +491,13 @@ class SizeParams(_Params):
     size: Side
 
 
+class ResizeShortParams(_Params):
+    size: Side
+    # False: interpolate between the nearest source pixels only (OpenCV's INTER_LINEAR), as models
+    # trained with PaddleClas's default resize saw their images; a shrunk photo then aliases.
+    antialias: bool = True
+
+
 class CanvasParams(_Params):
     size: Side = 28
 
@@ -473,6 +508,7 @@ class BoxParams(_Params):
 
 class ResizeParams(_Params):
     size: Annotated[list[Side], Field(min_length=2, max_length=2)]
+    antialias: bool = True  # as in ResizeShortParams
 
 
 class NormalizeParams(_Params):
@@ -492,7 +528,7 @@ STEP_PARAMETERS: dict[str, type[_Params]] = {
     "fit_into_box": BoxParams,
     "center_by_mass": CanvasParams,
     "resize": ResizeParams,
-    "resize_short": SizeParams,
+    "resize_short": ResizeShortParams,
     "center_crop": SizeParams,
     "normalize": NormalizeParams,
 }
@@ -557,6 +593,8 @@ class Preprocessor:
     image_steps: tuple[ImageStep, ...] = ()  # the leading geometric steps, run on the 8-bit image
     affine: ByteAffine | None = None  # set when all that follows them is (at most) normalize
     max_side: int | None = None  # from a leading limit_size: the detail the steps work at
+    # A JPEG may decode at reduced scale, unless a step samples the full-size pixels (antialias off).
+    draft: bool = True
 
     @classmethod
     def create(
@@ -581,7 +619,9 @@ class Preprocessor:
         # request of each predictor process would pay for that import, unless it is paid here.
         Image.init()
         max_side = int(step_specs[0][1]["max_side"]) if step_specs and step_specs[0][0] == "limit_size" else None
-        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps, affine, max_side)
+        draft = all(params.get("antialias", True) for _, params in step_specs)
+        return cls(color_mode, (channels, height, width), array_steps, max_pixels, image_steps, affine, max_side,
+                   draft)
 
     def __call__(self, data: bytes) -> Array:
         return self.process_image(self.decode(data))
@@ -628,7 +668,7 @@ class Preprocessor:
         return open_image(data, self.max_pixels)
 
     def load(self, image: Image.Image) -> Image.Image:
-        return load_image(image, self.draft_size(*image.size))
+        return load_image(image, self.draft_size(*image.size) if self.draft else None)
 
     def draft_size(self, width: int, height: int) -> tuple[int, int]:
         """The least (width, height) a JPEG may decode to: what a leading limit_size keeps, or

@@ -27,6 +27,7 @@ from app.inference.preprocess import (
     load_image,
     normalize_contrast,
     open_image,
+    sample_linear,
 )
 from tests.conftest import ROOT, draw_digit_one, encode, png_bytes
 from training.data.mnist import create_preprocessor
@@ -220,6 +221,50 @@ def test_preprocessor_fused_crop_and_normalize_match_step_by_step(color_mode: st
     assert out.flags["C_CONTIGUOUS"]  # the layout the predictor takes, with no copy
     # Pixels differ by at most one 8-bit step (x 1/std after normalising).
     assert np.abs(out - reference).max() <= 1.01 / 255 / min(norm["std"])
+
+
+def opencv_linear(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """OpenCV's INTER_LINEAR as its documentation defines it: each output pixel's centre mapped
+    back to (x + 0.5) * scale - 0.5, clamped to the edges, between its four nearest source pixels."""
+    source = pixels.astype(np.float64)
+
+    def axis(out: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.clip((np.arange(out) + 0.5) * size / out - 0.5, 0, size - 1)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, size - 1), position - low
+
+    y0, y1, fy = axis(height, pixels.shape[0])
+    x0, x1, fx = axis(width, pixels.shape[1])
+    fx, fy = fx[None, :, None], fy[:, None, None]
+    top = source[y0][:, x0] * (1 - fx) + source[y0][:, x1] * fx
+    bottom = source[y1][:, x0] * (1 - fx) + source[y1][:, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.mark.parametrize(("source", "target"), [((500, 375), (341, 256)), ((4000, 3000), (341, 256)),
+                                                 ((60, 45), (256, 192)), ((257, 256), (256, 255))])
+def test_sample_linear_is_opencv_inter_linear_to_one_level(source: tuple[int, int], target: tuple[int, int]) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (source[1], source[0], 3)).astype(np.uint8)
+    ours = np.asarray(sample_linear(Image.fromarray(pixels), target), dtype=np.float64)
+    assert np.abs(ours - opencv_linear(pixels, *target)).max() < 1.0 + 1e-6
+
+
+def test_sample_linear_box_is_that_part_of_the_whole() -> None:
+    pixels = np.random.default_rng(4).integers(0, 256, (300, 400, 3)).astype(np.uint8)
+    whole = np.asarray(sample_linear(Image.fromarray(pixels), (341, 256)))
+    part = np.asarray(sample_linear(Image.fromarray(pixels), (341, 256), (58, 16, 282, 240)))
+    assert np.abs(part.astype(int) - whole[16:240, 58:282]).max() <= 1
+
+
+def test_preprocessor_without_antialias_decodes_jpegs_at_full_size() -> None:
+    specs = [("resize_short", {"size": 64, "antialias": False}), ("center_crop", {"size": 56})]
+    assert not Preprocessor.create("RGB", (3, 56, 56), specs, LIMIT).draft
+    assert Preprocessor.create("RGB", (3, 56, 56), [("resize_short", {"size": 64}), ("center_crop", {"size": 56})],
+                               LIMIT).draft
+    array_path = Preprocessor("RGB", (3, 56, 56), tuple(build_steps(check_specs(specs))), LIMIT)
+    photo = Image.fromarray(np.random.default_rng(5).integers(0, 256, (120, 160, 3)).astype(np.uint8))
+    image_path = Preprocessor.create("RGB", (3, 56, 56), specs, LIMIT)
+    assert np.abs(array_path.process_image(photo) - image_path.process_image(photo)).max() <= 1.01 / 255
 
 
 def test_preprocessor_create_registers_every_format_before_the_first_request() -> None:

@@ -62,6 +62,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     convert.add_argument("--model", type=Path, required=True, action="append", dest="models",
                          help="models/<name>/<version> (repeat for several)")
 
+    imports = commands.add_parser("import", help="make a PaddleClas or PaddleX classification export a versioned "
+                                                 "model directory with a full manifest")
+    imports.add_argument("export", type=Path, help="the export: inference.json or .pdmodel, inference.pdiparams, "
+                                                   "and its deploy config (inference.yml or inference_cls.yaml)")
+    imports.add_argument("--from", dest="export_format", required=True, choices=["paddleclas", "paddlex"])
+    imports.add_argument("--name", required=True, help="the model's name in the service, e.g. flowers")
+    imports.add_argument("--models-dir", type=Path, default=BUNDLED_MODELS, help="default: models/")
+    imports.add_argument("--labels", type=Path, help="the class_id_map_file the deploy config names, where it is "
+                                                     "not beside the export")
+
     predict = commands.add_parser("predict", help="classify a folder of images into a CSV (id,label,score)")
     predict.add_argument("--model", type=Path, required=True, help="models/<name> or models/<name>/<version>")
     predict.add_argument("--images", type=Path, required=True)
@@ -93,12 +103,19 @@ def main(argv: list[str] | None = None) -> int:
             for directory in args.models:
                 manifest = add_onnx(directory)
                 print(f"{directory}: {manifest.runtimes['onnx'].converter}; parity {manifest.runtimes['onnx'].parity}")
+        elif args.command == "import":
+            from training.importer import import_export
+
+            target, manifest = import_export(args.export, args.export_format, args.name, args.models_dir, args.labels)
+            runtimes = f"; ONNX file added ({manifest.runtimes['onnx'].converter})" if manifest.runtimes else ""
+            print(f"{target}: {manifest.architecture}, {len(manifest.labels)} classes, input "
+                  f"{manifest.input.shape[1:]}, output {manifest.output.activation}{runtimes}")
         elif args.command == "predict":
             from training.predict import predict_folder
 
             rows, skipped = predict_folder(args.model, args.images, args.out, args.id_style)
             print(f"wrote {rows} rows to {args.out}" + (f"; skipped {len(skipped)} file(s)" if skipped else ""))
-    except (DatasetUnavailableError, ValueError, FileNotFoundError) as exc:
+    except (DatasetUnavailableError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

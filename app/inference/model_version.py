@@ -12,6 +12,7 @@ from typing import Any
 from app.inference.backends import BACKENDS, BackendOptions, BackendSpec, choose_backend, missing_package
 from app.inference.handler import HandlerSpec, ModelHandler, Outcome
 from app.inference.manifest import Manifest, load_manifest, verify_files
+from app.inference.paddleclas import is_export, manifest_for_export
 from app.inference.pools import Isolation, Pool, create_pool
 from app.inference.preprocess import Input
 from app.inference.tuning import (
@@ -79,11 +80,11 @@ class ModelVersion:
         return tuple(self.manifest.input.shape[1:])
 
     @classmethod
-    def load(cls, directory: Path, options: LoadOptions) -> ModelVersion:
-        """Validate the manifest, check file hashes, build predictors and warm them up."""
+    def load(cls, directory: Path, options: LoadOptions, recorded_files: dict[str, str] | None = None) -> ModelVersion:
+        """Validate the manifest, check file hashes, build predictors and warm them up.
+        `recorded_files`: the hashes an earlier load of this version found (see read_manifest)."""
         started = time.perf_counter()
-        manifest = load_manifest(directory)
-        verify_files(directory, manifest)
+        manifest = read_manifest(directory, recorded_files)
         handler = HandlerSpec.of(manifest, options.max_image_pixels).build()
         handler.check()
         choice = decide_backend(directory, manifest, options)
@@ -193,6 +194,18 @@ class ModelVersion:
             "batch_size_reason": batches.reason,
             "measured_images_per_second": {str(k): v for k, v in batches.measured_images_per_second.items()},
         }
+
+
+def read_manifest(directory: Path, recorded_files: dict[str, str] | None = None) -> Manifest:
+    """models/<name>/<version>/manifest.json with its files checked; or, for a PaddleClas or PaddleX
+    export without one, the manifest its deploy config translates to, whose files must still have
+    the hashes `recorded_files` holds from the export's first load in this server."""
+    if is_export(directory):
+        version = int(directory.name) if directory.name.isdigit() else 1
+        return manifest_for_export(directory, directory.parent.name, version, recorded_files=recorded_files)
+    manifest = load_manifest(directory)
+    verify_files(directory, manifest)
+    return manifest
 
 
 def backend_spec(kind: str, directory: Path, manifest: Manifest, options: BackendOptions) -> BackendSpec:

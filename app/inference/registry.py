@@ -19,6 +19,7 @@ from typing import Literal
 
 from app.inference.manifest import MANIFEST_FILE, NAME_PATTERN
 from app.inference.model_version import LoadOptions, ModelVersion
+from app.inference.paddleclas import fingerprint_export, is_export
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class VersionStatus:
     state: State = "loading"
     error: str | None = None
     model: ModelVersion | None = None
-    fingerprint: str = ""  # SHA-256 of the manifest the model was loaded from
+    fingerprint: str = ""  # SHA-256 of the manifest the model was loaded from (fingerprint_version)
 
 
 @dataclass
@@ -104,7 +105,10 @@ def read_pinned_version(model_path: Path) -> int | None:
 
 
 def fingerprint_version(path: Path) -> str:
+    """What tells a reload that a version changed: its manifest, or a PaddleClas/PaddleX export's files."""
     try:
+        if is_export(path):
+            return fingerprint_export(path)
         return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
     except OSError:
         return "unreadable"
@@ -171,7 +175,8 @@ class ModelRegistry:
             return  # same broken files as last time: do not pay the load again
         model: ModelVersion | None = None
         try:
-            model = ModelVersion.load(path, self.options)
+            recorded = current.model.manifest.files if current.model is not None else None
+            model = ModelVersion.load(path, self.options, recorded)
             if (model.name, model.version) != (name, number):
                 raise ValueError(f"manifest says {model.name}/{model.version}, directory is {key}")
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal to the service

@@ -23,6 +23,7 @@ from app.inference.manifest import DatasetProvenance, Preprocessing, PreprocessS
 from app.inference.preprocess import PreprocessError, Preprocessor
 from training.config import DataConfig
 from training.data import photos
+from training.data.cache import save_arrays
 from training.data.folders import FileSamples, scan_csv_folder, scan_image_folder
 from training.data.idx import load_idx_split
 from training.data.mnist import LABELS as DIGIT_LABELS
@@ -163,9 +164,7 @@ def photo_inputs(train: MnistSplit, count: int, seed: int, cache_dir: Path) -> A
         results = pool.map(render, range(count), chunksize=64)
     inputs = np.stack([array for array, _ in results])
     labels = np.asarray([label for _, label in results], dtype=np.int64)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, inputs=inputs, labels=labels)
-    tmp.replace(cached)
+    save_arrays(cached, inputs=inputs, labels=labels)
     return ArraySplit(inputs, labels, [f"photo-{i}" for i in range(count)])
 
 

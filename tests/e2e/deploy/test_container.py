@@ -5,7 +5,6 @@ one, and checks that the single published port still answers."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -17,26 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import MODELS_DIR, ROOT, free_port, png_bytes
+from tests.conftest import MODELS_DIR, ROOT, free_port
+from tests.e2e.deploy.conftest import ARTIFACTS
 from tests.e2e.deploy.engine import Podman
 
-IMAGE = "paddle-classifier-serving:latest"  # the name docker-compose.yml builds, so compose reuses it
-ARTIFACTS = ROOT / "test-artifacts" / "deploy"
 LENET = "/v1/models/mnist-lenet"
-
-
-@pytest.fixture(scope="module")
-def image(podman: Podman) -> str:
-    started = time.monotonic()
-    build = podman.run("build", "--format", "docker", "--network=host", "--pull=never", "-t", IMAGE, str(ROOT),
-                       timeout=1800)
-    size = int(podman.run("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "build.log").write_text(build.stdout + build.stderr)
-    report = {"image": IMAGE, "size_bytes": size, "size_mb": round(size / 1e6), "build_seconds": round(time.monotonic() - started)}
-    (ARTIFACTS / "image.json").write_text(json.dumps(report, indent=2))
-    print(f"\nimage {IMAGE}: {report['size_mb']} MB, built in {report['build_seconds']} s", file=sys.stderr)
-    return IMAGE
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -57,11 +41,6 @@ def answers_ready(url: str) -> bool:
 
 def classify(url: str, digit_png: bytes) -> httpx.Response:
     return httpx.post(f"{url}{LENET}/predict", files={"file": ("digit.png", digit_png, "image/png")}, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def digit(mnist) -> tuple[bytes, int]:  # noqa: ANN001
-    return png_bytes(mnist.test.images[0]), int(mnist.test.labels[0])
 
 
 @pytest.fixture
@@ -132,6 +111,7 @@ def compose_stack(podman: Podman, image: str) -> Iterator[tuple[str, Callable[..
         leftovers = podman.run("ps", "-aq", "--filter", f"label=io.podman.compose.project={project}").stdout.split()
         if leftovers:
             podman.run("rm", "-f", *leftovers, check=False)
+        podman.run("pod", "rm", "-f", f"pod_{project}", check=False)  # podman-compose's own pod
         podman.run("network", "rm", "-f", f"{project}_default", check=False)
 
 

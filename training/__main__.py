@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from app.inference.backends.paddle import import_paddle
+from app.inference.manifest import load_manifest
 
 import_paddle()  # before the modules that import Paddle: without its ccache warning (it compiles nothing here)
 
@@ -72,6 +73,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     imports.add_argument("--labels", type=Path, help="the class_id_map_file the deploy config names, where it is "
                                                      "not beside the export")
 
+    samples = commands.add_parser("samples", help="store some of a model's test images with it, on which APP_BACKEND="
+                                                  "auto checks a runtime of reduced precision (bf16) before using it")
+    samples.add_argument("--model", type=Path, required=True, action="append", dest="models",
+                         help="models/<name>/<version> (repeat for several)")
+    samples.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="change the recorded training config, e.g. data.root for data kept elsewhere")
+
     predict = commands.add_parser("predict", help="classify a folder of images into a CSV (id,label,score)")
     predict.add_argument("--model", type=Path, required=True, help="models/<name> or models/<name>/<version>")
     predict.add_argument("--images", type=Path, required=True)
@@ -103,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             for directory in args.models:
                 manifest = add_onnx(directory)
                 print(f"{directory}: {manifest.runtimes['onnx'].converter}; parity {manifest.runtimes['onnx'].parity}")
+        elif args.command == "samples":
+            from training.export import evaluate_recorded, write_samples
+
+            for directory in args.models:
+                stored = write_samples(directory, load_manifest(directory),
+                                       evaluate_recorded(directory, args.overrides)).samples
+                assert stored is not None
+                print(f"{directory}: {stored.images} {stored.split} images, Paddle Inference accuracy {stored.accuracy:.4f}")
         elif args.command == "import":
             from training.importer import import_export
 

@@ -23,12 +23,14 @@ from PIL import Image
 from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend
 from app.inference.manifest import (
     Manifest,
+    SampleSet,
     TensorInput,
     TensorOutput,
     load_manifest,
     save_manifest,
     sha256_file,
 )
+from app.inference.samples import SAMPLES_FILE, load_samples, save_samples
 from training.config import TrainConfig, apply_overrides, build_dataclass
 from training.convert import try_add_onnx
 from training.data.dataset import Dataset, load_dataset
@@ -66,10 +68,10 @@ def run_predictor(predictor: Backend, batch: np.ndarray, batch_size: int = 500) 
     return np.concatenate([predictor.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
 
 
-def evaluate_model(directory: Path, overrides: list[str]) -> dict[str, float]:
-    """`python -m training evaluate`: the accuracy of an exported model on the evaluation split of
-    the data it was trained on (the manifest records the training config; `overrides` change it,
-    e.g. data.root for data kept elsewhere), measured as at export."""
+def evaluate_recorded(directory: Path, overrides: list[str]) -> Evaluation:
+    """An exported model on the evaluation split of the data it was trained on (the manifest records
+    the training config; `overrides` change it, e.g. data.root for data kept elsewhere), measured as
+    at export."""
     manifest = load_manifest(directory)
     recorded = manifest.training.get("config")
     if not recorded:
@@ -78,7 +80,12 @@ def evaluate_model(directory: Path, overrides: list[str]) -> dict[str, float]:
     quick = ["data.printed_digits=0", "data.photo_digits=0", "data.limit_train=1"]
     config = build_dataclass(TrainConfig, apply_overrides(recorded, [*quick, *overrides]))
     data = load_dataset(config.data)
-    evaluation = evaluate_exported(directory, data, Path(config.data.cache_dir), config.data.limit_eval)
+    return evaluate_exported(directory, data, Path(config.data.cache_dir), config.data.limit_eval)
+
+
+def evaluate_model(directory: Path, overrides: list[str]) -> dict[str, float]:
+    """`python -m training evaluate`: the accuracy of an exported model on its evaluation split."""
+    evaluation = evaluate_recorded(directory, overrides)
     logits, labels = evaluation.logits, evaluation.labels
     return {"images": int(len(labels)), f"{evaluation.split}_accuracy": top_k_accuracy(logits, labels, 1),
             f"{evaluation.split}_top2_accuracy": top_k_accuracy(logits, labels, 2)}
@@ -118,6 +125,21 @@ def evaluate_exported(directory: Path, data: Dataset, cache_dir: Path, limit_eva
     return Evaluation(split_name, split.inputs, split.labels, logits,
                       f"every {split_name} image decoded and preprocessed from its file by the service's code, "
                       "classified by the exported model through Paddle Inference")
+
+
+def write_samples(directory: Path, manifest: Manifest, evaluation: Evaluation) -> Manifest:
+    """Store some of the evaluation images with the model (the accuracy gate's, app/inference/samples.py),
+    with Paddle Inference's accuracy on them as stored, and save the manifest that lists them."""
+    path = directory / SAMPLES_FILE
+    count = save_samples(path, evaluation.inputs, evaluation.labels)
+    inputs, labels = load_samples(path)
+    accuracy = top_k_accuracy(run_predictor(create_predictor(directory), inputs, batch_size=64), labels, 1)
+    updated = manifest.model_copy(update={
+        "files": {**manifest.files, SAMPLES_FILE: sha256_file(path)},
+        "samples": SampleSet(file=SAMPLES_FILE, split=evaluation.split, images=count, accuracy=accuracy),
+    })
+    save_manifest(directory, Manifest.model_validate(updated.model_dump()))
+    return updated
 
 
 def manifest_metrics(split: str, metrics: dict[str, Any]) -> dict[str, float]:
@@ -160,7 +182,7 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
             files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
         save_manifest(staging, manifest)
-        try_add_onnx(staging, manifest)
+        try_add_onnx(staging, write_samples(staging, manifest, evaluation))
         # mkdtemp makes the directory 0700: the service often runs as another user (the image's uid 10001).
         staging.chmod(0o755)
         if target.exists():

@@ -23,6 +23,23 @@ def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, min(count, math.ceil(quota)) if quota else count)
 
 
+@lru_cache(maxsize=1)
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The instruction set extensions the CPU reports (Linux); empty where it cannot be read."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_bf16() -> bool:
+    """bf16 arithmetic in hardware (AVX-512 BF16 or AMX), which a bf16 runtime needs to be fast."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def cpu_quota(cgroup_root: Path) -> float | None:
     """CPUs' worth of time per period that the cgroup allows (v2 cpu.max, or v1's cfs files); None
     where there is no limit or no such file."""

@@ -104,6 +104,16 @@ class RuntimeArtifact(_Strict):
         "Against Paddle Inference on the same inputs: inputs, max_abs_diff (of the outputs), top1_agreement"))
 
 
+class SampleSet(_Strict):
+    """Some of the model's own test images, as model inputs, stored with it: what a runtime of reduced
+    precision (bf16) must classify as Paddle Inference does before `APP_BACKEND=auto` may choose it."""
+
+    file: str = Field(description="Listed in `files`, e.g. samples.npz (app/inference/samples.py reads it)")
+    split: str = Field(description="The split they come from, e.g. test")
+    images: int = Field(ge=1)
+    accuracy: float = Field(ge=0.0, le=1.0, description="Paddle Inference's top-1 accuracy on them, fp32")
+
+
 class Manifest(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
@@ -125,6 +135,7 @@ class Manifest(_Strict):
     files: dict[str, str] = Field(description="SHA-256 of every file in the directory except the manifest")
     runtimes: dict[str, RuntimeArtifact] = Field(default_factory=dict, description=(
         "The model in other runtimes' formats, by format (onnx: ONNX Runtime and OpenVINO read it)"))
+    samples: SampleSet | None = None
 
     @field_validator("name")
     @classmethod
@@ -135,7 +146,8 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _check_files_listed(self) -> Manifest:
-        for required in (self.model_file, self.params_file, *(a.file for a in self.runtimes.values())):
+        samples = [self.samples.file] if self.samples else []
+        for required in (self.model_file, self.params_file, *(a.file for a in self.runtimes.values()), *samples):
             if required not in self.files:
                 raise ValueError(f"{required} is not listed in files")
         return self
@@ -181,8 +193,8 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
 
 def save_manifest(directory: Path, manifest: Manifest) -> Path:
     path = directory / MANIFEST_FILE
-    # Without other runtimes' files the manifest is written as before they existed, so a service
-    # that does not know `runtimes` still reads it.
-    unused = {"runtimes"} if not manifest.runtimes else set()
+    # Without other runtimes' files or samples the manifest is written as before they existed, so a
+    # service that does not know `runtimes` or `samples` still reads it.
+    unused = ({"runtimes"} if not manifest.runtimes else set()) | ({"samples"} if manifest.samples is None else set())
     path.write_text(manifest.model_dump_json(indent=2, exclude=unused) + "\n", encoding="utf-8")
     return path

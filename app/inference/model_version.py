@@ -15,6 +15,7 @@ from app.inference.manifest import Manifest, load_manifest, verify_files
 from app.inference.paddleclas import is_export, manifest_for_export
 from app.inference.pools import Isolation, Pool, create_pool
 from app.inference.preprocess import Input
+from app.inference.samples import gate_backends
 from app.inference.tuning import (
     BackendChoice,
     BatchPolicy,
@@ -183,6 +184,7 @@ class ModelVersion:
             "backend_reason": self.backend_choice.reason,
             "backend_images_per_second": {kind: {str(size): rate for size, rate in rates.items()}
                                           for kind, rates in self.backend_choice.images_per_second.items()},
+            "backend_accuracy_gate": self.backend_choice.gate,
             "device_reason": self.options.device_reason,
             "solo_threads": threads.solo_threads or None,
             "cpu_threads_reason": threads.reason,
@@ -226,8 +228,38 @@ def decide_backend(directory: Path, manifest: Manifest, options: LoadOptions) ->
         return BackendChoice("paddle", "auto: the GPU runs Paddle Inference")
     candidates = [kind for kind in BACKENDS
                   if missing_package(kind) is None and choose_backend(kind, artifacts, device)[0] == kind]
-    if candidates == ["paddle"]:
-        return BackendChoice("paddle", "auto: no other runtime is installed, or the model has no file for one")
     served = replace(options.backend, solo_threads=0)  # as predictors run under load
+    candidates, gate = gate_reduced_precision(directory, manifest, candidates, served)
+    if candidates == ["paddle"]:
+        return BackendChoice("paddle", "auto: no other runtime is installed, or the model has no file for one"
+                             + describe_gate(gate), gate=gate)
     specs = {kind: backend_spec(kind, directory, manifest, served) for kind in candidates}
-    return choose_fastest_backend(measure_backends(specs, manifest.input.shape[1:]))
+    choice = choose_fastest_backend(measure_backends(specs, manifest.input.shape[1:]))
+    return replace(choice, reason=choice.reason + describe_gate(gate), gate=gate)
+
+
+def describe_gate(gate: dict[str, dict[str, Any]]) -> str:
+    verdicts = [f"{kind} {'passed' if result['passed'] else 'failed'}"
+                + (f" ({result['top1_agreement']:.1%} top-1 agreement on {result['images']} test images)"
+                   if "images" in result else f" ({result['reason']})")
+                for kind, result in gate.items()]
+    return f"; the accuracy gate for reduced precision: {', '.join(verdicts)}" if verdicts else ""
+
+
+def gate_reduced_precision(directory: Path, manifest: Manifest, candidates: list[str],
+                           options: BackendOptions) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The candidates that may run the model: fp32 runtimes (their conversion was checked against
+    Paddle Inference), and those of lower precision that give Paddle Inference's answers on the
+    model's stored test images (samples.py); with what each of the latter scored."""
+    reduced = [kind for kind in candidates if BACKENDS[kind].precision != "fp32"]
+    if not reduced:
+        return candidates, {}
+    if manifest.samples is None:
+        return ([kind for kind in candidates if kind not in reduced],
+                {kind: {"passed": False, "reason": "the model stores no test images to check it on "
+                                                   "(python -m training samples adds them)"} for kind in reduced})
+    specs = {kind: backend_spec(kind, directory, manifest, options) for kind in reduced}
+    results = gate_backends(specs, backend_spec("paddle", directory, manifest, options), directory / manifest.samples.file)
+    passed = {kind for kind, result in results.items() if result.passed}
+    return ([kind for kind in candidates if kind not in reduced or kind in passed],
+            {kind: result.describe() for kind, result in results.items()})

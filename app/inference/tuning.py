@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -126,6 +126,7 @@ class BackendChoice:
     kind: str
     reason: str
     images_per_second: dict[str, dict[int, float]] = field(default_factory=dict)  # kind -> batch -> images/s
+    gate: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> the accuracy gate's figures
 
 
 def measure_backends(specs: dict[str, BackendSpec], shape: Sequence[int], batches: Sequence[int] = (1, 8),
@@ -144,7 +145,7 @@ def measure_backends(specs: dict[str, BackendSpec], shape: Sequence[int], batche
 
 # Runtimes within BACKEND_MARGIN of each other at warm-up are taken in this order: served under load
 # in predictor processes, ONNX Runtime kept more of its raw speed than the others (docs/performance.md).
-BACKEND_PREFERENCE = ("onnxruntime", "paddle", "openvino")
+BACKEND_PREFERENCE = ("onnxruntime", "paddle", "openvino", "openvino-bf16")
 BACKEND_MARGIN = 1.05
 
 

@@ -10,6 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from app.inference.backends.base import Backend, BackendOptions, BackendSpec
+from app.inference.cpu import has_bf16
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class BackendEntry:
     package: str  # what must be importable for it to run
     artifact: str | None = None  # the file format it reads beside Paddle's files (manifest `runtimes`)
     install: str = ""  # how to get the package
+    precision: str = "fp32"  # below fp32, APP_BACKEND=auto takes it only where the accuracy gate passes
 
 
 BACKENDS: dict[str, BackendEntry] = {
@@ -26,6 +28,8 @@ BACKENDS: dict[str, BackendEntry] = {
                                 "pip install onnxruntime"),
     "openvino": BackendEntry("app.inference.backends.openvino:OpenVinoBackend", "openvino", "onnx",
                              "pip install '.[openvino]'"),
+    "openvino-bf16": BackendEntry("app.inference.backends.openvino:OpenVinoBf16Backend", "openvino", "onnx",
+                                  "pip install '.[openvino]'", "bf16"),
 }
 
 
@@ -52,6 +56,8 @@ def choose_backend(kind: str, artifacts: set[str], device: str) -> tuple[str, st
     if entry.artifact is not None and entry.artifact not in artifacts:
         return "paddle", (f"asked for {kind}, but the model has no {entry.artifact} file "
                           "(python -m training convert adds one)")
+    if entry.precision == "bf16" and not has_bf16():
+        return "paddle", f"asked for {kind}, but this CPU has no bf16 instructions (AVX-512 BF16 or AMX)"
     return kind, "asked for"
 
 

@@ -1,6 +1,8 @@
 """OpenVINO on CPU, from the ONNX file `python -m training convert` writes beside the Paddle files
 (OpenVINO's Paddle frontend does not read Paddle 3's `.json` programs). fp32: the same answers as
-Paddle Inference, to rounding."""
+Paddle Inference, to rounding. bf16 (`openvino-bf16`): OpenVINO computes in bfloat16 where the CPU
+has the instructions, several times faster on convolutions, answers no longer equal to rounding:
+`APP_BACKEND=auto` takes it only where the accuracy gate passes (app/inference/samples.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import openvino as ov
 from app.inference.backends.base import BackendOptions, BackendSpec
 
 
-def compile_model(core: ov.Core, path: Path, threads: int) -> ov.CompiledModel:
+def compile_model(core: ov.Core, path: Path, threads: int, precision: str) -> ov.CompiledModel:
     return core.compile_model(core.read_model(str(path)), "CPU", {
         "INFERENCE_NUM_THREADS": max(1, threads),
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
     })
@@ -26,13 +28,17 @@ class OpenVinoBackend:
     """One compiled model on options.cpu_threads, and with solo_threads above that a second on
     solo_threads for a batch that runs alone (as PaddleBackend does)."""
 
+    kind = "openvino"
+    precision = "fp32"
+
     def __init__(self, path: Path, options: BackendOptions) -> None:
         self._path = path
         self.options = options
         core = ov.Core()
-        compiled = compile_model(core, path, options.cpu_threads)
+        compiled = compile_model(core, path, options.cpu_threads, self.precision)
         self._request = compiled.create_infer_request()
-        self._solo = compile_model(core, path, options.solo_threads).create_infer_request() if options.has_solo else None
+        self._solo = (compile_model(core, path, options.solo_threads, self.precision).create_infer_request()
+                      if options.has_solo else None)
         self.input_name: str = compiled.inputs[0].get_any_name()
 
     @classmethod
@@ -40,7 +46,7 @@ class OpenVinoBackend:
         return cls(spec.artifact("onnx"), spec.options)
 
     def clone(self) -> OpenVinoBackend:
-        return OpenVinoBackend(self._path, self.options)
+        return type(self)(self._path, self.options)
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         request = self._solo if solo and self._solo is not None else self._request
@@ -48,8 +54,13 @@ class OpenVinoBackend:
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request reuses its buffer
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "openvino", "backend_version": ov.__version__, "device": "cpu",
-                "cpu_threads": self.options.cpu_threads, "precision": "fp32"}
+        return {"backend": self.kind, "backend_version": ov.__version__, "device": "cpu",
+                "cpu_threads": self.options.cpu_threads, "precision": self.precision}
 
     def close(self) -> None:
         """Compiled models are freed with their last reference."""
+
+
+class OpenVinoBf16Backend(OpenVinoBackend):
+    kind = "openvino-bf16"
+    precision = "bf16"

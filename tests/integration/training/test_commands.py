@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.inference.manifest import load_manifest, verify_files
 from tests.conftest import MODELS_DIR, ROOT, png_bytes
+from tests.integration.app.inference.backends.test_runtimes import without_samples
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,6 +93,17 @@ def test_evaluate_measures_any_export_on_the_data_it_was_trained_on() -> None:
     manifest = json.loads((MODELS_DIR / "hymenoptera" / "1" / "manifest.json").read_text())
     [(key, claimed)] = [(k, v) for k, v in manifest["metrics"].items() if k.endswith("_accuracy") and "top" not in k]
     assert measured[key] == pytest.approx(claimed, abs=1e-6) and measured["images"] == 153
+
+
+def test_samples_stores_the_test_images_a_bundled_model_is_gated_on(tmp_path: Path) -> None:
+    bundled = MODELS_DIR / "mnist-lenet" / "1"
+    copy = without_samples(bundled, tmp_path)
+    result = run_cli("samples", "--model", str(copy))
+    assert "1000 test images" in result.stdout
+    manifest, original = load_manifest(copy), load_manifest(bundled)
+    verify_files(copy, manifest)
+    assert manifest.samples == original.samples
+    assert (copy / "samples.npz").read_bytes() == (bundled / "samples.npz").read_bytes()  # the same, again
 
 
 def test_predict_walks_class_folders_and_refuses_an_empty_one(tmp_path: Path, mnist) -> None:  # noqa: ANN001

@@ -19,7 +19,7 @@ def test_settings_read_app_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_refuse_an_unknown_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_BACKEND", "tensorrt")
-    with pytest.raises(ValidationError, match="unknown backend 'tensorrt': known are auto, onnxruntime, openvino, paddle"):
+    with pytest.raises(ValidationError, match="unknown backend 'tensorrt': known are auto, onnxruntime, openvino, openvino-bf16, paddle"):
         Settings()
 
 

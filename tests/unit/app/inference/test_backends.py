@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from app.inference import backends
 from app.inference.backends import BackendOptions, choose_backend
+from app.inference.cpu import cpu_flags
 from app.inference.manifest import load_manifest
 from app.inference.model_version import LoadOptions, decide_backend
 from tests.conftest import MODELS_DIR
@@ -33,3 +37,18 @@ def test_decide_backend_without_measuring(requested: str, device: str, expected:
     options = LoadOptions(BackendOptions(device), 1, 1_000_000, backend_kind=requested)  # type: ignore[arg-type]
     choice = decide_backend(directory, load_manifest(directory), options)
     assert (choice.kind, choice.reason) == expected and not choice.images_per_second
+
+
+def test_choose_backend_bf16_needs_the_cpu_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "has_bf16", lambda: False)
+    kind, reason = choose_backend("openvino-bf16", {"onnx"}, "cpu")
+    assert kind == "paddle" and "no bf16 instructions" in reason
+    monkeypatch.setattr(backends, "has_bf16", lambda: True)
+    assert choose_backend("openvino-bf16", {"onnx"}, "cpu") == ("openvino-bf16", "asked for")
+
+
+def test_cpu_flags_reads_proc_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert {"avx512_bf16", "fpu"} <= cpu_flags.__wrapped__(cpuinfo)
+    assert cpu_flags.__wrapped__(tmp_path / "missing") == frozenset()

@@ -5,7 +5,9 @@ without the runtime's file served by Paddle Inference, saying why."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -21,6 +23,12 @@ from tests.conftest import MODELS_DIR, lenet_without_onnx, png_bytes
 
 RUNTIMES = [kind for kind in BACKENDS if missing_package(kind) is None]
 OTHERS = [kind for kind in RUNTIMES if kind != "paddle"]
+# fp32 runtimes agree with Paddle Inference to rounding; bf16 to its 8 bits of mantissa.
+TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2}
+
+
+def tolerance(kind: str) -> float:
+    return TOLERANCE[BACKENDS[kind].precision]
 
 
 def load(directory: Path, kind: str, isolation: str = "thread") -> ModelVersion:
@@ -61,7 +69,7 @@ def test_runtime_answers_the_digits_as_paddle_inference_does(kind: str, digits: 
         model.close()
     assert info["backend"] == kind and info["backend_reason"] == "asked for"
     assert (answers.argmax(1) == paddle_answers.argmax(1)).all()
-    assert np.abs(answers - paddle_answers).max() < 1e-4
+    assert np.abs(answers - paddle_answers).max() < tolerance(kind)
 
 
 @pytest.mark.parametrize("kind", OTHERS)
@@ -72,7 +80,7 @@ def test_runtime_reads_the_photo_model(kind: str) -> None:
     images = [path.read_bytes() for path in photos]
     reference, model = load(directory, "paddle"), load(directory, kind)
     try:
-        np.testing.assert_allclose(probabilities(model, images), probabilities(reference, images), atol=1e-4)
+        np.testing.assert_allclose(probabilities(model, images), probabilities(reference, images), atol=tolerance(kind))
     finally:
         reference.close()
         model.close()
@@ -87,7 +95,7 @@ def test_runtime_in_a_predictor_process_batches_fails_one_input_and_survives_a_c
         outcomes = asyncio.run(model.classify_async(inputs))
         assert isinstance(outcomes[5].error, ImageDecodeError)
         got = np.stack([o.probabilities for o in outcomes[:5]])  # type: ignore[misc]
-        assert np.abs(got - paddle_answers[:5]).max() < 1e-4
+        assert np.abs(got - paddle_answers[:5]).max() < tolerance(kind)
         assert isinstance(model.pool, ProcessPool)
         [process] = model.pool.processes
         assert process.pid is not None
@@ -126,4 +134,35 @@ def test_auto_measures_every_installed_runtime_and_keeps_the_fastest(digits: tup
     eligible = {kind: rates for kind, rates in measured.items() if rates["1"] >= measured["paddle"]["1"]}
     assert chosen in eligible or chosen == "paddle"
     assert measured[chosen]["8"] * 1.05 >= max(rates["8"] for rates in [*eligible.values(), measured["paddle"]])
-    assert np.abs(answers - paddle_answers[:50]).max() < 1e-4
+    assert np.abs(answers - paddle_answers[:50]).max() < tolerance(chosen)
+
+
+def test_auto_takes_bf16_only_where_the_accuracy_gate_passes(tmp_path: Path) -> None:
+    model = load(MODELS_DIR / "hymenoptera" / "1", "auto")
+    try:
+        gate = model.describe()["backend_accuracy_gate"]
+        measured = model.describe()["backend_images_per_second"]
+    finally:
+        model.close()
+    assert gate["openvino-bf16"]["images"] == model.manifest.samples.images  # type: ignore[union-attr]
+    assert gate["openvino-bf16"]["paddle_fp32_accuracy"] == pytest.approx(model.manifest.samples.accuracy, abs=1e-4)  # type: ignore[union-attr]
+    assert ("openvino-bf16" in measured) == gate["openvino-bf16"]["passed"]
+
+    unchecked = without_samples(MODELS_DIR / "hymenoptera" / "1", tmp_path)
+    model = load(unchecked, "auto")
+    try:
+        info = model.describe()
+    finally:
+        model.close()
+    assert "openvino-bf16" not in info["backend_images_per_second"] and info["backend"] != "openvino-bf16"
+    assert "stores no test images" in info["backend_accuracy_gate"]["openvino-bf16"]["reason"]
+
+
+def without_samples(directory: Path, tmp_path: Path) -> Path:
+    target = tmp_path / directory.parent.name / directory.name
+    shutil.copytree(directory, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["samples"], manifest["files"]["samples.npz"]
+    (target / "samples.npz").unlink()
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target

@@ -13,7 +13,7 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
     APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1), what a serving layer without batching does;
  6. where c1 latency goes: the model, decoding, preprocessing, the HTTP floor as a request meets it
     right after a model run, and the rest of the route (see measure_c1_split);
- 7. every other installed runtime (APP_BACKEND=onnxruntime, and openvino with `pip install '.[openvino]'`):
+ 7. every other installed runtime (APP_BACKEND=onnxruntime, openvino, openvino-bf16):
     raw batch 1 and 32, its own in-process pipeline, and the service on it at c1 and c32;
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per
 predictor, predictors in child processes (APP_ISOLATION=process, the default) or in the server

@@ -27,9 +27,9 @@ BACKENDS: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("app.inference.backends.onnxruntime:OnnxRuntimeBackend", "onnxruntime", "onnx",
                                 "pip install onnxruntime"),
     "openvino": BackendEntry("app.inference.backends.openvino:OpenVinoBackend", "openvino", "onnx",
-                             "pip install '.[openvino]'"),
+                             "pip install openvino"),
     "openvino-bf16": BackendEntry("app.inference.backends.openvino:OpenVinoBf16Backend", "openvino", "onnx",
-                                  "pip install '.[openvino]'", "bf16"),
+                                  "pip install openvino", "bf16"),
 }
 
 

@@ -173,28 +173,31 @@ def translate_decode(params: dict[str, Any], translation: Translation) -> None:
 
 
 def translate_resize(params: dict[str, Any], translation: Translation) -> None:
-    interpolation = params.get("interpolation")
-    if interpolation not in (None, "bilinear"):
-        raise ExportError(f"ResizeImage: interpolation {interpolation!r} is not reproduced (the service resizes bilinear)")
     backend = str(params.get("backend", "cv2")).lower()
     if backend not in ("cv2", "pil"):
         raise ExportError(f"ResizeImage: backend {params['backend']!r} is unknown")
+    interpolation = params.get("interpolation") or "bilinear"
+    # OpenCV's resize interpolates between the nearest pixels only (its bicubic with other weights
+    # than Pillow's); Pillow's averages all the pixels a shrunk one covers, with the filter named.
+    reproduced = ("bilinear", "bicubic", "lanczos") if backend == "pil" else ("bilinear",)
+    if interpolation not in reproduced:
+        raise ExportError(f"ResizeImage: interpolation {interpolation!r} with backend {backend} is not reproduced "
+                          f"(reproduced: {', '.join(reproduced)})")
     check_geometric("ResizeImage", translation)
-    # OpenCV's bilinear resize interpolates between the nearest pixels only; Pillow's averages all
-    # the pixels a shrunk one covers. The service does either, as the export was made.
     antialias = backend == "pil"
-    how = "bilinear" + ("" if antialias else ", no antialiasing (as OpenCV)")
+    how = interpolation + ("" if antialias else ", no antialiasing (as OpenCV)")
+    filters = {"antialias": antialias, **({"resample": interpolation} if antialias else {})}
     short = params.get("resize_short")
     if isinstance(short, int) and not isinstance(short, bool) and short > 0:  # as PaddleClas reads it
         positive_int("ResizeImage resize_short", short)
-        translation.steps.append({"op": "resize_short", "size": short, "antialias": antialias})
+        translation.steps.append({"op": "resize_short", "size": short, **filters})
         translation.size = None
         translation.words.append(f"resize the short side to {short} ({how})")
         return
     if params.get("size") is None:
         raise ExportError("ResizeImage: needs resize_short or size")
     width, height = width_height("ResizeImage size", params["size"])
-    translation.steps.append({"op": "resize", "size": [height, width], "antialias": antialias})
+    translation.steps.append({"op": "resize", "size": [height, width], **filters})
     translation.size = (height, width)
     translation.words.append(f"resize to {width}x{height} ({how})")
 

@@ -13,11 +13,11 @@ import io
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.inference.document import flatten_background, remove_lines, select_digit, thicken_strokes
 from app.inference.input_errors import ImageDecodeError, ImageTooLargeError, PreprocessError, UnsupportedImageError
@@ -121,11 +121,20 @@ def _has_alpha(image: Image.Image) -> bool:
     )
 
 
-def resize_array(array: Array, height: int, width: int) -> Array:
-    """Resize each channel in Pillow's float mode: antialiased, no rounding to 8 bits."""
+Resample = Literal["bilinear", "bicubic", "lanczos"]
+
+
+def pillow_filter(resample: Resample | None, default: Image.Resampling) -> Image.Resampling:
+    return default if resample is None else Image.Resampling[resample.upper()]
+
+
+def resize_array(array: Array, height: int, width: int, resample: Resample | None = None) -> Array:
+    """Resize each channel in Pillow's float mode: antialiased, no rounding to 8 bits; Lanczos
+    unless the step names a filter."""
+    method = pillow_filter(resample, Image.Resampling.LANCZOS)
     channels = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(array[:, :, c])).resize((width, height), Image.Resampling.LANCZOS),
+            Image.fromarray(np.ascontiguousarray(array[:, :, c])).resize((width, height), method),
             dtype=np.float32,
         )
         for c in range(array.shape[2])
@@ -245,11 +254,11 @@ def sample_linear_array(array: Array, height: int, width: int) -> Array:
     return np.stack(channels, axis=2)
 
 
-def resize(size: Sequence[int], antialias: bool = True) -> Step:
+def resize(size: Sequence[int], antialias: bool = True, resample: Resample | None = None) -> Step:
     height, width = int(size[0]), int(size[1])
     if not antialias:
         return lambda array: sample_linear_array(array, height, width)
-    return lambda array: resize_array(array, height, width)
+    return lambda array: resize_array(array, height, width, resample)
 
 
 def short_side_target(width: int, height: int, size: int) -> tuple[int, int]:
@@ -258,7 +267,7 @@ def short_side_target(width: int, height: int, size: int) -> tuple[int, int]:
     return max(size, round(width * scale)), max(size, round(height * scale))
 
 
-def resize_short(size: int, antialias: bool = True) -> Step:
+def resize_short(size: int, antialias: bool = True, resample: Resample | None = None) -> Step:
     """Scale so the shorter side is `size` (the usual step before a centre crop)."""
 
     def step(array: Array) -> Array:
@@ -266,7 +275,7 @@ def resize_short(size: int, antialias: bool = True) -> Step:
         target_w, target_h = short_side_target(width, height, size)
         if not antialias:
             return sample_linear_array(array, target_h, target_w)
-        return resize_array(array, target_h, target_w)
+        return resize_array(array, target_h, target_w, resample)
 
     return step
 
@@ -320,16 +329,17 @@ class ByteAffine:
 
 
 # Geometric steps that can also run on the 8-bit Pillow image, before the float conversion. Leading
-# steps of this kind run there, with antialiased bilinear (as PaddleClas's cv2 resize): one 8-bit
+# steps of this kind run there, with antialiased bilinear unless a step names another filter: one 8-bit
 # pass costs a small fraction of three float-channel Lanczos passes.
 ImageStep = Callable[[Image.Image], Image.Image]
 
 
-def _resize_image(size: Sequence[int], antialias: bool = True) -> ImageStep:
+def _resize_image(size: Sequence[int], antialias: bool = True, resample: Resample | None = None) -> ImageStep:
     height, width = int(size[0]), int(size[1])
     if not antialias:
         return lambda image: sample_linear(image, (width, height))
-    return lambda image: image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    method = pillow_filter(resample, Image.Resampling.BILINEAR)
+    return lambda image: image.resize((width, height), method, reducing_gap=3.0)
 
 
 def limit_size_target(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -358,12 +368,14 @@ def limit_size(max_side: int) -> Step:
     return step
 
 
-def _resize_short_image(size: int, antialias: bool = True) -> ImageStep:
+def _resize_short_image(size: int, antialias: bool = True, resample: Resample | None = None) -> ImageStep:
+    method = pillow_filter(resample, Image.Resampling.BILINEAR)
+
     def step(image: Image.Image) -> Image.Image:
         target = short_side_target(*image.size, size)
         if not antialias:
             return sample_linear(image, target)
-        return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        return image.resize(target, method, reducing_gap=3.0)
 
     return step
 
@@ -379,9 +391,11 @@ def _center_crop_image(size: int) -> ImageStep:
     return step
 
 
-def _resize_short_crop_image(size: int, crop: int, antialias: bool = True) -> ImageStep:
+def _resize_short_crop_image(size: int, crop: int, antialias: bool = True,
+                             resample: Resample | None = None) -> ImageStep:
     """resize_short then center_crop as one resize of just the region the crop keeps: the same
     pixels (within 1/255) for half the work on a photo, as the discarded margins are never computed."""
+    method = pillow_filter(resample, Image.Resampling.BILINEAR)
 
     def step(image: Image.Image) -> Image.Image:
         width, height = image.size
@@ -391,7 +405,7 @@ def _resize_short_crop_image(size: int, crop: int, antialias: bool = True) -> Im
             return sample_linear(image, (target_w, target_h), (left, top, left + crop, top + crop))
         step_x, step_y = width / target_w, height / target_h
         box = (left * step_x, top * step_y, (left + crop) * step_x, (top + crop) * step_y)
-        return image.resize((crop, crop), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+        return image.resize((crop, crop), method, box=box, reducing_gap=3.0)
 
     return step
 
@@ -404,7 +418,8 @@ def build_image_steps(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Image
         following = specs[index + 1] if index + 1 < len(specs) else None
         if op == "resize_short" and following is not None and following[0] == "center_crop" \
                 and following[1]["size"] <= params["size"]:
-            steps.append(_resize_short_crop_image(params["size"], following[1]["size"], params["antialias"]))
+            steps.append(_resize_short_crop_image(params["size"], following[1]["size"], params["antialias"],
+                                                  params["resample"]))
             index += 2
             continue
         steps.append(IMAGE_STEP_FACTORIES[op](**params))
@@ -496,6 +511,14 @@ class ResizeShortParams(_Params):
     # False: interpolate between the nearest source pixels only (OpenCV's INTER_LINEAR), as models
     # trained with PaddleClas's default resize saw their images; a shrunk photo then aliases.
     antialias: bool = True
+    # Pillow's filter; unset: bilinear on 8-bit images, Lanczos on float arrays.
+    resample: Resample | None = None
+
+    @model_validator(mode="after")
+    def _check_filter(self) -> ResizeShortParams:
+        if not self.antialias and self.resample not in (None, "bilinear"):
+            raise ValueError("antialias false samples bilinear only")
+        return self
 
 
 class CanvasParams(_Params):
@@ -509,6 +532,13 @@ class BoxParams(_Params):
 class ResizeParams(_Params):
     size: Annotated[list[Side], Field(min_length=2, max_length=2)]
     antialias: bool = True  # as in ResizeShortParams
+    resample: Resample | None = None
+
+    @model_validator(mode="after")
+    def _check_filter(self) -> ResizeParams:
+        if not self.antialias and self.resample not in (None, "bilinear"):
+            raise ValueError("antialias false samples bilinear only")
+        return self
 
 
 class NormalizeParams(_Params):

@@ -101,7 +101,7 @@ def test_unsupported_deploy_config_is_refused_with_its_reason_while_others_serve
         assert models["flowers-paddlex"]["status"] == "ready"
         reasons = {name: models[name]["versions"][0]["error"] for name in ("flowers-bicubic", "flowers-random-crop")}
         assert models["flowers-bicubic"]["status"] == models["flowers-random-crop"]["status"] == "failed"
-        assert "interpolation 'bicubic' is not reproduced" in reasons["flowers-bicubic"]
+        assert "interpolation 'bicubic' with backend cv2 is not reproduced" in reasons["flowers-bicubic"]
         assert "'RandCropImage' is not one this service reproduces" in reasons["flowers-random-crop"]
         refused = client.post("/v1/models/flowers-bicubic/predict", files={"file": ("a.jpg", PHOTOS[0].read_bytes())})
         assert refused.status_code == 503 and "bicubic" in refused.json()["error"]["message"]

@@ -65,15 +65,31 @@ def test_translate_ops_without_normalize_feeds_0_to_255_pixels() -> None:
     assert translation.steps[-1] == {"op": "normalize", "mean": [0.0], "std": [1 / 255]}
 
 
-def test_translate_ops_pil_backend_resizes_with_antialiasing() -> None:
+def test_translate_ops_pil_backend_resizes_with_antialiasing_and_its_filter() -> None:
     translation = translate_ops([{"ResizeImage": {"resize_short": 40, "backend": "pil"}}, {"CropImage": {"size": 32}}])
-    assert translation.steps[0]["antialias"] is True
+    assert translation.steps[0] == {"op": "resize_short", "size": 40, "antialias": True, "resample": "bilinear"}
+    bicubic = translate_ops([{"ResizeImage": {"size": 32, "interpolation": "bicubic", "backend": "pil"}}])
+    assert bicubic.steps[0] == {"op": "resize", "size": [32, 32], "antialias": True, "resample": "bicubic"}
+
+
+def test_translate_ops_pil_bicubic_is_pillows_bicubic() -> None:
+    """What PaddleClas's ResizeImage does with backend pil: Image.resize with the filter named."""
+    ops = [{"ResizeImage": {"resize_short": 40, "interpolation": "bicubic", "backend": "pil"}},
+           {"CropImage": {"size": 32}}, {"NormalizeImage": {"scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1]}}]
+    steps = [(step["op"], {k: v for k, v in step.items() if k != "op"}) for step in translate_ops(ops).steps]
+    photo = Image.fromarray(np.random.default_rng(6).integers(0, 256, (90, 120, 3)).astype(np.uint8))
+    ours = Preprocessor.create("RGB", (3, 32, 32), steps, 100_000).process_image(photo)
+    resized = np.asarray(photo.resize((53, 40), Image.Resampling.BICUBIC), dtype=np.float32)
+    expected = resized[4:36, 10:42].transpose(2, 0, 1)
+    assert np.abs(ours - expected).max() <= 1.0  # one 8-bit level (the service resizes the crop's box only)
 
 
 @pytest.mark.parametrize(("ops", "reason"), [
     ([{"RandCropImage": {"size": 224}}], "'RandCropImage' is not one this service reproduces"),
     ([{"ResizeImage": {"resize_short": 256, "interpolation": "bicubic"}}, {"CropImage": {"size": 224}}],
-     "interpolation 'bicubic' is not reproduced"),
+     "interpolation 'bicubic' with backend cv2 is not reproduced"),
+    ([{"ResizeImage": {"resize_short": 256, "interpolation": "box", "backend": "pil"}}, {"CropImage": {"size": 224}}],
+     "interpolation 'box' with backend pil is not reproduced"),
     ([{"ResizeImage": {"resize_short": 256}}], "leave the input size open"),
     ([{"ResizeImage": {"size": 64}}, {"CropImage": {"size": [32, 48]}}], "crops squares"),
     ([{"ResizeImage": {"size": 16}}, {"CropImage": {"size": 32}}], "a 32 crop of a 16x16 image"),

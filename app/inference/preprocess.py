@@ -506,8 +506,9 @@ class SizeParams(_Params):
     size: Side
 
 
-class ResizeShortParams(_Params):
-    size: Side
+class FilterParams(_Params):
+    """How a resize step computes its pixels."""
+
     # False: interpolate between the nearest source pixels only (OpenCV's INTER_LINEAR), as models
     # trained with PaddleClas's default resize saw their images; a shrunk photo then aliases.
     antialias: bool = True
@@ -515,10 +516,14 @@ class ResizeShortParams(_Params):
     resample: Resample | None = None
 
     @model_validator(mode="after")
-    def _check_filter(self) -> ResizeShortParams:
+    def _check_filter(self) -> FilterParams:
         if not self.antialias and self.resample not in (None, "bilinear"):
             raise ValueError("antialias false samples bilinear only")
         return self
+
+
+class ResizeShortParams(FilterParams):
+    size: Side
 
 
 class CanvasParams(_Params):
@@ -529,16 +534,8 @@ class BoxParams(_Params):
     size: Side = 20
 
 
-class ResizeParams(_Params):
+class ResizeParams(FilterParams):
     size: Annotated[list[Side], Field(min_length=2, max_length=2)]
-    antialias: bool = True  # as in ResizeShortParams
-    resample: Resample | None = None
-
-    @model_validator(mode="after")
-    def _check_filter(self) -> ResizeParams:
-        if not self.antialias and self.resample not in (None, "bilinear"):
-            raise ValueError("antialias false samples bilinear only")
-        return self
 
 
 class NormalizeParams(_Params):

@@ -102,6 +102,8 @@ def test_center_by_mass_puts_mass_in_the_middle() -> None:
     (("normalize", {"mean": [float("nan")], "std": [1.0]}), "finite number"),
     (("normalize", {"mean": [0.5], "std": [0.0]}), "greater than 0"),
     (("select_digit", {"floor": 2.0}), "less than or equal to 1"),
+    (("resize_short", {"size": 64, "resample": "box"}), "'bilinear', 'bicubic' or 'lanczos'"),
+    (("resize", {"size": [8, 8], "antialias": False, "resample": "bicubic"}), "antialias false samples bilinear only"),
 ])
 def test_check_specs_refuses_unknown_ops_and_out_of_bounds_parameters(spec: tuple, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):

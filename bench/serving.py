@@ -68,9 +68,9 @@ from app.inference.manifest import (  # noqa: E402
     PreprocessStep,
     TensorInput,
     TensorOutput,
+    hash_directory,
     load_manifest,
     save_manifest,
-    sha256_file,
 )
 from app.inference.model_version import LoadOptions, ModelVersion, backend_spec  # noqa: E402
 from app.inference.preprocess import Prepared  # noqa: E402
@@ -111,7 +111,7 @@ def export_mobilenet(models_dir: Path) -> None:
             PreprocessStep(op="normalize", mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
         ]),
         dataset=DatasetProvenance(name="none", source="random weights, for timing only"),
-        files={p.name: sha256_file(p) for p in target.iterdir()},
+        files=hash_directory(target),
     )
     save_manifest(target, manifest)
 

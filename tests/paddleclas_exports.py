@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.inference.manifest import sha256_file
+from app.inference.manifest import hash_directory
 
 LABELS = ["daisy", "dandelion", "rose"]
 INPUT = (3, 48, 48)
@@ -109,7 +109,7 @@ def write_paddlex_export(directory: Path, config: str = PADDLEX_CONFIG) -> Path:
 def write_native_export(directory: Path, name: str) -> Path:
     """The same network with this project's own manifest, its preprocessing written by hand."""
     save_network(directory, "pir")
-    files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file()}
+    files = hash_directory(directory)
     manifest = {
         "name": name, "version": int(directory.name), "created": "2026-01-01T00:00:00Z", "architecture": "tiny-cnn",
         "framework": {"name": "paddlepaddle"}, "model_file": "inference.json", "params_file": "inference.pdiparams",

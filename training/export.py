@@ -26,6 +26,7 @@ from app.inference.manifest import (
     SampleSet,
     TensorInput,
     TensorOutput,
+    hash_directory,
     load_manifest,
     save_manifest,
     sha256_file,
@@ -179,7 +180,7 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
                         "per_class": metrics["per_class"], "confusion": metrics["confusion"]},
             dataset=data.provenance,
             training=training_facts,
-            files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
+            files=hash_directory(staging),
         )
         save_manifest(staging, manifest)
         try_add_onnx(staging, write_samples(staging, manifest, evaluation))

@@ -161,6 +161,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def hash_directory(directory: Path) -> dict[str, str]:
+    """A manifest's `files`: the SHA-256 of every file in the directory except the manifest."""
+    return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
+
+
 def load_manifest(directory: Path) -> Manifest:
     """Read and validate `directory/manifest.json` (no hash check: see `verify_files`)."""
     path = directory / MANIFEST_FILE

@@ -32,7 +32,7 @@ from app.inference.manifest import (
     PreprocessStep,
     TensorInput,
     TensorOutput,
-    sha256_file,
+    hash_directory,
 )
 
 # Looked for in this order; otherwise the directory's only YAML file.
@@ -357,10 +357,6 @@ def probe_model(program: Path, weights: Path, input_shape: tuple[int, int, int])
     return ModelProbe(backend.input_name, int(outputs.shape[1]), "softmax" if probabilities else "logits")
 
 
-def hash_files(directory: Path) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
-
-
 def fingerprint_export(directory: Path) -> str:
     """Cheap to compute at every reload: the files' names, sizes and modification times."""
     digest = hashlib.sha256()
@@ -379,7 +375,7 @@ def manifest_for_export(directory: Path, name: str, version: int, source: str | 
         raise ExportError("no deploy config (inference.yml) beside the Paddle files")
     config = read_deploy_config(config_path)
     program, weights = find_model_files(directory)
-    files = hash_files(directory)
+    files = hash_directory(directory)
     for filename, expected in (recorded_files or {}).items():
         actual = files.get(filename)
         if actual != expected:

@@ -19,8 +19,8 @@ from app.inference.manifest import (
     PreprocessStep,
     TensorInput,
     TensorOutput,
+    hash_directory,
     save_manifest,
-    sha256_file,
 )
 
 LABELS = ["dark", "grey", "light"]
@@ -74,7 +74,7 @@ def write_fake_model(models_dir: Path, name: str = "fake", version: int = 1) -> 
         output=TensorOutput(name="scores", activation="logits"),
         preprocessing=Preprocessing(steps=[PreprocessStep(op="resize", size=[SIDE, SIDE])]),
         dataset=DatasetProvenance(name="none", source="a rule, not a dataset"),
-        files={p.name: sha256_file(p) for p in target.iterdir()},
+        files=hash_directory(target),
     )
     save_manifest(target, manifest)
     return target

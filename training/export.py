@@ -20,7 +20,7 @@ import paddle
 from paddle.static import InputSpec
 from PIL import Image
 
-from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend
+from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend, run_in_batches
 from app.inference.manifest import (
     Manifest,
     SampleSet,
@@ -65,10 +65,6 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def run_predictor(predictor: Backend, batch: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    return np.concatenate([predictor.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
-
-
 def evaluate_recorded(directory: Path, overrides: list[str]) -> Evaluation:
     """An exported model on the evaluation split of the data it was trained on (the manifest records
     the training config; `overrides` change it, e.g. data.root for data kept elsewhere), measured as
@@ -102,7 +98,8 @@ def png_path_logits(directory: Path, images: np.ndarray) -> np.ndarray:
     """Each MNIST digit encoded as an 8-bit PNG, decoded and preprocessed by the service's code,
     classified by the exported files through Paddle Inference."""
     preprocessor = create_preprocessor()
-    return run_predictor(create_predictor(directory), np.stack([preprocessor(encode_png(image)) for image in images]))
+    return run_in_batches(create_predictor(directory), np.stack([preprocessor(encode_png(image)) for image in images]),
+                          500)
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ def evaluate_exported(directory: Path, data: Dataset, cache_dir: Path, limit_eva
         return Evaluation(split_name, split.inputs, split.labels, png_path_logits(directory, images),
                           "each test digit encoded as an 8-bit PNG, decoded and preprocessed by the service's code, "
                           "classified by the exported model through Paddle Inference")
-    logits = run_predictor(create_predictor(directory), split.inputs, batch_size=64)
+    logits = run_in_batches(create_predictor(directory), split.inputs, 64)
     return Evaluation(split_name, split.inputs, split.labels, logits,
                       f"every {split_name} image decoded and preprocessed from its file by the service's code, "
                       "classified by the exported model through Paddle Inference")
@@ -134,7 +131,7 @@ def write_samples(directory: Path, manifest: Manifest, evaluation: Evaluation) -
     path = directory / SAMPLES_FILE
     count = save_samples(path, evaluation.inputs, evaluation.labels)
     inputs, labels = load_samples(path)
-    accuracy = top_k_accuracy(run_predictor(create_predictor(directory), inputs, batch_size=64), labels, 1)
+    accuracy = top_k_accuracy(run_in_batches(create_predictor(directory), inputs, 64), labels, 1)
     updated = manifest.model_copy(update={
         "files": {**manifest.files, SAMPLES_FILE: sha256_file(path)},
         "samples": SampleSet(file=SAMPLES_FILE, split=evaluation.split, images=count, accuracy=accuracy),

@@ -9,7 +9,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from app.inference.backends.base import Backend, BackendOptions, BackendSpec
+from app.inference.backends.base import Backend, BackendOptions, BackendSpec, run_in_batches
 from app.inference.cpu import has_bf16
 
 
@@ -74,5 +74,5 @@ def load_backend(spec: BackendSpec) -> Backend:
 
 __all__ = [
     "BACKENDS", "Backend", "BackendEntry", "BackendOptions", "BackendSpec", "BackendUnavailableError",
-    "choose_backend", "load_backend", "missing_package",
+    "choose_backend", "load_backend", "missing_package", "run_in_batches",
 ]

@@ -86,3 +86,8 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free what the runtime holds."""
         ...
+
+
+def run_in_batches(backend: Backend, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """Many model inputs through one backend, `batch_size` at a time (bounded memory)."""
+    return np.concatenate([backend.run(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from app.inference.backends import BACKENDS, BackendOptions, BackendSpec, choose_backend, missing_package
+from app.inference.backends import (
+    BACKENDS,
+    Backend,
+    BackendOptions,
+    BackendSpec,
+    choose_backend,
+    load_backend,
+    missing_package,
+)
 from app.inference.handler import HandlerSpec, ModelHandler, Outcome
 from app.inference.manifest import Manifest, load_manifest, verify_files
 from app.inference.paddleclas import is_export, manifest_for_export
@@ -215,6 +223,9 @@ def backend_spec(kind: str, directory: Path, manifest: Manifest, options: Backen
                        {name: directory / artifact.file for name, artifact in manifest.runtimes.items()})
 
 
+NO_OTHER_RUNTIME = "auto: no other runtime is installed, or the model has no file for one"
+
+
 def decide_backend(directory: Path, manifest: Manifest, options: LoadOptions) -> BackendChoice:
     """The runtime this version runs on: the one asked for (APP_MODEL_BACKEND, else APP_BACKEND)
     where the model can run on it, else Paddle Inference; with `auto`, the fastest of those
@@ -228,14 +239,39 @@ def decide_backend(directory: Path, manifest: Manifest, options: LoadOptions) ->
         return BackendChoice("paddle", "auto: the GPU runs Paddle Inference")
     candidates = [kind for kind in BACKENDS
                   if missing_package(kind) is None and choose_backend(kind, artifacts, device)[0] == kind]
-    served = replace(options.backend, solo_threads=0)  # as predictors run under load
-    candidates, gate = gate_reduced_precision(directory, manifest, candidates, served)
+    reduced = [kind for kind in candidates if BACKENDS[kind].precision != "fp32"]
+    gate: dict[str, dict[str, Any]] = {}
+    if reduced and manifest.samples is None:
+        gate = {kind: {"passed": False, "reason": "the model stores no test images to check it on "
+                                                  "(python -m training samples adds them)"} for kind in reduced}
+        candidates, reduced = [kind for kind in candidates if kind not in reduced], []
     if candidates == ["paddle"]:
-        return BackendChoice("paddle", "auto: no other runtime is installed, or the model has no file for one"
-                             + describe_gate(gate), gate=gate)
-    specs = {kind: backend_spec(kind, directory, manifest, served) for kind in candidates}
-    choice = choose_fastest_backend(measure_backends(specs, manifest.input.shape[1:]))
+        return BackendChoice("paddle", NO_OTHER_RUNTIME + describe_gate(gate), gate=gate)
+    served = replace(options.backend, solo_threads=0)  # as predictors run under load
+    # Each runtime is loaded once, for the accuracy gate and the timing both.
+    backends = {kind: load_backend(backend_spec(kind, directory, manifest, served)) for kind in candidates}
+    try:
+        gate.update(gate_reduced_precision(directory, manifest, backends, reduced))
+        timed = {kind: backend for kind, backend in backends.items() if gate.get(kind, {"passed": True})["passed"]}
+        if list(timed) == ["paddle"]:
+            return BackendChoice("paddle", NO_OTHER_RUNTIME + describe_gate(gate), gate=gate)
+        choice = choose_fastest_backend(measure_backends(timed, manifest.input.shape[1:]))
+    finally:
+        for backend in backends.values():
+            backend.close()
     return replace(choice, reason=choice.reason + describe_gate(gate), gate=gate)
+
+
+def gate_reduced_precision(directory: Path, manifest: Manifest, backends: dict[str, Backend],
+                           reduced: list[str]) -> dict[str, dict[str, Any]]:
+    """The accuracy gate's figures for each runtime in `reduced` (below fp32), on the model's stored
+    test images against Paddle Inference; fp32 runtimes need none, their conversion was checked."""
+    if not reduced:
+        return {}
+    assert manifest.samples is not None
+    results = gate_backends({kind: backends[kind] for kind in reduced}, backends["paddle"],
+                            directory / manifest.samples.file)
+    return {kind: result.describe() for kind, result in results.items()}
 
 
 def describe_gate(gate: dict[str, dict[str, Any]]) -> str:
@@ -244,22 +280,3 @@ def describe_gate(gate: dict[str, dict[str, Any]]) -> str:
                    if "images" in result else f" ({result['reason']})")
                 for kind, result in gate.items()]
     return f"; the accuracy gate for reduced precision: {', '.join(verdicts)}" if verdicts else ""
-
-
-def gate_reduced_precision(directory: Path, manifest: Manifest, candidates: list[str],
-                           options: BackendOptions) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """The candidates that may run the model: fp32 runtimes (their conversion was checked against
-    Paddle Inference), and those of lower precision that give Paddle Inference's answers on the
-    model's stored test images (samples.py); with what each of the latter scored."""
-    reduced = [kind for kind in candidates if BACKENDS[kind].precision != "fp32"]
-    if not reduced:
-        return candidates, {}
-    if manifest.samples is None:
-        return ([kind for kind in candidates if kind not in reduced],
-                {kind: {"passed": False, "reason": "the model stores no test images to check it on "
-                                                   "(python -m training samples adds them)"} for kind in reduced})
-    specs = {kind: backend_spec(kind, directory, manifest, options) for kind in reduced}
-    results = gate_backends(specs, backend_spec("paddle", directory, manifest, options), directory / manifest.samples.file)
-    passed = {kind for kind, result in results.items() if result.passed}
-    return ([kind for kind in candidates if kind not in reduced or kind in passed],
-            {kind: result.describe() for kind, result in results.items()})

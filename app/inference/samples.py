@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.backends import Backend, BackendSpec, load_backend
+from app.inference.backends import Backend, run_in_batches
 
 SAMPLES_FILE = "samples.npz"
 MAX_IMAGES = 1000
 MAX_BYTES = 4 << 20  # stored with every model version: a 96x96 photo model keeps ~150 images
 MIN_AGREEMENT = 0.999  # top-1 agreement with Paddle Inference fp32
 MAX_ACCURACY_DROP = 0.001  # one tenth of a point
+BATCH_SIZE = 64
 
 
 def save_samples(path: Path, inputs: np.ndarray, labels: np.ndarray) -> int:
@@ -71,12 +72,9 @@ def judge(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> Gat
                       float((expected == labels).mean()))
 
 
-def run_batched(backend: Backend, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate([backend.run(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
-
-
-def gate_backends(specs: dict[str, BackendSpec], reference: BackendSpec, samples: Path) -> dict[str, GateResult]:
-    """Each runtime in `specs` judged on the stored samples against `reference` (Paddle Inference)."""
+def gate_backends(backends: dict[str, Backend], reference: Backend, samples: Path) -> dict[str, GateResult]:
+    """Each runtime in `backends` judged on the stored samples against `reference` (Paddle Inference)."""
     inputs, labels = load_samples(samples)
-    expected = run_batched(load_backend(reference), inputs)
-    return {kind: judge(run_batched(load_backend(spec), inputs), expected, labels) for kind, spec in specs.items()}
+    expected = run_in_batches(reference, inputs, BATCH_SIZE)
+    return {kind: judge(run_in_batches(backend, inputs, BATCH_SIZE), expected, labels)
+            for kind, backend in backends.items()}

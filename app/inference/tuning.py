@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.inference.backends import BackendSpec, load_backend
+from app.inference.backends import Backend
 from app.inference.pools import Pool
 
 BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -129,17 +129,14 @@ class BackendChoice:
     gate: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> the accuracy gate's figures
 
 
-def measure_backends(specs: dict[str, BackendSpec], shape: Sequence[int], batches: Sequence[int] = (1, 8),
+def measure_backends(backends: dict[str, Backend], shape: Sequence[int], batches: Sequence[int] = (1, 8),
                      budget_seconds: float = 0.6) -> dict[str, dict[int, float]]:
-    """images/s of each runtime at each batch size, loaded here on the served thread count and timed
-    in turns (see median_run_ms)."""
-    backends = {kind: load_backend(spec) for kind, spec in specs.items()}
+    """images/s of each runtime (loaded on the served thread count) at each batch size, timed in
+    turns (see median_run_ms)."""
     runs: dict[tuple[str, int], Callable[[], object]] = {
         (kind, size): partial(backend.run, zero_batch(shape, size)) for kind, backend in backends.items()
         for size in batches}
     medians = median_run_ms(runs, min_runs=3, budget_seconds=budget_seconds)
-    for backend in backends.values():
-        backend.close()
     return {kind: {size: round(size * 1000 / medians[kind, size], 1) for size in batches} for kind in backends}
 
 

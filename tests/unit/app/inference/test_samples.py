@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.inference import samples
-from app.inference.backends import BACKENDS, BackendEntry, BackendOptions, BackendSpec
+from app.inference.backends import BACKENDS, BackendEntry, BackendOptions, BackendSpec, load_backend
 from app.inference.samples import gate_backends, judge, load_samples, save_samples
 from tests.unit.fakes import FakeBackend, write_fake_model
 
@@ -74,7 +74,8 @@ def test_gate_backends_judges_each_runtime_on_the_stored_samples(tmp_path: Path,
     inputs = np.concatenate([np.zeros((10, 1, 8, 8)), np.ones((10, 1, 8, 8))]).astype(np.float32)
     save_samples(directory / "samples.npz", inputs, np.array([0] * 10 + [2] * 10))
     spec = BackendSpec("fake", directory / "fake.json", directory / "fake.params", BackendOptions())
-    results = gate_backends({"fake": spec, "flipping": BackendSpec("flipping", spec.model_file, spec.params_file,
-                                                                    spec.options)}, spec, directory / "samples.npz")
+    flipping = BackendSpec("flipping", spec.model_file, spec.params_file, spec.options)
+    results = gate_backends({"fake": load_backend(spec), "flipping": load_backend(flipping)}, load_backend(spec),
+                            directory / "samples.npz")
     assert results["fake"].passed and results["fake"].accuracy == 1.0
     assert not results["flipping"].passed and results["flipping"].agreement == 0.0

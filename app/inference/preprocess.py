@@ -128,19 +128,17 @@ def pillow_filter(resample: Resample | None, default: Image.Resampling) -> Image
     return default if resample is None else Image.Resampling[resample.upper()]
 
 
+def map_channels(array: Array, transform: Callable[[Image.Image], Image.Image]) -> Array:
+    """`transform` applied to each channel of HxWxC float `array` in Pillow's float mode (no
+    rounding to 8 bits)."""
+    return np.stack([np.asarray(transform(Image.fromarray(np.ascontiguousarray(array[:, :, c]))), dtype=np.float32)
+                     for c in range(array.shape[2])], axis=2)
+
+
 def resize_array(array: Array, height: int, width: int, resample: Resample | None = None) -> Array:
-    """Resize each channel in Pillow's float mode: antialiased, no rounding to 8 bits; Lanczos
-    unless the step names a filter."""
+    """Resize each channel, antialiased; Lanczos unless the step names a filter."""
     method = pillow_filter(resample, Image.Resampling.LANCZOS)
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(array[:, :, c])).resize((width, height), method),
-            dtype=np.float32,
-        )
-        for c in range(array.shape[2])
-    ]
-    resized = channels[0][:, :, None] if len(channels) == 1 else np.stack(channels, axis=2)
-    return np.clip(resized, 0.0, 1.0)
+    return np.clip(map_channels(array, lambda image: image.resize((width, height), method)), 0.0, 1.0)
 
 
 def border_median(array: Array) -> float:
@@ -249,9 +247,7 @@ def sample_linear(image: Image.Image, scaled: tuple[int, int],
 
 
 def sample_linear_array(array: Array, height: int, width: int) -> Array:
-    channels = [np.asarray(sample_linear(Image.fromarray(np.ascontiguousarray(array[:, :, c])), (width, height)),
-                           dtype=np.float32) for c in range(array.shape[2])]
-    return np.stack(channels, axis=2)
+    return map_channels(array, lambda image: sample_linear(image, (width, height)))
 
 
 def resize(size: Sequence[int], antialias: bool = True, resample: Resample | None = None) -> Step:

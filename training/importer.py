@@ -17,7 +17,10 @@ from app.inference.paddleclas import (
     ExportError,
     find_deploy_config,
     find_model_files,
+    label_map_name,
     manifest_for_export,
+    read_config_yaml,
+    section,
 )
 from app.inference.registry import scan_repository
 from training.convert import try_add_onnx
@@ -45,9 +48,8 @@ def import_export(source: Path, export_format: str, name: str, models_dir: Path,
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        for path in (program, weights, config, *([labels_file] if labels_file else [])):
+        for path in (program, weights, config, *([labels_file] if labels_file else label_map(source, config))):
             shutil.copy2(path, partial / path.name)
-        copy_label_map(source, config, partial)
         manifest = manifest_for_export(partial, name, version, source=FORMATS[export_format])
         manifest = manifest.model_copy(update={"training": {**manifest.training, "imported_from": source.name}})
         save_manifest(partial, manifest)
@@ -59,10 +61,7 @@ def import_export(source: Path, export_format: str, name: str, models_dir: Path,
     return target, manifest
 
 
-def copy_label_map(source: Path, config: Path, target: Path) -> None:
-    """A class_id_map_file that lies beside the export travels with it (one given with --labels is
-    already there)."""
-    for path in source.iterdir():
-        if path.is_file() and path.suffix == ".txt" and not (target / path.name).exists() \
-                and path.name in config.read_text(encoding="utf-8"):
-            shutil.copy2(path, target / path.name)
+def label_map(source: Path, config: Path) -> list[Path]:
+    """The class_id_map_file the deploy config names, where it lies beside the export."""
+    name = label_map_name(section(read_config_yaml(config), "PostProcess").get("Topk") or {})
+    return [source / name] if name and (source / name).is_file() else []

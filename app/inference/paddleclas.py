@@ -109,7 +109,8 @@ def find_model_files(directory: Path) -> tuple[Path, Path]:
     raise ExportError(f"{weights[0].name} has no {weights[0].stem}.json or {weights[0].stem}.pdmodel beside it")
 
 
-def read_deploy_config(path: Path) -> DeployConfig:
+def read_config_yaml(path: Path) -> dict[str, Any]:
+    """The deploy config's YAML, parsed: a mapping at the top, or ExportError."""
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ExportError(f"{path.name} is larger than {MAX_CONFIG_BYTES >> 20} MB")
     try:
@@ -118,6 +119,11 @@ def read_deploy_config(path: Path) -> DeployConfig:
         raise ExportError(f"{path.name} is not readable YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ExportError(f"{path.name} is not a deploy config (no mapping at the top)")
+    return raw
+
+
+def read_deploy_config(path: Path) -> DeployConfig:
+    raw = read_config_yaml(path)
     ops = section(raw, "PreProcess").get("transform_ops")
     if not isinstance(ops, list) or not ops:
         raise ExportError(f"{path.name} has no PreProcess.transform_ops list")
@@ -309,14 +315,20 @@ def read_labels(topk: dict[str, Any], directory: Path) -> tuple[list[str] | None
         if not isinstance(listed, list) or not all(isinstance(v, str | int | float) for v in listed):
             raise ExportError("PostProcess.Topk.label_list must be a list of names")
         return [str(v) for v in listed], "PostProcess.Topk.label_list"
-    mapped = topk.get("class_id_map_file")
+    mapped = label_map_name(topk)
     if mapped:
-        # The path in a deploy config is relative to where PaddleClas ran; the file travels beside it.
-        path = directory / Path(str(mapped)).name
+        path = directory / mapped
         if not path.is_file():
-            raise ExportError(f"class_id_map_file {Path(str(mapped)).name} is not in the model directory")
+            raise ExportError(f"class_id_map_file {mapped} is not in the model directory")
         return read_class_id_map(path, topk.get("delimiter") or " "), f"class_id_map_file {path.name}"
     return None, "none in the export: the class numbers stand in"
+
+
+def label_map_name(topk: dict[str, Any]) -> str | None:
+    """The file name of Topk's class_id_map_file: its path in a deploy config is relative to where
+    PaddleClas ran, and the file travels beside the config."""
+    mapped = topk.get("class_id_map_file")
+    return Path(str(mapped)).name if mapped else None
 
 
 def read_class_id_map(path: Path, delimiter: str) -> list[str]:

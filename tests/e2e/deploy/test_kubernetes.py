@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
@@ -26,7 +25,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.e2e.deploy.conftest import ARTIFACTS
 from tests.e2e.deploy.engine import Podman
-from tests.e2e.deploy.test_container import classify, wait_until
+from tests.e2e.deploy.test_container import answers_ready, classify, wait_until
 
 BASE = ROOT / "deploy" / "kubernetes" / "base"
 KUBE_NETWORK = "podman-default-kube-network"
@@ -74,13 +73,6 @@ def pod_address(podman: Podman, pod: str) -> str:
     return f"{address.stdout.strip()}:8000"
 
 
-def ready(address: str) -> bool:
-    try:
-        return httpx.get(f"http://{address}/readyz", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def answers(address: str, digit: tuple[bytes, int]) -> None:
     """/v1 predict, and /v2 infer through Triton's own client."""
     png, label = digit
@@ -104,7 +96,7 @@ def test_kubernetes_pod_template_runs_two_replicas_under_podman(podman: Podman, 
     assert pods == [f"{name}-pod-0", f"{name}-pod-1"]  # replicas: 2
     addresses = [pod_address(podman, pod) for pod in pods]
     for address in addresses:
-        wait_until(lambda address=address: ready(address), 240, f"{address}/readyz")
+        wait_until(lambda address=address: answers_ready(f"http://{address}"), 240, f"{address}/readyz")
         answers(address, digit)
     container = f"{pods[0]}-api"
     assert podman.run("exec", container, "id", "-u").stdout.strip() == "10001"
@@ -113,7 +105,7 @@ def test_kubernetes_pod_template_runs_two_replicas_under_podman(podman: Podman, 
 
     # One replica goes (SIGTERM, as a node drain sends it): the other still answers.
     podman.run("pod", "stop", "-t", "35", pods[0], timeout=120)
-    assert not ready(addresses[0])
+    assert not answers_ready(f"http://{addresses[0]}")
     answers(addresses[1], digit)
 
     podman.run("kube", "down", str(played), timeout=300)

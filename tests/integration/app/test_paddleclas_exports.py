@@ -38,6 +38,12 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def exports_server(server_factory: Callable[..., Server], repository: Path) -> Server:
+    """One server for the repository above, its versions loaded or failed."""
+    return loaded(server_factory({"APP_MODEL_DIR": str(repository)}, wait_ready=False))
+
+
 def loaded(server: Server) -> Server:
     """The server once every version has loaded or failed (some fail here: it never becomes ready)."""
     with server.client() as client:
@@ -65,10 +71,8 @@ def probabilities(client, model: str, image: bytes) -> dict[str, float]:  # noqa
     return {item["label"]: item["score"] for item in response.json()["predictions"]}
 
 
-def test_paddleclas_exports_serve_the_answers_of_their_native_equivalent(
-        server_factory: Callable[..., Server], repository: Path) -> None:
-    server = loaded(server_factory({"APP_MODEL_DIR": str(repository)}, wait_ready=False))
-    with server.client() as client:
+def test_paddleclas_exports_serve_the_answers_of_their_native_equivalent(exports_server: Server) -> None:
+    with exports_server.client() as client:
         for image in sample_images():
             native = probabilities(client, "flowers-native", image)
             for model in ("flowers-paddleclas", "flowers-paddlex"):
@@ -77,10 +81,8 @@ def test_paddleclas_exports_serve_the_answers_of_their_native_equivalent(
                 assert max(abs(served[label] - native[label]) for label in LABELS) <= 1e-5, (model, served, native)
 
 
-def test_paddleclas_export_model_information_says_where_it_came_from(
-        server_factory: Callable[..., Server], repository: Path) -> None:
-    server = loaded(server_factory({"APP_MODEL_DIR": str(repository)}, wait_ready=False))
-    with server.client() as client:
+def test_paddleclas_export_model_information_says_where_it_came_from(exports_server: Server) -> None:
+    with exports_server.client() as client:
         clas = client.get("/v1/models/flowers-paddleclas").json()["manifest"]
         paddlex = client.get("/v1/models/flowers-paddlex").json()["manifest"]
     assert clas["labels"] == paddlex["labels"] == LABELS
@@ -93,10 +95,8 @@ def test_paddleclas_export_model_information_says_where_it_came_from(
     assert set(paddlex["files"]) == {"inference.json", "inference.pdiparams", "inference.yml"}
 
 
-def test_unsupported_deploy_config_is_refused_with_its_reason_while_others_serve(
-        server_factory: Callable[..., Server], repository: Path) -> None:
-    server = loaded(server_factory({"APP_MODEL_DIR": str(repository)}, wait_ready=False))
-    with server.client() as client:
+def test_unsupported_deploy_config_is_refused_with_its_reason_while_others_serve(exports_server: Server) -> None:
+    with exports_server.client() as client:
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert models["flowers-paddlex"]["status"] == "ready"
         reasons = {name: models[name]["versions"][0]["error"] for name in ("flowers-bicubic", "flowers-random-crop")}

@@ -30,6 +30,7 @@ OVERLAYS = ["base", "models-pvc", "gpu"]
 VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
 KSERVE_CRD = ROOT / "tests" / "data" / "kserve" / "serving.kserve.io_inferenceservices.yaml.gz"
 INFERENCE_SERVICE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+SETTINGS = {f"APP_{name.upper()}" for name in Settings.model_fields}  # every APP_* variable the app reads
 HEALTH_ROUTES = {route.path for router in (health.router, v2.router) for route in router.routes}  # type: ignore[attr-defined]
 
 
@@ -103,8 +104,7 @@ def test_kubernetes_validation_catches_a_misspelt_field() -> None:
 
 def test_kubernetes_files_match_the_app_they_deploy() -> None:
     documents = {d["kind"]: d for _, d in base_documents()}
-    known = {f"APP_{name.upper()}" for name in Settings.model_fields}
-    assert set(documents["ConfigMap"]["data"]) <= known, set(documents["ConfigMap"]["data"]) - known
+    assert set(documents["ConfigMap"]["data"]) <= SETTINGS, set(documents["ConfigMap"]["data"]) - SETTINGS
     pod = documents["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -165,5 +165,4 @@ def test_kserve_inference_service_matches_the_app() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": port}
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["STORAGE_URI"].startswith("pvc://") and env["APP_MODEL_DIR"] == "/mnt/models"
-    known = {f"APP_{name.upper()}" for name in Settings.model_fields}
-    assert {name for name in env if name.startswith("APP_")} <= known
+    assert {name for name in env if name.startswith("APP_")} <= SETTINGS

@@ -18,9 +18,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
     backend: str = Field("auto", description="The model runtime: paddle (Paddle Inference, oneDNN on CPU or CUDA "
                                                "on GPU), onnxruntime or openvino (CPU, from the model's ONNX file), "
-                                               "openvino-bf16 (CPU with bf16 instructions), or auto (per model, the "
-                                               "fastest installed, measured at warm-up; bf16 only where the model's "
-                                               "stored test images give Paddle Inference's answers)")
+                                               "openvino-bf16 (CPU with bf16 instructions), onnxruntime-int8 or "
+                                               "openvino-int8 (from the model's int8 ONNX file), or auto (per model, "
+                                               "the fastest installed, measured at warm-up; bf16 and int8 only where "
+                                               "the model's stored test images give Paddle Inference's answers)")
     model_backend: dict[str, str] = Field(default_factory=dict,
                                           description='Per model, JSON: {"mnist-lenet": "onnxruntime"}')
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when usable")

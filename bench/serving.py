@@ -13,8 +13,10 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
     APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1), what a serving layer without batching does;
  6. where c1 latency goes: the model, decoding, preprocessing, the HTTP floor as a request meets it
     right after a model run, and the rest of the route (see measure_c1_split);
- 7. every other installed runtime (APP_BACKEND=onnxruntime, openvino, openvino-bf16):
-    raw batch 1 and 32, its own in-process pipeline, and the service on it at c1 and c32;
+ 7. every other installed runtime (APP_BACKEND=onnxruntime, openvino, openvino-bf16, onnxruntime-int8,
+    openvino-int8): raw batch 1 and 32, its own in-process pipeline, and the service on it at c1 and
+    c32 (MobileNetV2's int8 copy is calibrated on the photos; with random weights there is no
+    accuracy to gate, so it is timed, not judged; the bundled LeNet's is the one conversion kept);
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per
 predictor, predictors in child processes (APP_ISOLATION=process, the default) or in the server
 process (thread). Photos are real ones re-encoded as JPEG at 224 on the shorter side.
@@ -66,6 +68,7 @@ from app.inference.manifest import (  # noqa: E402
     Manifest,
     Preprocessing,
     PreprocessStep,
+    RuntimeArtifact,
     TensorInput,
     TensorOutput,
     hash_directory,
@@ -74,7 +77,7 @@ from app.inference.manifest import (  # noqa: E402
 )
 from app.inference.model_version import LoadOptions, ModelVersion, backend_spec  # noqa: E402
 from app.inference.preprocess import Prepared  # noqa: E402
-from training.convert import add_onnx  # noqa: E402
+from training.convert import INT8_FILE, add_onnx, record_runtime, write_int8  # noqa: E402
 
 BOUNDARY = "BENCHBOUNDARY"
 # The other runtimes installed here, each measured beside Paddle Inference in every round.
@@ -114,6 +117,15 @@ def export_mobilenet(models_dir: Path) -> None:
         files=hash_directory(target),
     )
     save_manifest(target, manifest)
+
+
+def add_int8_untested(manifest: Manifest, directory: Path) -> None:
+    """MobileNetV2's int8 copy, calibrated on the photos as the service preprocesses them."""
+    model = ModelVersion.load(directory, LoadOptions(BackendOptions("cpu", 1), 1, 40_000_000, backend_kind="paddle"))
+    calibration = np.stack(model.handler.preprocess(sample_images("bench-mobilenet")).arrays)
+    model.close()
+    converter = write_int8(directory / manifest.runtimes["onnx"].file, calibration, directory / INT8_FILE)
+    record_runtime(directory, manifest, "onnx-int8", RuntimeArtifact(file=INT8_FILE, converter=converter))
 
 
 def sample_images(model: str, as_taken: bool = False) -> list[bytes]:
@@ -548,7 +560,7 @@ def main() -> int:
         shutil.copytree(ROOT / "models" / "mnist-lenet", models_dir / "mnist-lenet")
         export_mobilenet(models_dir)
         if OTHER_RUNTIMES:
-            add_onnx(models_dir / "bench-mobilenet" / "1")
+            add_int8_untested(add_onnx(models_dir / "bench-mobilenet" / "1"), models_dir / "bench-mobilenet" / "1")
         results = {name: bench_model(name, models_dir, args.seconds, layouts, args.rounds)
                    for name in ("mnist-lenet", "bench-mobilenet")}
     results["machine"] = {"cpus": usable_cpus(), "seconds_per_run": args.seconds, "rounds": args.rounds}

@@ -107,13 +107,14 @@ def mnist():  # noqa: ANN201 - training.data.mnist.Mnist
 
 
 def lenet_without_onnx(directory: Path) -> Path:
-    """A copy of the bundled LeNet at directory/1 as exported without its ONNX file."""
+    """A copy of the bundled LeNet at directory/1 as exported without its ONNX files (fp32 and int8)."""
     target = directory / "1"
     shutil.copytree(MODELS_DIR / "mnist-lenet" / "1", target)
     manifest = json.loads((target / "manifest.json").read_text())
-    del manifest["files"]["inference.onnx"], manifest["runtimes"]
+    for artifact in manifest.pop("runtimes").values():
+        del manifest["files"][artifact["file"]]
+        (target / artifact["file"]).unlink()
     (target / "manifest.json").write_text(json.dumps(manifest))
-    (target / "inference.onnx").unlink()
     return target
 
 

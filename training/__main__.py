@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from app.inference.backends.paddle import import_paddle
-from app.inference.manifest import load_manifest
+from app.inference.manifest import Manifest, load_manifest
 
 import_paddle()  # before the modules that import Paddle: without its ccache warning (it compiles nothing here)
 
@@ -59,9 +59,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     summary.add_argument("--classes", type=int, default=10)
 
     convert = commands.add_parser("convert", help="add the ONNX file that ONNX Runtime and OpenVINO read to exported "
-                                                  "model versions, checked against Paddle Inference")
+                                                  "model versions, checked against Paddle Inference, and its int8 "
+                                                  "copy, calibrated on training images and kept where it passes the "
+                                                  "accuracy gate")
     convert.add_argument("--model", type=Path, required=True, action="append", dest="models",
                          help="models/<name>/<version> (repeat for several)")
+    convert.add_argument("--no-int8", dest="int8", action="store_false",
+                         help="only the ONNX file (int8 needs the training data the manifest names)")
+    convert.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="change the recorded training config, e.g. data.root for data kept elsewhere")
 
     imports = commands.add_parser("import", help="make a PaddleClas or PaddleX classification export a versioned "
                                                  "model directory with a full manifest")
@@ -89,6 +95,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def describe_int8(directory: Path, overrides: list[str], manifest: Manifest) -> str:
+    """Add the int8 copy to an exported model and say how it went: one that fails the accuracy gate
+    is not an error (the model serves in fp32 or bf16), only reported."""
+    from training.convert import add_int8
+    from training.export import calibration_recorded
+
+    try:
+        int8 = add_int8(directory, calibration_recorded(directory, overrides), manifest).runtimes["onnx-int8"]
+    except (ValueError, FileNotFoundError, DatasetUnavailableError) as exc:
+        return f"no int8 copy: {exc}"
+    return f"int8 by {int8.converter}; the accuracy gate passed: {int8.parity}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -111,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             for directory in args.models:
                 manifest = add_onnx(directory)
                 print(f"{directory}: {manifest.runtimes['onnx'].converter}; parity {manifest.runtimes['onnx'].parity}")
+                if args.int8:
+                    print(f"{directory}: {describe_int8(directory, args.overrides, manifest)}")
         elif args.command == "samples":
             from training.export import evaluate_recorded, write_samples
 

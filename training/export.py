@@ -32,8 +32,9 @@ from app.inference.manifest import (
     sha256_file,
 )
 from app.inference.samples import SAMPLES_FILE, load_samples, save_samples
+from training.augment import center_crop
 from training.config import TrainConfig, apply_overrides, build_dataclass
-from training.convert import try_add_onnx
+from training.convert import CALIBRATION_IMAGES, try_add_int8, try_add_onnx
 from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import create_preprocessor, load_mnist
 from training.models.registry import FlipAveraged
@@ -65,19 +66,43 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def recorded_config(directory: Path, overrides: list[str]) -> TrainConfig:
+    """The training config an exported model's manifest records, with `overrides` applied."""
+    recorded = load_manifest(directory).training.get("config")
+    if not recorded:
+        raise ValueError(f"{directory}: the manifest records no training config to find its data by")
+    return build_dataclass(TrainConfig, apply_overrides(recorded, overrides))
+
+
 def evaluate_recorded(directory: Path, overrides: list[str]) -> Evaluation:
     """An exported model on the evaluation split of the data it was trained on (the manifest records
     the training config; `overrides` change it, e.g. data.root for data kept elsewhere), measured as
     at export."""
-    manifest = load_manifest(directory)
-    recorded = manifest.training.get("config")
-    if not recorded:
-        raise ValueError(f"{directory}: the manifest records no training config to find its data by")
     # Only the evaluation split is needed: no typeset digits or photos, one training image.
-    quick = ["data.printed_digits=0", "data.photo_digits=0", "data.limit_train=1"]
-    config = build_dataclass(TrainConfig, apply_overrides(recorded, [*quick, *overrides]))
+    config = recorded_config(directory, ["data.printed_digits=0", "data.photo_digits=0", "data.limit_train=1",
+                                         *overrides])
     data = load_dataset(config.data)
     return evaluate_exported(directory, data, Path(config.data.cache_dir), config.data.limit_eval)
+
+
+def calibration_recorded(directory: Path, overrides: list[str]) -> np.ndarray:
+    """Training images for an exported model's int8 calibration, from the data its manifest's
+    training config names (`overrides` change it, as for evaluate_recorded)."""
+    # The training split as stored, without the typeset digits and photos that take long to render.
+    config = recorded_config(directory, ["data.printed_digits=0", "data.photo_digits=0", "data.limit_eval=1",
+                                         *overrides])
+    return calibration_inputs(load_dataset(config.data))
+
+
+def calibration_inputs(data: Dataset, count: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """`count` training images drawn at random, as the model receives them (the service's centre
+    crop, then the dataset's normalisation): what an int8 copy's activation ranges are measured on."""
+    chosen = np.sort(np.random.default_rng(0).permutation(len(data.train.labels))[:count])
+    images = center_crop(np.asarray(data.train.inputs[chosen], dtype=np.float32), data.input_shape[1:])
+    if data.normalize is not None:
+        mean, std = (np.asarray(values, np.float32)[None, :, None, None] for values in data.normalize)
+        images = (images - mean) / std
+    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 def evaluate_model(directory: Path, overrides: list[str]) -> dict[str, float]:
@@ -180,7 +205,8 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
             files=hash_directory(staging),
         )
         save_manifest(staging, manifest)
-        try_add_onnx(staging, write_samples(staging, manifest, evaluation))
+        manifest = try_add_onnx(staging, write_samples(staging, manifest, evaluation))
+        try_add_int8(staging, calibration_inputs(data), manifest)
         # mkdtemp makes the directory 0700: the service often runs as another user (the image's uid 10001).
         staging.chmod(0o755)
         if target.exists():

@@ -101,12 +101,13 @@ class RuntimeArtifact(_Strict):
     file: str = Field(description="Listed in `files`, e.g. inference.onnx")
     converter: str = Field(description="What converted it, e.g. paddle2onnx 2.1.0, opset 17")
     parity: dict[str, float] = Field(default_factory=dict, description=(
-        "Against Paddle Inference on the same inputs: inputs, max_abs_diff (of the outputs), top1_agreement"))
+        "Against Paddle Inference on the same inputs: inputs, top1_agreement, and max_abs_diff (of the outputs; "
+        "fp32) or accuracy and paddle_fp32_accuracy (int8, on the stored test images)"))
 
 
 class SampleSet(_Strict):
     """Some of the model's own test images, as model inputs, stored with it: what a runtime of reduced
-    precision (bf16) must classify as Paddle Inference does before `APP_BACKEND=auto` may choose it."""
+    precision (bf16, int8) must classify as Paddle Inference does before `APP_BACKEND=auto` may choose it."""
 
     file: str = Field(description="Listed in `files`, e.g. samples.npz (app/inference/samples.py reads it)")
     split: str = Field(description="The split they come from, e.g. test")
@@ -134,7 +135,8 @@ class Manifest(_Strict):
     training: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="SHA-256 of every file in the directory except the manifest")
     runtimes: dict[str, RuntimeArtifact] = Field(default_factory=dict, description=(
-        "The model in other runtimes' formats, by format (onnx: ONNX Runtime and OpenVINO read it)"))
+        "The model in other runtimes' formats, by format (onnx: ONNX Runtime and OpenVINO read it; onnx-int8: "
+        "its int8 copy, quantised after training)"))
     samples: SampleSet | None = None
 
     @field_validator("name")

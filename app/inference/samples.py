@@ -1,5 +1,5 @@
 """The test images stored with a model (`samples.npz`, the manifest's `samples`), and the accuracy
-gate they serve: a runtime that computes in reduced precision (bf16) runs the model only where, on
+gate they serve: a runtime that computes in reduced precision (bf16, int8) runs the model only where, on
 these images, it gives Paddle Inference's fp32 answers.
 
 The images are stored as model inputs, quantised to 8 bits per value with a scale and an offset per

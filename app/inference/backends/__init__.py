@@ -19,7 +19,7 @@ class BackendEntry:
     package: str  # what must be importable for it to run
     artifact: str | None = None  # the file format it reads beside Paddle's files (manifest `runtimes`)
     install: str = ""  # how to get the package
-    precision: str = "fp32"  # below fp32, APP_BACKEND=auto takes it only where the accuracy gate passes
+    precision: str = "fp32"  # below fp32 (bf16, int8), APP_BACKEND=auto takes it only where the accuracy gate passes
 
 
 BACKENDS: dict[str, BackendEntry] = {
@@ -30,6 +30,10 @@ BACKENDS: dict[str, BackendEntry] = {
                              "pip install openvino"),
     "openvino-bf16": BackendEntry("app.inference.backends.openvino:OpenVinoBf16Backend", "openvino", "onnx",
                                   "pip install openvino", "bf16"),
+    "onnxruntime-int8": BackendEntry("app.inference.backends.onnxruntime:OnnxRuntimeInt8Backend", "onnxruntime",
+                                     "onnx-int8", "pip install onnxruntime", "int8"),
+    "openvino-int8": BackendEntry("app.inference.backends.openvino:OpenVinoInt8Backend", "openvino", "onnx-int8",
+                                  "pip install openvino", "int8"),
 }
 
 

@@ -1,5 +1,7 @@
 """ONNX Runtime on CPU, from the ONNX file `python -m training convert` writes beside the Paddle
-files (the manifest's `runtimes.onnx`)."""
+files (the manifest's `runtimes.onnx`), or from its int8 copy (`runtimes.onnx-int8`, quantised
+after training: `onnxruntime-int8`, which `APP_BACKEND=auto` takes only where the accuracy gate
+passes)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ class OnnxRuntimeBackend:
     """One session on options.cpu_threads, and with solo_threads above that a second on solo_threads
     for a batch that runs alone (as PaddleBackend does)."""
 
+    kind = "onnxruntime"
+    artifact = "onnx"
+    precision = "fp32"
+
     def __init__(self, path: Path, options: BackendOptions) -> None:
         self._path = path
         self.options = options
@@ -39,10 +45,10 @@ class OnnxRuntimeBackend:
 
     @classmethod
     def load(cls, spec: BackendSpec) -> OnnxRuntimeBackend:
-        return cls(spec.artifact("onnx"), spec.options)
+        return cls(spec.artifact(cls.artifact), spec.options)
 
     def clone(self) -> OnnxRuntimeBackend:
-        return OnnxRuntimeBackend(self._path, self.options)
+        return type(self)(self._path, self.options)
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         session = self._solo if solo and self._solo is not None else self._session
@@ -50,8 +56,14 @@ class OnnxRuntimeBackend:
         return np.asarray(outputs[0], dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "onnxruntime", "backend_version": ort.__version__, "device": "cpu",
-                "cpu_threads": self.options.cpu_threads, "precision": "fp32"}
+        return {"backend": self.kind, "backend_version": ort.__version__, "device": "cpu",
+                "cpu_threads": self.options.cpu_threads, "precision": self.precision}
 
     def close(self) -> None:
         """Sessions are freed with their last reference."""
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    kind = "onnxruntime-int8"
+    artifact = "onnx-int8"
+    precision = "int8"

@@ -2,7 +2,9 @@
 (OpenVINO's Paddle frontend does not read Paddle 3's `.json` programs). fp32: the same answers as
 Paddle Inference, to rounding. bf16 (`openvino-bf16`): OpenVINO computes in bfloat16 where the CPU
 has the instructions, several times faster on convolutions, answers no longer equal to rounding:
-`APP_BACKEND=auto` takes it only where the accuracy gate passes (app/inference/samples.py)."""
+`APP_BACKEND=auto` takes it only where the accuracy gate passes (app/inference/samples.py).
+int8 (`openvino-int8`): the int8 copy of the ONNX file (`runtimes.onnx-int8`), whose quantised
+operations OpenVINO runs in int8 and the rest in fp32; gated the same way."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from app.inference.backends.base import BackendOptions, BackendSpec
 def compile_model(core: ov.Core, path: Path, threads: int, precision: str) -> ov.CompiledModel:
     return core.compile_model(core.read_model(str(path)), "CPU", {
         "INFERENCE_NUM_THREADS": max(1, threads),
-        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+        # int8: the file's quantised operations run in int8 whatever the hint; the rest in fp32.
+        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[precision],
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
         # OpenVINO pins its threads to cores by default, and one-thread predictors in two processes
@@ -32,6 +35,7 @@ class OpenVinoBackend:
     solo_threads for a batch that runs alone (as PaddleBackend does)."""
 
     kind = "openvino"
+    artifact = "onnx"
     precision = "fp32"
 
     def __init__(self, path: Path, options: BackendOptions) -> None:
@@ -46,7 +50,7 @@ class OpenVinoBackend:
 
     @classmethod
     def load(cls, spec: BackendSpec) -> OpenVinoBackend:
-        return cls(spec.artifact("onnx"), spec.options)
+        return cls(spec.artifact(cls.artifact), spec.options)
 
     def clone(self) -> OpenVinoBackend:
         return type(self)(self._path, self.options)
@@ -67,3 +71,9 @@ class OpenVinoBackend:
 class OpenVinoBf16Backend(OpenVinoBackend):
     kind = "openvino-bf16"
     precision = "bf16"
+
+
+class OpenVinoInt8Backend(OpenVinoBackend):
+    kind = "openvino-int8"
+    artifact = "onnx-int8"
+    precision = "int8"

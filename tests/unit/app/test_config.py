@@ -19,7 +19,8 @@ def test_settings_read_app_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_refuse_an_unknown_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_BACKEND", "tensorrt")
-    with pytest.raises(ValidationError, match="unknown backend 'tensorrt': known are auto, onnxruntime, openvino, openvino-bf16, paddle"):
+    known = "auto, onnxruntime, onnxruntime-int8, openvino, openvino-bf16, openvino-int8, paddle"
+    with pytest.raises(ValidationError, match=f"unknown backend 'tensorrt': known are {known}"):
         Settings()
 
 

@@ -23,8 +23,12 @@ from tests.conftest import MODELS_DIR, lenet_without_onnx, png_bytes
 
 RUNTIMES = [kind for kind in BACKENDS if missing_package(kind) is None]
 OTHERS = [kind for kind in RUNTIMES if kind != "paddle"]
-# fp32 runtimes agree with Paddle Inference to rounding; bf16 to its 8 bits of mantissa.
-TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2}
+# The runtimes whose file the bundled photo model has (its int8 copy did not pass the accuracy gate).
+PHOTO_RUNTIMES = [kind for kind in OTHERS if BACKENDS[kind].artifact in
+                  json.loads((MODELS_DIR / "hymenoptera" / "1" / "manifest.json").read_text())["runtimes"]]
+# fp32 runtimes agree with Paddle Inference to rounding; bf16 to its 8 bits of mantissa; int8 to its
+# 256 levels per tensor (probabilities, not the answers: those are checked exactly).
+TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "int8": 1e-1}
 
 
 def tolerance(kind: str) -> float:
@@ -72,7 +76,7 @@ def test_runtime_answers_the_digits_as_paddle_inference_does(kind: str, digits: 
     assert np.abs(answers - paddle_answers).max() < tolerance(kind)
 
 
-@pytest.mark.parametrize("kind", OTHERS)
+@pytest.mark.parametrize("kind", PHOTO_RUNTIMES)
 def test_runtime_reads_the_photo_model(kind: str) -> None:
     directory = MODELS_DIR / "hymenoptera" / "1"
     photos = sorted((MODELS_DIR.parent.parent / "shared" / "data" / "hymenoptera" / "val").glob("*/*.jpg"))[:6]
@@ -116,7 +120,7 @@ def test_model_without_the_runtimes_file_is_served_by_paddle_inference(kind: str
         info = model.describe()
     finally:
         model.close()
-    assert info["backend"] == "paddle-inference" and "no onnx file" in info["backend_reason"]
+    assert info["backend"] == "paddle-inference" and f"no {BACKENDS[kind].artifact} file" in info["backend_reason"]
 
 
 def test_auto_measures_every_installed_runtime_and_keeps_the_fastest(digits: tuple[list[bytes], np.ndarray],

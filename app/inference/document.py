@@ -21,7 +21,7 @@ Arrays are float32 HxWxC in [0, 1], as between the preprocess module's steps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -81,8 +81,10 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     Where the border is an even ground (a scan, a drawing, MNIST itself), its brightness says it.
     Where it is not (a shadow, the desk or the light falling off take the border), the light's
     slow changes are taken away (less a local mean over `window` of the short side): the ground
-    then sits near the median, and the writing is the tail that reaches far from it, down for
-    ink on paper, up for a light digit on black."""
+    then sits near the median, and the writing is the heavier tail (the third moment's sign), down
+    for ink on paper, up for a light digit on black. Weighed over the whole tail, not by its
+    extreme: a bold stroke pulls the local mean down, and the paper inside its loops (an 8's, a
+    0's) then stands out above it as far as the ink does below."""
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
@@ -92,8 +94,10 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     coarse = shrink(grey, factor)
     size = max(3, round(window * min(coarse.shape)) | 1)
     detail = coarse - ndimage.uniform_filter(coarse, size=size, mode="nearest")
-    bottom, middle, top = quantiles(detail, 0.001, 0.5, 0.999)
-    return bool(middle - bottom >= top - middle)
+    [middle] = quantiles(detail, 0.5)
+    # The third moment: the far tail weighs most; the faint halo that the local mean leaves around
+    # any stroke, and the paper's grain, next to nothing.
+    return float(np.mean((detail - middle) ** 3)) <= 0.0
 
 
 def label_maxima(values: Array, labels: Array, count: int) -> Array:
@@ -157,7 +161,7 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
         closed = close_coarse(coarse, window)
         narrow = close_coarse(coarse, 0.05)  # follows a shadow's edge; fills in pen strokes
         [paper] = quantiles(closed, 0.9)
-        shade = find_shade(narrow, closed, paper)
+        shade = find_shade(coarse, narrow, closed, paper)
         ink = ink_against(grey, closed, narrow, paper, shade, floor)
         if shade is not None and shade.beyond.any():
             # What looks like the desk may be the page under a deep shadow (a hand's, a phone's)
@@ -205,14 +209,14 @@ class Shade:
     beyond: Array  # not paper: the desk beyond the paper's edge (bool, reduced map)
 
 
-def find_shade(narrow: Array, closed: Array, paper: float, contrast: float = 0.12, desk: float = 0.3
-               ) -> Shade | None:
+def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contrast: float = 0.12,
+               desk: float = 0.3) -> Shade | None:
     """Regions darker than the wide closing says, by at least `contrast`, that are wide: at least
     0.15 of the short side thick and 2% of the frame. Pen strokes are thinner (a narrow
     closing, a twentieth of the short side, fills them in). Those that reach the frame's border
     and are darker by at least `desk` are taken for what lies beyond the paper; the rest for
-    shadows on it, unless they are as dark as ink (see below). `narrow` and `closed` are the
-    reduced map's narrow and wide closings; `paper` the lit paper's brightness."""
+    shadows on it, unless they are as dark as ink (see below). `coarse` is the reduced map,
+    `narrow` and `closed` its narrow and wide closings; `paper` the lit paper's brightness."""
     darker = 1 - narrow / np.maximum(closed, 1e-3)
     dark = darker >= contrast
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
@@ -234,7 +238,7 @@ def find_shade(narrow: Array, closed: Array, paper: float, contrast: float = 0.1
     # Ink is darker than any shadow: a wide region at least half as dark as the paper, inside the
     # frame, is a thick stroke (a marker's, a bold face's), which the wide closing fills as it should.
     shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ((depth < 0.5) | edge[1:])])
-    beyond = np.isin(labels, beyond_labels) | far_below_paper(closed, paper)
+    beyond = np.isin(labels, beyond_labels) | far_below_paper(coarse, closed, paper)
     if not shadow.any() and not beyond.any():
         return None
     # A margin around what is not paper: the paper's edge itself, blurred by the camera, is neither.
@@ -242,18 +246,36 @@ def find_shade(narrow: Array, closed: Array, paper: float, contrast: float = 0.1
     return Shade(shadow, ndimage.maximum_filter(beyond.view(np.uint8), size=margin) > 0)
 
 
-def far_below_paper(closed: Array, paper: float, level: float = 0.6, min_area: float = 0.03) -> Array:
+def far_below_paper(coarse: Array, closed: Array, paper: float, level: float = 0.6, min_area: float = 0.03,
+                    min_step: float = 1.12) -> Array:
     """What lies wider than the wide closing's window and far darker than the paper (under
     `level` of its brightness), against the frame's border: a desk, not a shadow on the page
-    (shadows darken paper less). A thirtieth of the frame at least."""
+    (shadows darken paper less). A thirtieth of the frame at least, and set off by a step: just
+    outside it the image is at least `min_step` times brighter than just inside. Light that falls
+    off towards a corner darkens the page as much, but gradually, and the page there is paper
+    (writing on it is writing)."""
     dark = closed < level * paper
     labels, count = ndimage.label(dark)
     if count == 0:
         return dark
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    keep = [label for label in edge if label > 0 and areas[label] >= min_area * labels.size]
+    reach = max(2, round(0.04 * min(closed.shape)))
+    keep = [label for label in edge if label > 0 and areas[label] >= min_area * labels.size
+            and boundary_step(coarse, labels == label, reach) >= min_step]
     return np.isin(labels, keep)
+
+
+def boundary_step(coarse: Array, region: Array, reach: int) -> float:
+    """How much brighter the image is in a band `reach` pixels wide just outside `region` than in
+    the band just inside it (medians)."""
+    outside = ndimage.binary_dilation(region, iterations=reach) & ~region
+    inside = region & ~ndimage.binary_erosion(region, iterations=reach, border_value=1)
+    if not outside.any() or not inside.any():
+        return float("inf")  # the whole frame: nothing to compare it with
+    [lit] = quantiles(coarse[outside], 0.5)
+    [dim] = quantiles(coarse[inside], 0.5)
+    return lit / max(dim, 1e-3)
 
 
 def sheared_rows(ys: Array, xs: Array, slope: float) -> Array:
@@ -393,6 +415,7 @@ class Component:
     mass: float
     score: float
     touches: bool  # reaches the frame's border
+    area: int  # pixels
 
     @property
     def size(self) -> int:
@@ -407,6 +430,7 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
     strong = np.unique(labels[ink > threshold_high])
     strong = strong[strong > 0]
     masses = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
     boxes = ndimage.find_objects(labels)
     height, width = ink.shape
     components = []
@@ -422,8 +446,27 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
         penalty = 0.15 if (touches and elongated) or spans else 1.0
         mass = float(masses[label])
         components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty,
-                                    touches))
+                                    touches, int(areas[label])))
     return labels, components
+
+
+def split_diffuse(ink: Array, labels: Array, components: list[Component], raised: float, threshold_high: float,
+                  share: float = 0.3) -> tuple[Array, list[Component]]:
+    """Components that are mostly faint (their mean ink under `share` of the brightest), found
+    again at the `raised` threshold. A pen's stroke is ink where it runs; a faint region is a
+    textured desk or grain, or a pencil line that the grain around it joined into one region,
+    whose mass would outweigh the digit's. Split at the raised threshold, grain falls apart into
+    specks and the stroke stands alone."""
+    peak = float(ink.max())
+    diffuse = [c for c in components if c.mass < share * peak * c.area]
+    if not diffuse:
+        return labels, components
+    inside = np.isin(labels, [c.label for c in diffuse])
+    parts, found = find_components(np.where(inside, ink, 0.0), raised, threshold_high)
+    offset = int(labels.max())
+    relabelled = np.where(inside, np.where(parts > 0, parts + offset, 0), labels)
+    kept = [c for c in components if c not in diffuse]
+    return relabelled, kept + [replace(c, label=c.label + offset) for c in found]
 
 
 def box_gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
@@ -531,6 +574,7 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             raise PreprocessError(NOTHING_THERE)
         low = max(3 * noise, 0.4 * high)
         labels, components = find_components(smooth, low, high)
+        labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high)
         if not components:
             raise PreprocessError("no foreground found in the image")
         chosen = gather_digit(components, reach, min_share)

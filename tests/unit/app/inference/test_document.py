@@ -53,6 +53,24 @@ def test_dark_on_light_reads_polarity_from_the_border_or_the_detail() -> None:
     assert dark_on_light(falling)  # the border is no longer even: the detail decides
 
 
+def write_bold_eight(grey: np.ndarray, ink: float = 0.1, width: int = 45) -> np.ndarray:
+    """An 8 in a marker's strokes (45 px wide, 270 px tall), its loops' paper enclosed by ink."""
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([180, 50, 300, 170], outline=int(ink * 255), width=width)
+    draw.ellipse([165, 155, 315, 305], outline=int(ink * 255), width=width)
+    grey[:] = np.asarray(image, dtype=np.float32) / 255
+    return grey
+
+
+def test_dark_on_light_reads_a_bold_digit_with_loops_under_falling_light() -> None:
+    # The strokes pull the local mean down, so the paper in the loops stands out above it as far
+    # as the ink below: what decides is which side holds more.
+    falling = write_bold_eight(page()) * np.linspace(1.0, 0.6, SIZE[0], dtype=np.float32)[None, :]
+    assert dark_on_light(falling)
+    assert not dark_on_light(1 - falling)
+
+
 def test_flatten_background_takes_away_light_falling_off_and_a_shadow() -> None:
     grey = write_seven(page())
     lit = grey * np.linspace(1.0, 0.45, SIZE[0], dtype=np.float32)[None, :]
@@ -79,6 +97,18 @@ def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
     assert float(ink[:, 395:].max()) < 0.2 and float(ink[295:, :].max()) < 0.2
     assert float(ink[110:250, 200:300].max()) > 0.6
 
+
+
+def test_flatten_background_reads_writing_where_the_light_falls_off_far_below_the_paper() -> None:
+    """A corner lit at under half the page's brightness is as dark as a desk, but reached
+    gradually: it is the page, and the 7 written into it is read whole."""
+    ys, xs = np.indices((SIZE[1], SIZE[0]), dtype=np.float32)
+    distance = np.hypot(ys / SIZE[1], xs / SIZE[0]) / np.sqrt(2)  # 0 at the top left, 1 at the bottom right
+    grey = write_seven(page(), at=(330, 180)) * (1.0 - 0.7 * distance)
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    stroke = write_seven(page(), at=(330, 180)) < 0.5
+    assert float(np.median(ink[stroke])) > 0.5  # the 7, lit at under half the page's light
+    assert float(ink[~dilated(stroke, 6)].max()) < 0.35
 
 
 def test_flatten_background_reads_a_digit_under_a_deep_shadow_that_covers_most_of_the_page() -> None:
@@ -126,6 +156,31 @@ def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
     digit = select_digit()(as_input(ink))[:, :, 0]
     assert digit.shape[0] == pytest.approx(147, abs=4) and digit.shape[1] == pytest.approx(92, abs=4)
     assert float(digit.max()) == 1.0
+
+
+@pytest.mark.parametrize("where", ["desk", "around the stroke"])
+def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where: str) -> None:
+    """Grain that stands out faintly over a wide region (a textured desk beyond the paper, which
+    the background left behind; or the paper's grain round a pencil line, joined to it) has more
+    mass than the digit, but is mostly faint: it is found again at a higher threshold."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    grain = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 3)
+    grain = np.clip(0.1 + 0.03 * grain / grain.std(), 0, 1)
+    region = np.zeros((360, 480), dtype=bool)
+    if where == "desk":
+        region[:300, :260] = np.arange(260)[None, :] < 260 - np.arange(300)[:, None] * 0.85  # a wedge, top left
+        at = (330, 150)  # the 7 off centre, to the right
+    else:
+        region[60:300, 150:420] = True  # the paper's grain all round the digit
+        at = (200, 110)
+    ink = np.where(region, grain, 0.0).astype(np.float32)
+    stroke = write_seven(page(0.0), ink=0.6, width=4, at=at)  # a faint 7, 94 x 144 px
+    ink = np.maximum(ink, stroke).astype(np.float32)
+    assert float(ink[region].sum()) > 3 * float(stroke.sum())  # the region outweighs the digit
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert abs(digit.shape[0] - 144) <= 12 and abs(digit.shape[1] - 94) <= 12  # the 7's box, no more
 
 
 def test_select_digit_refuses_a_blank_page() -> None:

@@ -53,6 +53,16 @@ def robust_spread(values: Array) -> tuple[float, float]:
     return middle, 1.4826 * deviation
 
 
+def quiet_spread(values: Array) -> tuple[float, float]:
+    """(median, standard deviation estimated from the deviations below the median): the spread of
+    the quiet half. Where a large digit fills many of the rows, their deviations above the median
+    would swell the spread until no line stood out of it."""
+    [middle] = quantiles(values, 0.5)
+    below = middle - values[values <= middle]
+    [deviation] = quantiles(below, 0.5)
+    return middle, 1.4826 * deviation
+
+
 def dilate3(mask: Array) -> Array:
     """A boolean mask grown by one pixel in all eight directions (ndimage's filters cost more
     than this in their argument checks on a digit-sized array)."""
@@ -289,7 +299,10 @@ def line_slope(ink: Array, max_degrees: float) -> float:
     whose sheared rows hold the ink most unevenly (sum of squared row sums), searched coarsely
     then finely, on a copy reduced to about 320 px."""
     factor = max(1, max(ink.shape) // 320)
+    # Thin structures only (a white top-hat): a large bold digit, all of it ink, would otherwise
+    # weigh more than every ruled line together and turn the search to its own strokes.
     small = shrink(ink, factor)
+    small = small - ndimage.grey_opening(small, size=(5, 5))
     middle, spread = robust_spread(small)
     # The paper's grain says nothing about direction: only what stands out of it is weighed.
     ys, xs = np.nonzero(small > middle + 2 * spread)
@@ -333,7 +346,7 @@ def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float =
         usable = means[index][inside[index]]
         if len(usable) < 8:
             continue
-        middle, spread = robust_spread(usable)
+        middle, spread = quiet_spread(usable)
         standing_out[index] = near[index] >= middle + max(min_contrast, 4 * spread)
     on_paper = inside & ((marked >= 0.3 * pixels) | standing_out)
     counted = on_paper.sum(axis=0)
@@ -393,14 +406,14 @@ def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
     """Ruling and grid lines taken out of an ink map (from flatten_background). A line must cross
     the paper (stand out in nearly every part of it along its length), lie within `max_degrees`
     of the horizontal or the vertical, be thin (at most `max_thickness` of the frame's short side,
-    and never under 4 px) and come with another like it, or be fainter than the writing: a lone
+    and never under 6 px) and come with another like it, or be fainter than the writing: a lone
     dark bar may be a digit's. Images under SMALL px are left alone."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
         if min(ink.shape) < SMALL:
             return array
-        thickness = max(4, round(max_thickness * min(ink.shape)))
+        thickness = max(6, round(max_thickness * min(ink.shape)))
         ink = erase_horizontal_lines(ink, thickness, max_degrees)
         ink = erase_horizontal_lines(np.ascontiguousarray(ink.T), thickness, max_degrees).T
         return np.ascontiguousarray(ink)[:, :, None]
@@ -452,13 +465,14 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
 
 def split_diffuse(ink: Array, labels: Array, components: list[Component], raised: float, threshold_high: float,
                   share: float = 0.3) -> tuple[Array, list[Component]]:
-    """Components that are mostly faint (their mean ink under `share` of the brightest), found
-    again at the `raised` threshold. A pen's stroke is ink where it runs; a faint region is a
-    textured desk or grain, or a pencil line that the grain around it joined into one region,
-    whose mass would outweigh the digit's. Split at the raised threshold, grain falls apart into
-    specks and the stroke stands alone."""
+    """Components that are mostly faint (their mean ink under `share` of the brightest) and run
+    into the frame's border, found again at the `raised` threshold. A pen's stroke is ink where it
+    runs; such a region is a textured desk, or the paper's grain spread across the frame with a
+    pencil line joined into it, whose mass would outweigh the digit's. Split at the raised
+    threshold, grain falls apart into specks and the stroke stands alone. A faint region inside
+    the paper is left whole: it is a faint digit (a blurred thumbnail's soft strokes)."""
     peak = float(ink.max())
-    diffuse = [c for c in components if c.mass < share * peak * c.area]
+    diffuse = [c for c in components if c.touches and c.mass < share * peak * c.area]
     if not diffuse:
         return labels, components
     inside = np.isin(labels, [c.label for c in diffuse])

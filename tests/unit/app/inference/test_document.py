@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from app.inference.document import (
     dark_on_light,
     flatten_background,
+    line_slope,
     remove_lines,
     select_digit,
     stroke_width,
@@ -119,6 +120,7 @@ def test_flatten_background_reads_a_digit_under_a_deep_shadow_that_covers_most_o
     stroke = ink > 0.5
     assert float(ink[~dilated(stroke, 6)].max()) < 0.35
 
+
 @pytest.mark.parametrize("grid", [False, True])
 def test_remove_lines_takes_out_ruling_and_keeps_the_strokes_that_cross_it(grid: bool) -> None:
     grey = page()
@@ -134,6 +136,18 @@ def test_remove_lines_takes_out_ruling_and_keeps_the_strokes_that_cross_it(grid:
     assert float(np.percentile(ink[:, :150], 99.5)) < 0.15  # left of the 7: no line left
     stroke = ink[110:260, 200:300] > 0.5
     assert stroke.sum() > 0.8 * (write_seven(page())[110:260, 200:300] < 0.5).sum()  # the 7 is whole
+
+
+def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
+    """A typeset 7 that fills most of the frame, its stem slanted, outweighs the ruling in ink:
+    the lines' angle is read from thin structures alone."""
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for offset in range(10, SIZE[1] + 40, 45):  # ruled lines, turned 3 degrees
+        draw.line([(0, offset), (SIZE[0], offset - 25)], fill=165, width=2)
+    draw.polygon([(150, 40), (330, 40), (330, 80), (230, 340), (170, 340), (280, 80), (150, 80)], fill=25)
+    ink = flatten_background()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert np.degrees(np.arctan(line_slope(ink, 8.0))) == pytest.approx(-3.0, abs=0.3)
 
 
 def test_remove_lines_leaves_a_lone_dark_bar_alone() -> None:
@@ -173,7 +187,7 @@ def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where
         region[:300, :260] = np.arange(260)[None, :] < 260 - np.arange(300)[:, None] * 0.85  # a wedge, top left
         at = (330, 150)  # the 7 off centre, to the right
     else:
-        region[60:300, 150:420] = True  # the paper's grain all round the digit
+        region[:] = True  # the paper's grain, across the whole frame
         at = (200, 110)
     ink = np.where(region, grain, 0.0).astype(np.float32)
     stroke = write_seven(page(0.0), ink=0.6, width=4, at=at)  # a faint 7, 94 x 144 px

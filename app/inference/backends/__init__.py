@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.inference.backends.base import Backend, BackendOptions, BackendSpec, run_in_batches
 from app.inference.cpu import has_bf16
@@ -28,11 +29,11 @@ BACKENDS: dict[str, BackendEntry] = {
                                 "pip install onnxruntime"),
     "openvino": BackendEntry("app.inference.backends.openvino:OpenVinoBackend", "openvino", "onnx",
                              "pip install openvino"),
-    "openvino-bf16": BackendEntry("app.inference.backends.openvino:OpenVinoBf16Backend", "openvino", "onnx",
+    "openvino-bf16": BackendEntry("app.inference.backends.openvino:OpenVinoBackend", "openvino", "onnx",
                                   "pip install openvino", "bf16"),
-    "onnxruntime-int8": BackendEntry("app.inference.backends.onnxruntime:OnnxRuntimeInt8Backend", "onnxruntime",
+    "onnxruntime-int8": BackendEntry("app.inference.backends.onnxruntime:OnnxRuntimeBackend", "onnxruntime",
                                      "onnx-int8", "pip install onnxruntime", "int8"),
-    "openvino-int8": BackendEntry("app.inference.backends.openvino:OpenVinoInt8Backend", "openvino", "onnx-int8",
+    "openvino-int8": BackendEntry("app.inference.backends.openvino:OpenVinoBackend", "openvino", "onnx-int8",
                                   "pip install openvino", "int8"),
 }
 
@@ -65,6 +66,14 @@ def choose_backend(kind: str, artifacts: set[str], device: str) -> tuple[str, st
     return kind, "asked for"
 
 
+def runtime_file(spec: BackendSpec) -> Path:
+    """The model's file in the format `spec.kind` reads (its BACKENDS entry's `artifact`)."""
+    artifact = BACKENDS[spec.kind].artifact
+    if artifact is None:
+        raise ValueError(f"{spec.kind} reads Paddle's own files")
+    return spec.artifact(artifact)
+
+
 def load_backend(spec: BackendSpec) -> Backend:
     """Build the backend `spec.kind` names; a kind not in BACKENDS is a ValueError."""
     try:
@@ -78,5 +87,5 @@ def load_backend(spec: BackendSpec) -> Backend:
 
 __all__ = [
     "BACKENDS", "Backend", "BackendEntry", "BackendOptions", "BackendSpec", "BackendUnavailableError",
-    "choose_backend", "load_backend", "missing_package", "run_in_batches",
+    "choose_backend", "load_backend", "missing_package", "run_in_batches", "runtime_file",
 ]

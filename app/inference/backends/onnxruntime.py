@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from app.inference.backends import BACKENDS, runtime_file
 from app.inference.backends.base import BackendOptions, BackendSpec
 
 ort.disable_telemetry_events()  # ONNX Runtime's usage events: a server reports nothing it was not asked to
@@ -32,11 +33,9 @@ class OnnxRuntimeBackend:
     """One session on options.cpu_threads, and with solo_threads above that a second on solo_threads
     for a batch that runs alone (as PaddleBackend does)."""
 
-    kind = "onnxruntime"
-    artifact = "onnx"
-    precision = "fp32"
-
-    def __init__(self, path: Path, options: BackendOptions) -> None:
+    def __init__(self, kind: str, path: Path, options: BackendOptions) -> None:
+        self.kind = kind  # an entry of BACKENDS, which says the file it reads and its precision
+        self.precision = BACKENDS[kind].precision
         self._path = path
         self.options = options
         self._session = create_session(path, options.cpu_threads)
@@ -45,10 +44,10 @@ class OnnxRuntimeBackend:
 
     @classmethod
     def load(cls, spec: BackendSpec) -> OnnxRuntimeBackend:
-        return cls(spec.artifact(cls.artifact), spec.options)
+        return cls(spec.kind, runtime_file(spec), spec.options)
 
     def clone(self) -> OnnxRuntimeBackend:
-        return type(self)(self._path, self.options)
+        return type(self)(self.kind, self._path, self.options)
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         session = self._solo if solo and self._solo is not None else self._session
@@ -61,9 +60,3 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         """Sessions are freed with their last reference."""
-
-
-class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
-    kind = "onnxruntime-int8"
-    artifact = "onnx-int8"
-    precision = "int8"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from app.inference.backends import BACKENDS, runtime_file
 from app.inference.backends.base import BackendOptions, BackendSpec
 
 
@@ -34,11 +35,9 @@ class OpenVinoBackend:
     """One compiled model on options.cpu_threads, and with solo_threads above that a second on
     solo_threads for a batch that runs alone (as PaddleBackend does)."""
 
-    kind = "openvino"
-    artifact = "onnx"
-    precision = "fp32"
-
-    def __init__(self, path: Path, options: BackendOptions) -> None:
+    def __init__(self, kind: str, path: Path, options: BackendOptions) -> None:
+        self.kind = kind  # an entry of BACKENDS, which says the file it reads and its precision
+        self.precision = BACKENDS[kind].precision
         self._path = path
         self.options = options
         core = ov.Core()
@@ -50,10 +49,10 @@ class OpenVinoBackend:
 
     @classmethod
     def load(cls, spec: BackendSpec) -> OpenVinoBackend:
-        return cls(spec.artifact(cls.artifact), spec.options)
+        return cls(spec.kind, runtime_file(spec), spec.options)
 
     def clone(self) -> OpenVinoBackend:
-        return type(self)(self._path, self.options)
+        return type(self)(self.kind, self._path, self.options)
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         request = self._solo if solo and self._solo is not None else self._request
@@ -66,14 +65,3 @@ class OpenVinoBackend:
 
     def close(self) -> None:
         """Compiled models are freed with their last reference."""
-
-
-class OpenVinoBf16Backend(OpenVinoBackend):
-    kind = "openvino-bf16"
-    precision = "bf16"
-
-
-class OpenVinoInt8Backend(OpenVinoBackend):
-    kind = "openvino-int8"
-    artifact = "onnx-int8"
-    precision = "int8"

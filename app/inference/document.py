@@ -464,14 +464,13 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
 
 
 def split_diffuse(ink: Array, labels: Array, components: list[Component], raised: float, threshold_high: float,
-                  share: float = 0.3) -> tuple[Array, list[Component]]:
-    """Components that are mostly faint (their mean ink under `share` of the brightest) and run
+                  peak: float, share: float = 0.3) -> tuple[Array, list[Component]]:
+    """Components that are mostly faint (their mean ink under `share` of `peak`, the brightest) and run
     into the frame's border, found again at the `raised` threshold. A pen's stroke is ink where it
     runs; such a region is a textured desk, or the paper's grain spread across the frame with a
     pencil line joined into it, whose mass would outweigh the digit's. Split at the raised
     threshold, grain falls apart into specks and the stroke stands alone. A faint region inside
     the paper is left whole: it is a faint digit (a blurred thumbnail's soft strokes)."""
-    peak = float(ink.max())
     diffuse = [c for c in components if c.touches and c.mass < share * peak * c.area]
     if not diffuse:
         return labels, components
@@ -588,7 +587,7 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             raise PreprocessError(NOTHING_THERE)
         low = max(3 * noise, 0.4 * high)
         labels, components = find_components(smooth, low, high)
-        labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high)
+        labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
         if not components:
             raise PreprocessError("no foreground found in the image")
         chosen = gather_digit(components, reach, min_share)

@@ -97,13 +97,13 @@ def try_add_onnx(directory: Path, manifest: Manifest) -> Manifest:
 
 
 class CalibrationBatches:
-    """Training images, as model inputs, in batches: what the quantiser reads to find each
-    activation's range (onnxruntime.quantization.CalibrationDataReader's protocol). Batches of one:
-    its histogram calibrators need every batch the same shape."""
+    """Training images, as model inputs, one at a time: what the quantiser reads to find each
+    activation's range (onnxruntime.quantization.CalibrationDataReader's protocol). One image per
+    batch, as its histogram calibrators need every batch the same shape."""
 
-    def __init__(self, input_name: str, inputs: np.ndarray, batch_size: int = 1) -> None:
-        self._batches = iter([{input_name: np.ascontiguousarray(inputs[i : i + batch_size], dtype=np.float32)}
-                              for i in range(0, len(inputs), batch_size)])
+    def __init__(self, input_name: str, inputs: np.ndarray) -> None:
+        self._batches = iter([{input_name: np.ascontiguousarray(inputs[i : i + 1], dtype=np.float32)}
+                              for i in range(len(inputs))])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(Path("models"), description="Model repository: <model_dir>/<name>/<version>/")
     backend: str = Field("auto", description="The model runtime: paddle (Paddle Inference, oneDNN on CPU or CUDA "
-                                               "on GPU), onnxruntime or openvino (CPU, from the model's ONNX file), "
+                                               "on GPU), paddle-bf16 (Paddle Inference with oneDNN's bfloat16 "
+                                               "kernels, CPU with bf16 instructions), onnxruntime or openvino "
+                                               "(CPU, from the model's ONNX file), "
                                                "openvino-bf16 (CPU with bf16 instructions), onnxruntime-int8 or "
                                                "openvino-int8 (from the model's int8 ONNX file), or auto (per model, "
                                                "the fastest installed, measured at warm-up; bf16 and int8 only where "

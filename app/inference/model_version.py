@@ -234,11 +234,11 @@ def decide_backend(directory: Path, manifest: Manifest, options: LoadOptions) ->
     requested = options.model_backend.get(manifest.name, options.backend_kind)
     device, artifacts = options.backend.device, set(manifest.runtimes)
     if requested != "auto":
-        return BackendChoice(*choose_backend(requested, artifacts, device))
+        return BackendChoice(*choose_backend(requested, artifacts, options.backend))
     if device != "cpu":
         return BackendChoice("paddle", "auto: the GPU runs Paddle Inference")
     candidates = [kind for kind in BACKENDS
-                  if missing_package(kind) is None and choose_backend(kind, artifacts, device)[0] == kind]
+                  if missing_package(kind) is None and choose_backend(kind, artifacts, options.backend)[0] == kind]
     reduced = [kind for kind in candidates if BACKENDS[kind].precision != "fp32"]
     gate: dict[str, dict[str, Any]] = {}
     if reduced and manifest.samples is None:

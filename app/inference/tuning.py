@@ -142,7 +142,8 @@ def measure_backends(backends: dict[str, Backend], shape: Sequence[int], batches
 
 # Runtimes within BACKEND_MARGIN of each other at warm-up are taken in this order: served under load
 # in predictor processes, ONNX Runtime kept more of its raw speed than the others (docs/performance.md).
-BACKEND_PREFERENCE = ("onnxruntime", "paddle", "openvino", "openvino-bf16", "onnxruntime-int8", "openvino-int8")
+BACKEND_PREFERENCE = ("onnxruntime", "paddle", "openvino", "paddle-bf16", "openvino-bf16", "onnxruntime-int8",
+                      "openvino-int8")
 BACKEND_MARGIN = 1.05
 
 

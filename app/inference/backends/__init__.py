@@ -25,6 +25,7 @@ class BackendEntry:
 
 BACKENDS: dict[str, BackendEntry] = {
     "paddle": BackendEntry("app.inference.backends.paddle:PaddleBackend", "paddle"),
+    "paddle-bf16": BackendEntry("app.inference.backends.paddle:PaddleBackend", "paddle", precision="bf16"),
     "onnxruntime": BackendEntry("app.inference.backends.onnxruntime:OnnxRuntimeBackend", "onnxruntime", "onnx",
                                 "pip install onnxruntime"),
     "openvino": BackendEntry("app.inference.backends.openvino:OpenVinoBackend", "openvino", "onnx",
@@ -50,19 +51,21 @@ def missing_package(kind: str) -> str | None:
     return None
 
 
-def choose_backend(kind: str, artifacts: set[str], device: str) -> tuple[str, str]:
+def choose_backend(kind: str, artifacts: set[str], options: BackendOptions) -> tuple[str, str]:
     """The backend a model version runs on, and why: `kind` where the model has the files it reads
     and the device is one it runs on, else Paddle Inference, which reads every export."""
     entry = BACKENDS[kind]
     if kind == "paddle":
         return kind, "the default"
-    if device != "cpu":
+    if options.device != "cpu":
         return "paddle", f"{kind} runs on CPU here; the GPU runs Paddle Inference"
     if entry.artifact is not None and entry.artifact not in artifacts:
         return "paddle", (f"asked for {kind}, but the model has no {entry.artifact} file "
                           "(python -m training convert adds one)")
     if entry.precision == "bf16" and not has_bf16():
         return "paddle", f"asked for {kind}, but this CPU has no bf16 instructions (AVX-512 BF16 or AMX)"
+    if entry.package == "paddle" and not options.onednn:
+        return "paddle", f"asked for {kind}, which runs on oneDNN, but APP_ONEDNN is off"
     return kind, "asked for"
 
 

@@ -1,5 +1,7 @@
 """Paddle Inference: the default backend, on CPU (oneDNN) or on a GPU with a CUDA build. The only
-module that touches `paddle.inference`.
+module that touches `paddle.inference`. `paddle-bf16` is the same predictor with oneDNN's bfloat16
+kernels (CPU with bf16 instructions): answers no longer equal to rounding, so `APP_BACKEND=auto`
+takes it only where the accuracy gate passes (app/inference/samples.py).
 
 Paddle is imported lazily so that importing the app (or unit-testing preprocessing) stays cheap;
 predictors are created in the lifespan, never at import.
@@ -14,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from app.inference.backends import BACKENDS
 from app.inference.backends.base import BackendOptions, BackendSpec, Device, DeviceUnavailableError
 from app.inference.cpu import set_omp_blocktime, spin_ms
 
@@ -64,8 +67,10 @@ def resolve_device(requested: str) -> tuple[Device, str]:
     raise ValueError(f"unknown device {requested!r}: use auto, cpu or gpu")
 
 
-def create_predictor(model_file: Path, params_file: Path, options: BackendOptions, threads: int) -> Any:
-    """A native Paddle Inference predictor on `threads` math threads (CPU) or on the GPU."""
+def create_predictor(model_file: Path, params_file: Path, options: BackendOptions, threads: int,
+                     bf16: bool = False) -> Any:
+    """A native Paddle Inference predictor on `threads` math threads (CPU) or on the GPU; `bf16`:
+    oneDNN computes in bfloat16 (CPU only)."""
     from paddle import inference
 
     config = inference.Config(str(model_file), str(params_file))
@@ -77,6 +82,8 @@ def create_predictor(model_file: Path, params_file: Path, options: BackendOption
         if options.onednn:
             # oneDNN is several times faster for convolutions on AVX-512 CPUs; plain CPU kernels otherwise.
             config.enable_mkldnn()
+        if bf16:
+            config.enable_mkldnn_bfloat16()
     config.switch_ir_optim(True)
     # Paddle's new executor hands each run to an internal worker thread; between requests that
     # thread sleeps, and waking it costs more than a small model's whole inference. The classic
@@ -94,9 +101,11 @@ class PaddleBackend:
     cores: the team waits at every layer for its slowest thread, and any other work on a core makes
     that thread slow. A lone image has no neighbour to run beside and gets all the cores."""
 
-    def __init__(self, native: Any, options: BackendOptions, solo: PaddleBackend | None = None) -> None:
+    def __init__(self, native: Any, options: BackendOptions, solo: PaddleBackend | None = None,
+                 kind: str = "paddle") -> None:
         self._native = native
         self.options = options
+        self.kind = kind  # paddle or paddle-bf16 (BACKENDS)
         self.input_name: str = native.get_input_names()[0]
         self._input = native.get_input_handle(self.input_name)
         self._output = native.get_output_handle(native.get_output_names()[0])
@@ -107,10 +116,13 @@ class PaddleBackend:
     def load(cls, spec: BackendSpec) -> PaddleBackend:
         import_paddle()
         options = spec.options
+        bf16 = BACKENDS[spec.kind].precision == "bf16" and options.device == "cpu"
         solo = None
         if options.has_solo:
-            solo = cls(create_predictor(spec.model_file, spec.params_file, options, options.solo_threads), options)
-        return cls(create_predictor(spec.model_file, spec.params_file, options, options.cpu_threads), options, solo)
+            solo = cls(create_predictor(spec.model_file, spec.params_file, options, options.solo_threads, bf16),
+                       options, kind=spec.kind)
+        return cls(create_predictor(spec.model_file, spec.params_file, options, options.cpu_threads, bf16),
+                   options, solo, spec.kind)
 
     @property
     def has_solo(self) -> bool:
@@ -118,7 +130,7 @@ class PaddleBackend:
 
     def clone(self) -> PaddleBackend:
         """A second predictor sharing this one's weights (Paddle's clone), for another thread."""
-        return PaddleBackend(self._native.clone(), self.options, self._solo.clone() if self._solo else None)
+        return PaddleBackend(self._native.clone(), self.options, self._solo.clone() if self._solo else None, self.kind)
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         """float32 (N, C, H, W) -> float32 (N, num_outputs); `solo`: on the all-cores copy, if any."""
@@ -136,11 +148,13 @@ class PaddleBackend:
 
     def describe(self) -> dict[str, Any]:
         cpu = self.options.device == "cpu"
+        precision = BACKENDS[self.kind].precision
         return {
-            "backend": "paddle-inference",
+            "backend": "paddle-inference" if self.kind == "paddle" else self.kind,
             "device": self.options.device,
             "cpu_threads": self.options.cpu_threads if cpu else None,
             "onednn": self.options.onednn if cpu else False,
+            "precision": precision,
             "omp_blocktime_ms": self.options.omp_blocktime_ms if cpu else None,
         }
 

@@ -19,7 +19,7 @@ def test_settings_read_app_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_refuse_an_unknown_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_BACKEND", "tensorrt")
-    known = "auto, onnxruntime, onnxruntime-int8, openvino, openvino-bf16, openvino-int8, paddle"
+    known = "auto, onnxruntime, onnxruntime-int8, openvino, openvino-bf16, openvino-int8, paddle, paddle-bf16"
     with pytest.raises(ValidationError, match=f"unknown backend 'tensorrt': known are {known}"):
         Settings()
 

@@ -21,10 +21,18 @@ from tests.conftest import MODELS_DIR
     ("onnxruntime", set(), "cpu", ("paddle", "asked for onnxruntime, but the model has no onnx file "
                                              "(python -m training convert adds one)")),
     ("openvino", {"onnx"}, "gpu", ("paddle", "openvino runs on CPU here; the GPU runs Paddle Inference")),
+    ("paddle-bf16", set(), "gpu", ("paddle", "paddle-bf16 runs on CPU here; the GPU runs Paddle Inference")),
 ])
 def test_choose_backend_falls_back_to_paddle_inference_with_the_reason(kind: str, artifacts: set[str], device: str,
                                                                       expected: tuple[str, str]) -> None:
-    assert choose_backend(kind, artifacts, device) == expected
+    assert choose_backend(kind, artifacts, BackendOptions(device)) == expected  # type: ignore[arg-type]
+
+
+def test_choose_backend_paddle_bf16_needs_no_file_but_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "has_bf16", lambda: True)
+    assert choose_backend("paddle-bf16", set(), BackendOptions("cpu")) == ("paddle-bf16", "asked for")
+    kind, reason = choose_backend("paddle-bf16", set(), BackendOptions("cpu", onednn=False))
+    assert kind == "paddle" and "APP_ONEDNN is off" in reason
 
 
 @pytest.mark.parametrize(("requested", "device", "expected"), [
@@ -41,10 +49,10 @@ def test_decide_backend_without_measuring(requested: str, device: str, expected:
 
 def test_choose_backend_bf16_needs_the_cpu_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends, "has_bf16", lambda: False)
-    kind, reason = choose_backend("openvino-bf16", {"onnx"}, "cpu")
+    kind, reason = choose_backend("openvino-bf16", {"onnx"}, BackendOptions("cpu"))
     assert kind == "paddle" and "no bf16 instructions" in reason
     monkeypatch.setattr(backends, "has_bf16", lambda: True)
-    assert choose_backend("openvino-bf16", {"onnx"}, "cpu") == ("openvino-bf16", "asked for")
+    assert choose_backend("openvino-bf16", {"onnx"}, BackendOptions("cpu")) == ("openvino-bf16", "asked for")
 
 
 def test_cpu_flags_reads_proc_cpuinfo(tmp_path: Path) -> None:

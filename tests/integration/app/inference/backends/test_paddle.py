@@ -82,7 +82,7 @@ def test_paddle_backend_with_solo_threads_answers_alike_on_both_copies() -> None
 def test_paddle_backend_describes_its_runtime() -> None:
     info = lenet(BackendOptions("cpu", cpu_threads=1, omp_blocktime_ms="auto")).describe()
     assert info == {"backend": "paddle-inference", "device": "cpu", "cpu_threads": 1, "onednn": True,
-                    "omp_blocktime_ms": "auto"}
+                    "precision": "fp32", "omp_blocktime_ms": "auto"}
 
 
 def test_load_backend_refuses_an_unknown_kind() -> None:

@@ -13,8 +13,8 @@ For mnist-lenet (bundled) and a 224x224 MobileNetV2 (random weights, exported he
     APP_PREDICTORS=1, APP_MAX_BATCH_SIZE=1), what a serving layer without batching does;
  6. where c1 latency goes: the model, decoding, preprocessing, the HTTP floor as a request meets it
     right after a model run, and the rest of the route (see measure_c1_split);
- 7. every other installed runtime (APP_BACKEND=onnxruntime, openvino, openvino-bf16, onnxruntime-int8,
-    openvino-int8): raw batch 1 and 32, its own in-process pipeline, and the service on it at c1 and
+ 7. every other installed runtime (APP_BACKEND=paddle-bf16, onnxruntime, openvino, openvino-bf16,
+    onnxruntime-int8, openvino-int8): raw batch 1 and 32, its own in-process pipeline, and the service on it at c1 and
     c32 (MobileNetV2's int8 copy is calibrated on the photos; with random weights there is no
     accuracy to gate, so it is timed, not judged; the bundled LeNet's is the one conversion kept);
 and tries layouts (c32 throughput and c1 latency each): uvicorn workers x predictors x threads per

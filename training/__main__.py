@@ -22,7 +22,8 @@ from training.models import MODEL_NAMES, print_summary
 from training.pipeline import train_and_export
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BUNDLED_CONFIGS = ("mnist_softmax.yaml", "mnist_mlp.yaml", "mnist_lenet.yaml", "hymenoptera_cnn.yaml")
+BUNDLED_CONFIGS = {"mnist-softmax": "mnist_softmax.yaml", "mnist-mlp": "mnist_mlp.yaml",
+                   "mnist-lenet": "mnist_lenet.yaml", "hymenoptera": "hymenoptera_cnn.yaml"}
 BUNDLED_MODELS = "models"  # the repository's own, which the service serves by default
 
 
@@ -41,7 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_config_arguments(train)
     train.add_argument("--no-export", action="store_true", help="train only; keep the run directory")
 
-    bundle = commands.add_parser("bundle", help="retrain the bundled models and replace them in models/")
+    bundle = commands.add_parser("bundle", help="retrain the bundled models (all, or those named) and replace "
+                                                "them in models/")
+    bundle.add_argument("names", nargs="*", metavar="NAME", help=f"some of {', '.join(BUNDLED_CONFIGS)} (default: all)")
     bundle.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     evaluate = commands.add_parser("evaluate", help="measure an exported model on the test (or validation) split "
@@ -92,7 +95,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--out", type=Path, default=Path("submission.csv"))
     predict.add_argument("--id", dest="id_style", choices=["name", "stem"], default="name",
                          help="the id column: file name (default) or file name without extension")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = [name for name in getattr(args, "names", []) if name not in BUNDLED_CONFIGS]
+    if unknown:
+        bundle.error(f"not a bundled model: {', '.join(unknown)} (bundled: {', '.join(BUNDLED_CONFIGS)})")
+    return args
 
 
 def describe_int8(directory: Path, overrides: list[str], manifest: Manifest) -> str:
@@ -115,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             train_and_export(load_config(args.config, args.overrides), export=not args.no_export)
         elif args.command == "bundle":
-            for name in BUNDLED_CONFIGS:
-                train_and_export(load_config(CONFIG_DIR / name, [f"export.models_dir={BUNDLED_MODELS}",
-                                                                 *args.overrides]))
+            for name in args.names or BUNDLED_CONFIGS:
+                train_and_export(load_config(CONFIG_DIR / BUNDLED_CONFIGS[name],
+                                             [f"export.models_dir={BUNDLED_MODELS}", *args.overrides]))
         elif args.command == "evaluate":
             print(json.dumps(evaluate_model(args.model, args.overrides), indent=2))
         elif args.command == "eda":

@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.__main__ import BUNDLED_CONFIGS, CONFIG_DIR
+from training.__main__ import BUNDLED_CONFIGS, CONFIG_DIR, parse_args
 from training.config import load_config, save_config
 
 
 def test_config_bundled_yaml_files_load() -> None:
-    names = {load_config(CONFIG_DIR / name).export.name for name in BUNDLED_CONFIGS}
-    assert names == {"mnist-softmax", "mnist-mlp", "mnist-lenet", "hymenoptera"}
+    for name, file in BUNDLED_CONFIGS.items():  # each bundled model's config exports under its name
+        assert load_config(CONFIG_DIR / file).export.name == name
+    assert set(BUNDLED_CONFIGS) == {"mnist-softmax", "mnist-mlp", "mnist-lenet", "hymenoptera"}
     for path in CONFIG_DIR.glob("*.yaml"):  # every shipped config, bundled or example, is valid
         load_config(path)
 
@@ -36,3 +37,10 @@ def test_config_frozen_copy_round_trips(tmp_path: Path) -> None:
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["seed"] == 7
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3  # type: ignore[misc]
+
+
+def test_config_bundle_takes_some_bundled_models_by_name() -> None:
+    assert parse_args(["bundle", "mnist-lenet", "mnist-mlp"]).names == ["mnist-lenet", "mnist-mlp"]
+    assert parse_args(["bundle"]).names == []  # all of them
+    with pytest.raises(SystemExit):
+        parse_args(["bundle", "mnist-resnet"])

@@ -1,0 +1,22 @@
+"""When a predictor process hands freed heap back to the system."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.inference.pools import processes
+from app.inference.pools.processes import HeapKeeper
+
+
+def test_heap_keeper_trims_only_once_the_process_has_grown_past_its_allowance(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = iter([300.0, 250.0, 260.0, 313.0, 600.0, 280.0, 330.0])  # each read of the resident size
+    trims: list[int] = []
+    monkeypatch.setattr(processes, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(processes, "trim_heap", lambda: trims.append(1))
+    keeper = HeapKeeper(growth_mb=64.0)
+    assert keeper.resident_mb_after_batch() == 250.0 and len(trims) == 1  # the first batch sets the size at rest
+    assert keeper.resident_mb_after_batch() == 260.0  # batches that reuse the same pages: no trim
+    assert keeper.resident_mb_after_batch() == 313.0 and len(trims) == 1
+    assert keeper.resident_mb_after_batch() == 280.0 and len(trims) == 2  # a huge image's decode: handed back
+    assert keeper.resident_mb_after_batch() == 330.0 and len(trims) == 2  # measured from the new size at rest

@@ -116,7 +116,7 @@ class PaddleBackend:
     def load(cls, spec: BackendSpec) -> PaddleBackend:
         import_paddle()
         options = spec.options
-        bf16 = BACKENDS[spec.kind].precision == "bf16" and options.device == "cpu"
+        bf16 = BACKENDS[spec.kind].precision == "bf16"  # create_predictor applies it on CPU only
         solo = None
         if options.has_solo:
             solo = cls(create_predictor(spec.model_file, spec.params_file, options, options.solo_threads, bf16),

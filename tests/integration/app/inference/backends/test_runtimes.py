@@ -23,7 +23,8 @@ from tests.conftest import MODELS_DIR, lenet_without_onnx, png_bytes
 
 RUNTIMES = [kind for kind in BACKENDS if missing_package(kind) is None]
 OTHERS = [kind for kind in RUNTIMES if kind != "paddle"]
-# The runtimes whose file the bundled photo model has (its int8 copy did not pass the accuracy gate).
+# The runtimes that can read the bundled photo model: those that need no other file, and those whose
+# file it has (its int8 copy did not pass the accuracy gate).
 PHOTO_RUNTIMES = [kind for kind in OTHERS if BACKENDS[kind].artifact in
                   {None, *json.loads((MODELS_DIR / "hymenoptera" / "1" / "manifest.json").read_text())["runtimes"]}]
 CONVERTED = [kind for kind in OTHERS if BACKENDS[kind].artifact is not None]  # those that read another file

@@ -43,7 +43,15 @@ import numpy as np
 from app.inference.backends import BackendSpec, load_backend
 from app.inference.handler import Classified, HandlerSpec
 from app.inference.pools.base import Lender
-from app.inference.pools.wire import decode_reply, encode_items, encode_reply, send_header, split_payload
+from app.inference.pools.wire import (
+    Buffer,
+    decode_reply,
+    encode_items,
+    encode_reply,
+    send_header,
+    send_messages,
+    split_payload,
+)
 from app.inference.preprocess import Input
 
 log = logging.getLogger(__name__)
@@ -89,6 +97,7 @@ def serve_predictor(conn: Connection, backend_spec: BackendSpec, handler_spec: H
     # Inference is throughput work; parsing, admission and refusals in the server are short and
     # latency-bound. When cores are contended (overload), the server's process should win them.
     os.nice(PREDICTOR_NICENESS)
+    schedule_as_batch()
     options = backend_spec.options
     # Decoding a batch on all the predictor's cores before the model runs on them, as the in-process
     # pipeline does: Pillow and numpy release the GIL, so the threads decode side by side. A
@@ -133,10 +142,22 @@ def serve_predictor(conn: Connection, backend_spec: BackendSpec, handler_spec: H
             continue
         finally:
             del payload
-        send_header(conn, {**reply, "shape": list(outputs.shape), "rss_mb": heap.resident_mb_after_batch()})
-        conn.send_bytes(outputs.reshape(-1).view(np.uint8).data)  # flat bytes: an empty result included
+        header = {**reply, "shape": list(outputs.shape), "rss_mb": heap.resident_mb_after_batch()}
+        messages: list[list[Buffer]] = [[json.dumps(header).encode()], [outputs.reshape(-1).view(np.uint8).data]]
         if reply.get("explained"):
-            conn.send_bytes(explained)
+            messages.append([explained])
+        send_messages(conn, messages)  # one write: the outputs (an empty result too), the inputs asked for back
+
+
+def schedule_as_batch() -> None:
+    """Linux's SCHED_BATCH for this process and the threads it starts: a predictor woken by the
+    server's request no longer preempts the server on the server's own core (a pipe write wakes
+    its reader there), where the server, still finishing its write, waited runnable for up to the
+    whole batch beside an idle core. Elsewhere, or where a sandbox forbids it: nothing changes."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
 
 
 def name_process(name: str) -> None:
@@ -247,7 +268,7 @@ class PredictorProcess:
         """Blocking: float32 (N, C, H, W) -> float32 (N, K)."""
         self._ensure_started()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._send_message({"op": "run", "shape": list(batch.shape), "solo": solo}, batch.data)
+        self._send_message({"op": "run", "shape": list(batch.shape), "solo": solo}, [batch.reshape(-1).view(np.uint8).data])
         return self._receive_outputs(self._read_header())
 
     async def classify_async(self, inputs: list[Input], solo: bool = False) -> Classified:
@@ -293,11 +314,10 @@ class PredictorProcess:
         if not self.alive():
             self.restart()
 
-    def _send_message(self, header: dict[str, Any], payload: bytes | memoryview) -> None:
+    def _send_message(self, header: dict[str, Any], payload: list[Buffer]) -> None:
         assert self._conn is not None
         try:
-            self._conn.send_bytes(json.dumps(header).encode())
-            self._conn.send_bytes(payload)
+            send_messages(self._conn, [[json.dumps(header).encode()], payload])
         except OSError as exc:
             self.kill()
             raise PredictorCrashedError(f"the predictor process is gone: {exc}") from exc

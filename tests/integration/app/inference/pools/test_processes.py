@@ -91,6 +91,13 @@ def test_process_pool_classify_async_matches_run(pool: ProcessPool, loop: str) -
     np.testing.assert_allclose(large_rows, pool.run(large), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_process_pool_children_yield_the_cores_to_the_server(pool: ProcessPool) -> None:
+    [pid] = pids(pool)
+    assert os.sched_getscheduler(pid) == os.SCHED_BATCH  # woken by a request, a child does not preempt the server
+    assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def test_process_pool_error_in_the_predictor_fails_only_that_batch(pool: ProcessPool) -> None:
     [pid] = pids(pool)
     with pytest.raises(RuntimeError):

@@ -20,3 +20,11 @@ def test_heap_keeper_trims_only_once_the_process_has_grown_past_its_allowance(
     assert keeper.resident_mb_after_batch() == 313.0 and len(trims) == 1
     assert keeper.resident_mb_after_batch() == 280.0 and len(trims) == 2  # a huge image's decode: handed back
     assert keeper.resident_mb_after_batch() == 330.0 and len(trims) == 2  # measured from the new size at rest
+
+
+def test_resident_mb_reads_this_process_size() -> None:
+    first = processes.resident_mb()
+    ballast = bytearray(64 * 2**20)  # written, so resident
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    assert processes.resident_mb() > first + 50
+    del ballast

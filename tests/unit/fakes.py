@@ -31,6 +31,7 @@ class FakeBackend:
     """Scores each class by how near the input's mean brightness is to it: a black image is
     "dark", a white one "light". Its model file says how many classes and the input's name."""
 
+    spins_between_runs = False
     gate: threading.Event | None = None  # when set by a test, every run waits for it to open
     runs: list[int] = []  # the batch size of every run, for tests to read
 

@@ -71,6 +71,12 @@ class Backend(Protocol):
 
     input_name: str
 
+    @property
+    def spins_between_runs(self) -> bool:
+        """Whether the runtime's math threads keep spinning on the cores for a while after a run
+        (OpenMP's wait policy), instead of sleeping at once."""
+        ...
+
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         """float32 (N, C, H, W) -> float32 (N, K). `solo`: on the all-cores copy, where it has one."""
         ...

@@ -33,6 +33,8 @@ class OnnxRuntimeBackend:
     """One session on options.cpu_threads, and with solo_threads above that a second on solo_threads
     for a batch that runs alone (as PaddleBackend does)."""
 
+    spins_between_runs = False  # allow_spinning off (create_session)
+
     def __init__(self, kind: str, path: Path, options: BackendOptions) -> None:
         self.kind = kind  # an entry of BACKENDS, which says the file it reads and its precision
         self.precision = BACKENDS[kind].precision

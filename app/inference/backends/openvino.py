@@ -35,6 +35,8 @@ class OpenVinoBackend:
     """One compiled model on options.cpu_threads, and with solo_threads above that a second on
     solo_threads for a batch that runs alone (as PaddleBackend does)."""
 
+    spins_between_runs = False  # its thread pool's workers sleep almost at once
+
     def __init__(self, kind: str, path: Path, options: BackendOptions) -> None:
         self.kind = kind  # an entry of BACKENDS, which says the file it reads and its precision
         self.precision = BACKENDS[kind].precision

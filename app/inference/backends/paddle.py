@@ -112,6 +112,10 @@ class PaddleBackend:
         self._last_run_ms = 0.0
         self._solo = solo
 
+    @property
+    def spins_between_runs(self) -> bool:
+        return self.options.device == "cpu" and self.options.omp_blocktime_ms != 0  # see cpu.spin_ms
+
     @classmethod
     def load(cls, spec: BackendSpec) -> PaddleBackend:
         import_paddle()

@@ -89,3 +89,8 @@ def test_load_backend_refuses_an_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         load_backend(BackendSpec("tensorrt", LENET / "inference.json", LENET / "inference.pdiparams",
                                  BackendOptions()))
+
+
+def test_paddle_backend_spins_between_runs_unless_openmp_is_told_not_to() -> None:
+    assert lenet_spinning(blocktime="auto").spins_between_runs
+    assert not lenet_spinning(blocktime=0).spins_between_runs  # a predictor process may then poll instead

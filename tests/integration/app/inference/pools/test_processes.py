@@ -20,7 +20,7 @@ from app.inference.backends import Backend, BackendOptions, BackendSpec, load_ba
 from app.inference.handler import HandlerSpec
 from app.inference.manifest import load_manifest
 from app.inference.model_version import LoadOptions, ModelVersion
-from app.inference.pools import ProcessPool
+from app.inference.pools import ProcessPool, processes
 from app.inference.pools.processes import PredictorCrashedError
 from app.inference.preprocess import ImageDecodeError, UnsupportedImageError
 from tests.conftest import MODELS_DIR, draw_digit_one, encode, png_bytes
@@ -185,3 +185,27 @@ def test_process_pool_grows_and_runs_solo_batches_on_the_all_cores_copy() -> Non
         assert classified.outputs.shape == (2, 10) and not classified.errors
     finally:
         grown.close()
+
+
+def test_process_pool_answers_requests_that_arrive_while_it_polls_after_a_lone_batch() -> None:
+    """ONNX Runtime's threads sleep after a run, so after a lone batch its predictor polls for the
+    next request: one sent at once, one mid-poll and one after the poll has given up all answer."""
+    manifest = load_manifest(LENET_DIR)
+    spec = BackendSpec("onnxruntime", LENET_DIR / manifest.model_file, LENET_DIR / manifest.params_file,
+                       BackendOptions(device="cpu", cpu_threads=1, solo_threads=2),
+                       {kind: LENET_DIR / artifact.file for kind, artifact in manifest.runtimes.items()})
+    polling = ProcessPool(spec, lenet_handler(), size=1, name="mnist-lenet/1")
+    digit = encode(draw_digit_one(), "PNG")
+
+    async def lone_requests() -> list[int]:
+        answers = []
+        for pause in (0.0, processes.LONE_BATCH_POLL_S / 2, processes.LONE_BATCH_POLL_S * 5):
+            await asyncio.sleep(pause)
+            classified = await polling.classify_async([digit], solo=True)
+            answers.append(int(classified.outputs.argmax()))
+        return answers
+
+    try:
+        assert uvloop.run(lone_requests()) == [1, 1, 1]
+    finally:
+        polling.close()

@@ -1,6 +1,9 @@
-"""When a predictor process hands freed heap back to the system."""
+"""How a predictor process keeps its heap, and waits for the next request."""
 
 from __future__ import annotations
+
+import multiprocessing
+import time
 
 import pytest
 
@@ -28,3 +31,15 @@ def test_resident_mb_reads_this_process_size() -> None:
     ballast[::4096] = b"x" * len(ballast[::4096])
     assert processes.resident_mb() > first + 50
     del ballast
+
+
+def test_poll_for_request_returns_once_a_request_waits() -> None:
+    server, predictor = multiprocessing.Pipe(duplex=True)
+    started = time.perf_counter()
+    processes.poll_for_request(predictor, 0.05)
+    assert time.perf_counter() - started >= 0.05  # nothing came: it polled the whole time
+    server.send_bytes(b"{}")
+    started = time.perf_counter()
+    processes.poll_for_request(predictor, 10.0)
+    assert time.perf_counter() - started < 5.0
+    assert predictor.recv_bytes() == b"{}"  # left for the predictor's loop to read

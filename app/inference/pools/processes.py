@@ -49,6 +49,7 @@ from app.inference.pools.wire import (
     decode_reply,
     encode_items,
     encode_reply,
+    float32_bytes,
     send_header,
     send_messages,
     split_payload,
@@ -142,7 +143,7 @@ def serve_predictor(conn: Connection, backend_spec: BackendSpec, handler_spec: H
                 reply, outputs, explained = encode_reply(classified)
             else:
                 batch = np.frombuffer(payload, dtype=np.float32).reshape(header["shape"])
-                outputs = np.ascontiguousarray(backend.run(batch, solo), dtype=np.float32)
+                outputs = backend.run(batch, solo)  # sent as float32 by float32_bytes
                 reply = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - fails this batch only
             send_header(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -150,7 +151,7 @@ def serve_predictor(conn: Connection, backend_spec: BackendSpec, handler_spec: H
         finally:
             del payload
         header = {**reply, "shape": list(outputs.shape), "rss_mb": heap.resident_mb_after_batch()}
-        messages: list[list[Buffer]] = [[json.dumps(header).encode()], [outputs.reshape(-1).view(np.uint8).data]]
+        messages: list[list[Buffer]] = [[json.dumps(header).encode()], [float32_bytes(outputs)]]
         if reply.get("explained"):
             messages.append([explained])
         send_messages(conn, messages)  # one write: the outputs (an empty result too), the inputs asked for back
@@ -162,9 +163,8 @@ def poll_for_request(conn: Connection, seconds: float) -> None:
     A client sending one image at a time waits for each answer, and every hop of its request that
     wakes a sleeping process costs it: the wake-up itself, and a core and caches gone cold. Where
     the runtime's own threads sleep at once (ONNX Runtime, OpenVINO), a predictor that polls for
-    the next request answers it sooner (OpenVINO int8 on MobileNetV2, served at c1: 2.73 -> 2.45 ms);
-    where they spin after a run (Paddle's OpenMP), polling as well took the server's core and made
-    it slower (6.9 -> 7.6 ms)."""
+    the next request answers it sooner; where they spin after a run (Paddle's OpenMP), polling as
+    well takes the server's core and makes it slower (docs/performance.md has the figures)."""
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         if conn.poll(0):
@@ -296,8 +296,7 @@ class PredictorProcess:
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
         """Blocking: float32 (N, C, H, W) -> float32 (N, K)."""
         self._ensure_started()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._send_message({"op": "run", "shape": list(batch.shape), "solo": solo}, [batch.reshape(-1).view(np.uint8).data])
+        self._send_message({"op": "run", "shape": list(batch.shape), "solo": solo}, [float32_bytes(batch)])
         return self._receive_outputs(self._read_header())
 
     async def classify_async(self, inputs: list[Input], solo: bool = False) -> Classified:

@@ -49,6 +49,11 @@ def send_messages(conn: Connection, messages: Sequence[Sequence[Buffer]]) -> Non
         data = data[os.write(fd, data):]
 
 
+def float32_bytes(array: np.ndarray) -> memoryview:
+    """An array's values as flat float32 bytes (no copy where they already are)."""
+    return np.ascontiguousarray(array, dtype=np.float32).reshape(-1).view(np.uint8).data
+
+
 def encode_items(inputs: list[Input]) -> tuple[list[list[Any]], list[Buffer]]:
     """Inputs as the wire's item list plus the parts of one payload: encoded images as they are
     (marked when their model input is wanted back), arrays as float32."""
@@ -56,9 +61,8 @@ def encode_items(inputs: list[Input]) -> tuple[list[list[Any]], list[Buffer]]:
     parts: list[Buffer] = []
     for item in inputs:
         if isinstance(item, np.ndarray):
-            array = np.ascontiguousarray(item, dtype=np.float32)
-            items.append(["array", list(array.shape)])
-            parts.append(array.reshape(-1).view(np.uint8).data)  # copied once, by send_messages
+            items.append(["array", list(item.shape)])
+            parts.append(float32_bytes(item))  # copied once, by send_messages
         else:
             items.append(["explain" if isinstance(item, ExplainedImage) else "encoded", len(item)])
             parts.append(item)

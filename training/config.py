@@ -109,6 +109,9 @@ class TrainConfig:
     balanced_sampling: bool = False  # draw each class equally often per epoch (the course's label shuffling)
     early_stopping_patience: int = 0  # stop after this many epochs without a better val accuracy; 0 = off
     resume: str | None = None  # a run directory (its last.pdckpt) or a .pdckpt file
+    # Train this many networks on the same data, with seeds seed, seed + 1, ..., and export the
+    # mean of their logits as one network (each member's run has its own directory).
+    ensemble: int = 1
     # Which weights to export: "best" val accuracy (val then also picked them, so its accuracy is
     # optimistic) or the "last" epoch (val stays an untouched held-out measurement).
     export_weights: Literal["best", "last"] = "best"

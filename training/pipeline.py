@@ -17,7 +17,8 @@ from training.data.dataset import Dataset, load_dataset
 from training.engine import predict_logits
 from training.export import export_model
 from training.models import count_parameters, create_model
-from training.report import classification_metrics, format_table, write_report
+from training.models.registry import Ensemble
+from training.report import classification_metrics, format_table, top_k_accuracy, write_report
 from training.trainer import RunResult, run_training
 
 
@@ -37,6 +38,7 @@ class TrainingFacts:
     seconds: float
     skipped_files: int
     run_dir: str
+    members: list[dict[str, Any]]  # an ensemble's: seed, run directory, exported epoch, val accuracy
 
 
 @dataclass(frozen=True)
@@ -51,29 +53,43 @@ class Measured:
 
 
 def train_and_export(config: TrainConfig, export: bool = True) -> Path:
-    """Train, then export and measure the exported files (or, without `export`, measure the network
-    as trained), then write the report. Returns the exported version's directory (or the run's)."""
+    """Train (each member of an ensemble in turn), then export and measure the exported files (or,
+    without `export`, measure the network as trained), then write the report, in the first
+    member's run directory. Returns the exported version's directory (or that run's)."""
     data = load_dataset(config.data)
-    result = run_training(config, data)
+    members = member_configs(config)
+    results = [run_training(member, data) for member in members]
+    first = results[0]
     if paddle.distributed.get_rank() != 0:
-        return result.run_dir
-    print(f"best epoch {result.best_epoch}; run directory {result.run_dir}", flush=True)
+        return first.run_dir
+    for result in results:
+        print(f"best epoch {result.best_epoch}; run directory {result.run_dir}", flush=True)
     if data.skipped:
-        (result.run_dir / "skipped.txt").write_text("\n".join(data.skipped) + "\n", encoding="utf-8")
-    model, epoch = load_chosen_weights(config, data, result)
+        (first.run_dir / "skipped.txt").write_text("\n".join(data.skipped) + "\n", encoding="utf-8")
+    chosen = [load_chosen_weights(member, data, result) for member, result in zip(members, results, strict=True)]
+    model = chosen[0][0] if len(chosen) == 1 else Ensemble([network for network, _ in chosen])
     if export:
-        facts = describe_training(config, data, result, model, epoch)
-        target, evaluation, metrics = export_model(model, config, data, dataclasses.asdict(facts), result.run_dir)
+        facts = describe_training(config, data, results, model, [epoch for _, epoch in chosen])
+        target, evaluation, metrics = export_model(model, config, data, dataclasses.asdict(facts), first.run_dir)
         measured = Measured(evaluation.split, evaluation.inputs, evaluation.labels, evaluation.logits, metrics)
         outcome = f"exported {target}"
     else:
-        target, measured = result.run_dir, measure_trained(model, data)
+        target, measured = first.run_dir, measure_trained(model, data)
         outcome = "not exported (--no-export)"
-    write_report(result.run_dir, measured.split, result.history, measured.inputs, measured.labels, measured.logits,
+    write_report(first.run_dir, measured.split, first.history, measured.inputs, measured.labels, measured.logits,
                  data.classes, measured.metrics)
     print(format_table(measured.metrics, measured.split), flush=True)
-    print(f"{outcome}; report in {result.run_dir}", flush=True)
+    print(f"{outcome}; report in {first.run_dir}", flush=True)
     return target
+
+
+def member_configs(config: TrainConfig) -> list[TrainConfig]:
+    """One config per network to train: the config itself, or an ensemble's members by seed."""
+    if config.ensemble < 1:
+        raise ValueError(f"ensemble must be 1 or more, got {config.ensemble}")
+    if config.ensemble > 1 and config.resume:
+        raise ValueError("resume continues one run; resume an ensemble's members one by one, with ensemble: 1")
+    return [dataclasses.replace(config, seed=config.seed + i) for i in range(config.ensemble)]
 
 
 def load_chosen_weights(config: TrainConfig, data: Dataset, result: RunResult) -> tuple[paddle.nn.Layer, int]:
@@ -86,21 +102,33 @@ def load_chosen_weights(config: TrainConfig, data: Dataset, result: RunResult) -
     return model, len(result.history)
 
 
-def describe_training(config: TrainConfig, data: Dataset, result: RunResult, model: paddle.nn.Layer,
-                      epoch: int) -> TrainingFacts:
+def describe_training(config: TrainConfig, data: Dataset, results: list[RunResult], model: paddle.nn.Layer,
+                      epochs: list[int]) -> TrainingFacts:
+    """The first member's run, with the exported network's validation accuracy (an ensemble's is
+    measured here, on the same validation split) and, for an ensemble, each member's run."""
+    first, epoch = results[0], epochs[0]
+    if len(results) == 1:
+        val_accuracy, members = first.history[epoch - 1]["val_accuracy"], []
+    else:
+        model.eval()
+        val_accuracy = top_k_accuracy(predict_logits(model, data.val.inputs), data.val.labels, 1)
+        members = [{"seed": config.seed + i, "run_dir": str(result.run_dir), "exported_epoch": epoch,
+                    "val_accuracy": result.history[epoch - 1]["val_accuracy"]}
+                   for i, (result, epoch) in enumerate(zip(results, epochs, strict=True))]
     return TrainingFacts(
         config=config.to_dict(),
         initial_weights=config.finetune.init_from or "random: trained from scratch, no pretrained weights",
         parameters=count_parameters(model),
         exported_weights=config.export_weights,
         exported_epoch=epoch,
-        best_epoch=result.best_epoch,
-        val_accuracy=result.history[epoch - 1]["val_accuracy"],
-        epochs_run=len(result.history),
-        stopped_early=result.stopped_early,
-        seconds=round(sum(h["seconds"] for h in result.history), 1),
+        best_epoch=first.best_epoch,
+        val_accuracy=val_accuracy,
+        epochs_run=len(first.history),
+        stopped_early=first.stopped_early,
+        seconds=round(sum(h["seconds"] for result in results for h in result.history), 1),
         skipped_files=len(data.skipped),
-        run_dir=str(result.run_dir),
+        run_dir=str(first.run_dir),
+        members=members,
     )
 
 

@@ -13,10 +13,14 @@ from app.inference.backends import BackendOptions
 from app.inference.manifest import load_manifest, verify_files
 from app.inference.model_version import LoadOptions, ModelVersion
 from app.inference.postprocess import softmax
-from tests.conftest import MNIST_CACHE, png_bytes
+from tests.conftest import MNIST_CACHE, ROOT, png_bytes
+from tests.integration.training.test_commands import run_cli
+from training.config import load_config
+from training.data.dataset import load_dataset
 from training.data.mnist import INPUT_SHAPE, prepare_inputs
 from training.engine import predict_logits
 from training.models import MODEL_NAMES, create_model
+from training.models.registry import Ensemble, FlipAveraged
 
 
 def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Path) -> None:
@@ -72,10 +76,6 @@ def test_models_registry_builds_every_network(name: str) -> None:
 
 
 def test_flip_averaged_network_answers_the_mean_of_an_image_and_its_mirror() -> None:
-    import paddle
-
-    from training.models.registry import FlipAveraged, create_model
-
     paddle.seed(0)
     network = create_model("cnn_bn", (3, 32, 32), 2)
     network.eval()
@@ -85,3 +85,31 @@ def test_flip_averaged_network_answers_the_mean_of_an_image_and_its_mirror() -> 
     assert np.allclose(averaged.numpy(), expected.numpy(), atol=1e-6)
     mirrored = FlipAveraged(network)(paddle.flip(image, axis=[3]))
     assert np.allclose(averaged.numpy(), mirrored.numpy(), atol=1e-5)  # a mirror image gets the same answer
+
+
+def test_export_of_an_ensemble_answers_the_mean_of_its_members(tmp_path: Path) -> None:
+    """`ensemble: 2` trains two networks from consecutive seeds, each in its own run directory, and
+    exports one network whose logits are the mean of theirs (and, with flip_average, of the mirror's)."""
+    overrides = [f"data.root={ROOT.parent / 'shared' / 'data' / 'hymenoptera'}", "ensemble=2", "epochs=1",
+                 "data.input_size=32", "data.limit_train=40", "data.limit_eval=24",
+                 f"output_dir={tmp_path / 'runs'}", f"export.models_dir={tmp_path / 'models'}"]
+    run_cli("train", "--config", "training/configs/hymenoptera_cnn.yaml", *[a for o in overrides for a in ("--set", o)])
+    exported = tmp_path / "models" / "hymenoptera" / "1"
+    manifest = load_manifest(exported)
+    members = manifest.training["members"]
+    assert [m["seed"] for m in members] == [42, 43] and manifest.training["run_dir"] == members[0]["run_dir"]
+    assert len({m["run_dir"] for m in members}) == 2 and all(Path(m["run_dir"]).is_dir() for m in members)
+    networks = []
+    for member in members:
+        network = create_model("cnn4", (3, 32, 32), 2)
+        network.set_state_dict(paddle.load(str(Path(member["run_dir"]) / "last.pdckpt" / "model.pdparams")))
+        networks.append(network)
+    data = load_dataset(load_config(ROOT / "training/configs/hymenoptera_cnn.yaml", overrides).data)
+    expected = predict_logits(FlipAveraged(Ensemble(networks)), data.test.inputs)
+    alone = predict_logits(FlipAveraged(networks[0]), data.test.inputs)
+    model = ModelVersion.load(exported, LoadOptions(BackendOptions("cpu", 1), predictors=1, max_image_pixels=1_000_000))
+    served = model.pool.run(data.test.inputs)
+    model.close()
+    assert np.abs(served - expected).max() <= 1e-4 and np.abs(served - alone).max() > 1e-3
+    validation = predict_logits(Ensemble(networks), data.val.inputs)
+    assert manifest.training["val_accuracy"] == pytest.approx(np.mean(validation.argmax(1) == data.val.labels))

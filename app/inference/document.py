@@ -446,6 +446,8 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     boxes = ndimage.find_objects(labels)
     height, width = ink.shape
+    touching = [label for label in strong if touches_border(boxes[label - 1], height, width)]
+    ratios = axis_ratios(labels, touching) if touching else {}
     components = []
     for label in strong:
         box = boxes[label - 1]
@@ -453,14 +455,37 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
         cy, cx = (top + bottom) / 2 / height - 0.5, (left + right) / 2 / width - 0.5
         centrality = float(np.exp(-(cy**2 + cx**2) / (2 * 0.45**2)))
         h, w = bottom - top, right - left
-        touches = top == 0 or left == 0 or bottom == height or right == width
+        touches = label in ratios
         spans = h > 0.9 * height or w > 0.9 * width
-        elongated = max(h, w) > 6 * min(h, w)
+        # Long for its width, along its box or across it: the paper's edge, a ruler, a fold's line.
+        elongated = max(h, w) > 6 * min(h, w) or ratios.get(label, 0.0) > 6
         penalty = 0.15 if (touches and elongated) or spans else 1.0
         mass = float(masses[label])
         components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty,
                                     touches, int(areas[label])))
     return labels, components
+
+
+def touches_border(box: tuple[slice, slice], height: int, width: int) -> bool:
+    return box[0].start == 0 or box[1].start == 0 or box[0].stop == height or box[1].stop == width
+
+
+def axis_ratios(labels: Array, chosen: list[int]) -> dict[int, float]:
+    """Each chosen region's length over its width, from its pixels' second moments: a straight line
+    at any slope is long for its width even where its box is square."""
+    ys, xs = np.nonzero(np.isin(labels, chosen))
+    which = labels[ys, xs]
+    size = int(labels.max()) + 1
+    count = np.maximum(np.bincount(which, minlength=size), 1)
+    ys, xs = ys.astype(np.float64), xs.astype(np.float64)
+    my, mx = np.bincount(which, ys, size) / count, np.bincount(which, xs, size) / count
+    vy = np.bincount(which, ys * ys, size) / count - my**2
+    vx = np.bincount(which, xs * xs, size) / count - mx**2
+    cov = np.bincount(which, ys * xs, size) / count - my * mx
+    spread = np.sqrt(((vy - vx) / 2) ** 2 + cov**2)
+    major, minor = (vy + vx) / 2 + spread, np.maximum((vy + vx) / 2 - spread, 0.0)
+    # A pixel's own extent (1/12 of its side squared) keeps a one-pixel line's width above zero.
+    return {label: float(np.sqrt((major[label] + 1 / 12) / (minor[label] + 1 / 12))) for label in chosen}
 
 
 def split_diffuse(ink: Array, labels: Array, components: list[Component], raised: float, threshold_high: float,

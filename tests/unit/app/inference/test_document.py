@@ -172,6 +172,18 @@ def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
     assert float(digit.max()) == 1.0
 
 
+def test_select_digit_passes_over_a_slanting_line_from_the_border() -> None:
+    """What the background leaves of the paper's edge across a corner: a long straight line, heavier
+    than a small digit and square in its box, that runs into the frame's border."""
+    image = Image.new("L", (480, 360), 0)
+    ImageDraw.Draw(image).line([(0, 120), (260, 359)], fill=230, width=7)  # the edge, corner to side
+    ink = np.asarray(image, dtype=np.float32) / 255
+    stroke = write_seven(page(0.0), ink=0.9, width=3, at=(330, 60))  # a small 7, 94 x 144 px
+    ink = np.maximum(ink, stroke).astype(np.float32)
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert abs(digit.shape[0] - 144) <= 12 and abs(digit.shape[1] - 94) <= 12
+
+
 @pytest.mark.parametrize("where", ["desk", "around the stroke"])
 def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where: str) -> None:
     """Grain that stands out faintly over a wide region (a textured desk beyond the paper, which

@@ -184,6 +184,18 @@ def test_select_digit_passes_over_a_slanting_line_from_the_border() -> None:
     assert abs(digit.shape[0] - 144) <= 12 and abs(digit.shape[1] - 94) <= 12
 
 
+def test_select_digit_keeps_a_slanting_one_that_runs_into_the_border_over_specks() -> None:
+    """A tight crop of a 1 is a long line from the border too: with nothing but specks beside it,
+    it is still the digit."""
+    image = Image.new("L", (480, 360), 0)
+    ImageDraw.Draw(image).line([(200, 0), (250, 200)], fill=230, width=6)
+    ink = np.asarray(image, dtype=np.float32) / 255
+    ink[300:304, 60:64] = 1.0
+    ink[40:43, 400:403] = 1.0
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert abs(digit.shape[0] - 200) <= 8 and abs(digit.shape[1] - 56) <= 8
+
+
 @pytest.mark.parametrize("where", ["desk", "around the stroke"])
 def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where: str) -> None:
     """Grain that stands out faintly over a wide region (a textured desk beyond the paper, which

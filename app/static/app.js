@@ -74,7 +74,11 @@ const NETWORKS = { softmax: "Softmax regression", mlp: "Multilayer perceptron", 
                    cnn_bn: "CNN with BatchNorm", cnn4: "Four-block CNN", resnet18: "ResNet-18", resnet34: "ResNet-34",
                    resnet50: "ResNet-50", mobilenet_v2: "MobileNetV2", mobilenet_v3_small: "MobileNetV3 small" };
 
-function network(architecture) { return NETWORKS[architecture] || architecture; }
+function network(m) {
+  const name = NETWORKS[m.architecture] || m.architecture;
+  const members = ((m.training || {}).members || []).length;
+  return members > 1 ? `${name}, ensemble of ${members}` : name;
+}
 
 function percent(value) { return `${(value * 100).toFixed(1)}%`; }
 
@@ -93,12 +97,12 @@ function renderInfo(info) {
   const m = info.manifest;
   const weights = ((m.training || {}).config || {}).finetune;
   const start = weights && weights.init_from ? "fine-tuned from pretrained weights" : "trained from scratch";
-  $("model-summary").textContent = [network(m.architecture), `${m.labels.length} classes`, accuracy(m.metrics)]
+  $("model-summary").textContent = [network(m), `${m.labels.length} classes`, accuracy(m.metrics)]
     .filter(Boolean).join(" · ");
   const facts = $("model-facts");
   facts.replaceChildren();
   addFact(facts, "Version", `${info.version} (of ${info.versions.join(", ")})`);
-  addFact(facts, "Network", `${network(m.architecture)}, ${start}`);
+  addFact(facts, "Network", `${network(m)}, ${start}`);
   addFact(facts, "Labels", m.labels.join(", "));
   addFact(facts, "Input", `${m.input.shape.slice(1).join("×")} ${m.input.color_mode === "L" ? "grey" : "colour"}`);
   addFact(facts, "Preprocessing", m.preprocessing.description || "");

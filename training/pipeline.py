@@ -69,7 +69,7 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     chosen = [load_chosen_weights(member, data, result) for member, result in zip(members, results, strict=True)]
     model = chosen[0][0] if len(chosen) == 1 else Ensemble([network for network, _ in chosen])
     if export:
-        facts = describe_training(config, data, results, model, [epoch for _, epoch in chosen])
+        facts = describe_training(config, data, members, results, model, [epoch for _, epoch in chosen])
         target, evaluation, metrics = export_model(model, config, data, dataclasses.asdict(facts), first.run_dir)
         measured = Measured(evaluation.split, evaluation.inputs, evaluation.labels, evaluation.logits, metrics)
         outcome = f"exported {target}"
@@ -102,19 +102,18 @@ def load_chosen_weights(config: TrainConfig, data: Dataset, result: RunResult) -
     return model, len(result.history)
 
 
-def describe_training(config: TrainConfig, data: Dataset, results: list[RunResult], model: paddle.nn.Layer,
-                      epochs: list[int]) -> TrainingFacts:
+def describe_training(config: TrainConfig, data: Dataset, members: list[TrainConfig], results: list[RunResult],
+                      model: paddle.nn.Layer, epochs: list[int]) -> TrainingFacts:
     """The first member's run, with the exported network's validation accuracy (an ensemble's is
     measured here, on the same validation split) and, for an ensemble, each member's run."""
     first, epoch = results[0], epochs[0]
     if len(results) == 1:
-        val_accuracy, members = first.history[epoch - 1]["val_accuracy"], []
+        val_accuracy, runs = first.history[epoch - 1]["val_accuracy"], []
     else:
-        model.eval()
         val_accuracy = top_k_accuracy(predict_logits(model, data.val.inputs), data.val.labels, 1)
-        members = [{"seed": config.seed + i, "run_dir": str(result.run_dir), "exported_epoch": epoch,
-                    "val_accuracy": result.history[epoch - 1]["val_accuracy"]}
-                   for i, (result, epoch) in enumerate(zip(results, epochs, strict=True))]
+        runs = [{"seed": member.seed, "run_dir": str(result.run_dir), "exported_epoch": exported,
+                 "val_accuracy": result.history[exported - 1]["val_accuracy"]}
+                for member, result, exported in zip(members, results, epochs, strict=True)]
     return TrainingFacts(
         config=config.to_dict(),
         initial_weights=config.finetune.init_from or "random: trained from scratch, no pretrained weights",
@@ -128,7 +127,7 @@ def describe_training(config: TrainConfig, data: Dataset, results: list[RunResul
         seconds=round(sum(h["seconds"] for result in results for h in result.history), 1),
         skipped_files=len(data.skipped),
         run_dir=str(first.run_dir),
-        members=members,
+        members=runs,
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, Server, png_bytes
-from tests.integration.training.test_commands import run_cli
+from tests.integration.training.test_commands import export_small_ensemble
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -176,12 +176,8 @@ def test_page_puts_the_actions_in_the_first_screen(browser, server: Server, mnis
         context.close()
 
 
-
 def test_page_names_an_ensemble_and_its_size(page, server_factory, tmp_path: Path) -> None:  # noqa: ANN001
-    overrides = [f"data.root={ROOT.parent / 'shared' / 'data' / 'hymenoptera'}", "ensemble=2", "epochs=1",
-                 "data.input_size=32", "data.limit_train=40", "data.limit_eval=24", f"output_dir={tmp_path / 'runs'}",
-                 f"export.models_dir={tmp_path / 'models'}"]
-    run_cli("train", "--config", "training/configs/hymenoptera_cnn.yaml", *[a for o in overrides for a in ("--set", o)])
-    open_page(page, server_factory({"APP_MODEL_DIR": str(tmp_path / "models")}))
+    exported, _ = export_small_ensemble(tmp_path)
+    open_page(page, server_factory({"APP_MODEL_DIR": str(exported.parent.parent)}))
     assert page.inner_text("#model-summary").startswith("Four-block CNN, ensemble of 2 · 2 classes")
     assert "Four-block CNN, ensemble of 2, trained from scratch" in page.text_content("#model-facts")

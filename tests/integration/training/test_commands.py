@@ -25,6 +25,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def export_small_ensemble(tmp_path: Path) -> tuple[Path, list[str]]:
+    """`python -m training train` of two four-block CNNs on a slice of the ants and bees at 32x32, one
+    epoch each, exported as an ensemble; returns its version's directory and the overrides used."""
+    overrides = [f"data.root={ROOT.parent / 'shared' / 'data' / 'hymenoptera'}", "ensemble=2", "epochs=1",
+                 "data.input_size=32", "data.limit_train=40", "data.limit_eval=24",
+                 f"output_dir={tmp_path / 'runs'}", f"export.models_dir={tmp_path / 'models'}"]
+    run_cli("train", "--config", "training/configs/hymenoptera_cnn.yaml", *[a for o in overrides for a in ("--set", o)])
+    return tmp_path / "models" / "hymenoptera" / "1", overrides
+
+
 def test_eda_prints_class_counts_and_writes_a_histogram(tmp_path: Path) -> None:
     out = tmp_path / "eda.png"
     result = run_cli("eda", "--config", "training/configs/hymenoptera_cnn.yaml", "--set", "data.input_size=32",

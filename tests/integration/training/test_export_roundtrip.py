@@ -14,7 +14,7 @@ from app.inference.manifest import load_manifest, verify_files
 from app.inference.model_version import LoadOptions, ModelVersion
 from app.inference.postprocess import softmax
 from tests.conftest import MNIST_CACHE, ROOT, png_bytes
-from tests.integration.training.test_commands import run_cli
+from tests.integration.training.test_commands import export_small_ensemble
 from training.config import load_config
 from training.data.dataset import load_dataset
 from training.data.mnist import INPUT_SHAPE, prepare_inputs
@@ -90,11 +90,7 @@ def test_flip_averaged_network_answers_the_mean_of_an_image_and_its_mirror() -> 
 def test_export_of_an_ensemble_answers_the_mean_of_its_members(tmp_path: Path) -> None:
     """`ensemble: 2` trains two networks from consecutive seeds, each in its own run directory, and
     exports one network whose logits are the mean of theirs (and, with flip_average, of the mirror's)."""
-    overrides = [f"data.root={ROOT.parent / 'shared' / 'data' / 'hymenoptera'}", "ensemble=2", "epochs=1",
-                 "data.input_size=32", "data.limit_train=40", "data.limit_eval=24",
-                 f"output_dir={tmp_path / 'runs'}", f"export.models_dir={tmp_path / 'models'}"]
-    run_cli("train", "--config", "training/configs/hymenoptera_cnn.yaml", *[a for o in overrides for a in ("--set", o)])
-    exported = tmp_path / "models" / "hymenoptera" / "1"
+    exported, overrides = export_small_ensemble(tmp_path)
     manifest = load_manifest(exported)
     members = manifest.training["members"]
     assert [m["seed"] for m in members] == [42, 43] and manifest.training["run_dir"] == members[0]["run_dir"]

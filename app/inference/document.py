@@ -8,7 +8,9 @@ the page. These steps first take the paper away, then the printed lines, then ke
   (a grey closing), is subtracted and divided out; what is darker than its surroundings remains,
   light on dark as MNIST is, paper at 0. What lies beyond the paper (a darker desk) is divided by a
   floor, not by its own brightness, so its grain stays faint instead of being amplified into ink;
-  unless, read as paper in a deep shadow, it holds far more writing than the lit paper does.
+  unless, read as paper in a deep shadow, it holds far more writing than the lit paper does. A
+  lighter desk, or one that shows only as a strip, is told from a shadow by its edge: straight
+  (a sheet's edge or corner), sharp, and with no writing beyond it.
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
@@ -179,7 +181,8 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             deep = Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond))
             shaded = ink_against(grey, closed, narrow, paper, deep, floor)
             if ink_share(shaded) >= 3 * ink_share(ink) + 2e-4:
-                ink = shaded
+                return shaded[:, :, None]
+        ink = clear_desk_beside(grey, coarse, narrow, paper, shade, ink)
         return ink[:, :, None]
 
     return step
@@ -274,6 +277,109 @@ def far_below_paper(coarse: Array, closed: Array, paper: float, level: float = 0
     keep = [label for label in edge if label > 0 and areas[label] >= min_area * labels.size
             and boundary_step(coarse, labels == label, reach) >= min_step]
     return np.isin(labels, keep)
+
+
+def clear_desk_beside(grey: Array, coarse: Array, narrow: Array, paper: float, shade: Shade | None,
+                      ink: Array, dark: float = 0.65) -> Array:
+    """`ink` with the desk beside the paper's edge cleared (and a margin for the edge itself), where
+    find_shade did not take it for what lies beyond: a strip narrower than the wide closing's
+    window, or a mid-grey surface whose edge is as sharp as a shadow's. Such a region
+    (beside_paper) is cleared only when it holds no writing: fewer pixels under `dark` times the
+    region's own median than half those as clearly ink elsewhere. A shadow with a straight edge
+    that falls across the digit looks the same, and keeps its writing so."""
+    unsure = beside_paper(coarse, narrow, paper, None if shade is None else shade.beyond)
+    if not unsure.any():
+        return ink
+    labels, count = ndimage.label(unsure)
+    factor = coarse_factor(grey.shape)
+    rows = np.minimum(np.arange(grey.shape[0]) // factor, labels.shape[0] - 1)
+    cols = np.minimum(np.arange(grey.shape[1]) // factor, labels.shape[1] - 1)
+    full = labels[rows[:, None], cols[None, :]]
+    ground = np.zeros(count + 1)
+    ground[1:] = ndimage.median(coarse, labels, np.arange(1, count + 1))
+    # Measured on the photo itself: against its own ground, a stroke in the region is as dark as
+    # one on the lit paper is against the paper, and a desk's grain is not.
+    writing = np.bincount(full.ravel(), weights=(grey < dark * ground[full]).ravel(), minlength=count + 1)
+    elsewhere = float(np.count_nonzero((ink >= 1 - dark) & (full == 0)))
+    empty = [label for label in range(1, count + 1) if writing[label] < max(2e-4 * grey.size, 0.2 * elsewhere)]
+    if not empty:
+        return ink
+    margin = 3 + 2 * max(1, min(coarse.shape) // 80)
+    cleared = ndimage.maximum_filter(np.isin(labels, empty).view(np.uint8), size=margin) > 0
+    return np.where(enlarge(cleared.astype(np.float32), grey.shape) > 0.01, 0.0, ink).astype(np.float32)
+
+
+def beside_paper(coarse: Array, narrow: Array, paper: float, known: Array | None, level: float = 0.72,
+                 min_area: float = 0.02, min_step: float = 1.15) -> Array:
+    """Regions of the reduced map, apart from `known` ones, that look like the desk beside a
+    paper's edge: under `level` of the paper's brightness once pen strokes are filled in
+    (`narrow`, the narrow closing), yet not as dark as ink (a third of it at least), a fiftieth of
+    the frame at least, lying along the frame's border (touching it along half their extent), set
+    off by a step (`min_step`, as in far_below_paper) along an edge that is one straight line or
+    two meeting at a corner (straight_edged), as a sheet's are and a hand's shadow's are not."""
+    short = min(narrow.shape)
+    # Averaged over a twentieth of the frame: a mottled desk's lighter patches are not paper.
+    dark = ndimage.uniform_filter(narrow, size=max(3, round(0.05 * short) | 1), mode="nearest") < level * paper
+    if known is not None:
+        dark &= ~known
+    labels, count = ndimage.label(dark)
+    if count == 0:
+        return dark
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    sums = np.bincount(labels.ravel(), weights=narrow.ravel(), minlength=count + 1)
+    contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=count + 1)
+    boxes = ndimage.find_objects(labels)
+    reach = max(2, round(0.03 * short))
+    keep = []
+    for label in np.flatnonzero(contact[1:]) + 1:
+        box = boxes[label - 1]
+        extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        if (areas[label] < min_area * labels.size or contact[label] < 0.5 * extent
+                or sums[label] < 0.3 * paper * areas[label]):
+            continue
+        region = labels == label
+        if boundary_step(narrow, region, reach) >= min_step and straight_edged(region, 0.025 * short):
+            keep.append(label)
+    return np.isin(labels, keep)
+
+
+def segment_distances(points: Array, start: Array, end: Array) -> Array:
+    """Each point's distance (points N x 2, rows and columns) to the segment from start to end."""
+    along = end - start
+    t = np.clip(((points - start) @ along) / max(float(along @ along), 1e-9), 0.0, 1.0)
+    return np.hypot(*(points - start - t[:, None] * along).T)
+
+
+def straight_edged(region: Array, tolerance: float, min_turn: float = 45.0) -> bool:
+    """Whether a region's edge inside the frame runs from the border to the border along one
+    straight line, or two that meet at a corner turning by `min_turn` degrees or more (a
+    sheet's corner): 95% of the edge within `tolerance` pixels of it. A curve is not, though
+    two shallow segments would follow it as closely."""
+    height, width = region.shape
+    region = ndimage.binary_fill_holes(region)
+    inner = region & ~ndimage.binary_erosion(region, border_value=1)
+    ys, xs = np.nonzero(inner)
+    near = max(1.0, tolerance)  # the closings blur the last few pixels at the frame's border
+    on_border = (ys < near) | (xs < near) | (ys >= height - near) | (xs >= width - near)
+    points = np.stack([ys, xs], axis=1).astype(np.float64)
+    ends, free = points[on_border], points[~on_border]
+    if len(ends) < 2:
+        return False  # no edge from border to border: not the desk beside a sheet
+    if len(free) == 0:
+        return True
+    gaps = np.hypot(*(ends[:, None, :] - ends[None, :, :]).transpose(2, 0, 1))
+    first, second = np.unravel_index(int(np.argmax(gaps)), gaps.shape)
+    start, end = ends[first], ends[second]
+    distances = segment_distances(free, start, end)
+    if quantiles(distances, 0.95)[0] <= tolerance:
+        return True
+    corner = free[int(np.argmax(distances))]
+    legs = corner - start, end - corner
+    cosine = float(legs[0] @ legs[1]) / max(float(np.hypot(*legs[0]) * np.hypot(*legs[1])), 1e-9)
+    if np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))) < min_turn:
+        return False
+    bent = np.minimum(segment_distances(free, start, corner), segment_distances(free, corner, end))
+    return quantiles(bent, 0.95)[0] <= tolerance
 
 
 def boundary_step(coarse: Array, region: Array, reach: int) -> float:

@@ -14,6 +14,7 @@ from app.inference.document import (
     line_slope,
     remove_lines,
     select_digit,
+    straight_edged,
     stroke_width,
     thicken_strokes,
 )
@@ -98,6 +99,49 @@ def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
     assert float(ink[:, 395:].max()) < 0.2 and float(ink[295:, :].max()) < 0.2
     assert float(ink[110:250, 200:300].max()) > 0.6
 
+
+
+def desk_beside(grey: np.ndarray, brightness: float, below: np.ndarray) -> np.ndarray:
+    """A mottled surface of `brightness` where `below` (a mask) is, the page elsewhere (in place)."""
+    from scipy import ndimage
+
+    blotches = ndimage.gaussian_filter(np.random.default_rng(3).normal(0, 1, grey.shape), 6)
+    grey[below] = (brightness * (1 + 0.08 * blotches / blotches.std()))[below]
+    return grey
+
+
+def test_flatten_background_clears_a_narrow_grey_desk_strip_beyond_a_slanting_edge() -> None:
+    """A mid-grey desk that shows only as a strip along the bottom, narrower than the light's
+    window, its edge straight and sharp: cleared, where it would be read as a band of grain."""
+    ys, xs = np.indices((SIZE[1], SIZE[0]))
+    strip = ys > 300 + xs * 0.1 - 48  # 12 px wide on the left, 60 px on the right
+    grey = desk_beside(write_seven(page()), 0.55, strip)
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    assert float(ink[strip].max()) < 0.2
+    assert float(ink[110:250, 200:300].max()) > 0.6
+
+
+def test_flatten_background_keeps_the_writing_under_a_straight_edged_shadow() -> None:
+    """A shadow as dark as that desk, with as straight and sharp an edge, over the 7's lower
+    stroke: that is writing, so the shadow is read as paper and the 7 kept whole."""
+    grey = write_seven(page())
+    grey[:, :250] *= 0.6  # over the stroke's lower third
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    foot = write_seven(page()) < 0.5
+    foot[:, 242:] = False
+    assert float(np.median(ink[foot])) > 0.5
+    assert float(ink[~dilated(ink > 0.5, 6)].max()) < 0.35
+
+
+@pytest.mark.parametrize(("shape", "straight"), [("half", True), ("corner", True), ("curve", False)])
+def test_straight_edged_takes_a_sheets_edges_and_not_a_curved_shadow(shape: str, straight: bool) -> None:
+    ys, xs = np.indices((160, 200)).astype(np.float64)
+    region = {
+        "half": ys > 100 + 0.3 * xs,  # beyond one slanting edge
+        "corner": (xs < 60 + 0.2 * ys) | (ys < 40 + 0.1 * xs),  # beyond a sheet's corner
+        "curve": ys > 60 + 0.004 * (xs - 100) ** 2,  # a hand's shadow
+    }[shape]
+    assert straight_edged(region, 4.0) is straight
 
 
 def test_flatten_background_reads_writing_where_the_light_falls_off_far_below_the_paper() -> None:

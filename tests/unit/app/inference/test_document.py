@@ -144,6 +144,22 @@ def test_straight_edged_takes_a_sheets_edges_and_not_a_curved_shadow(shape: str,
     assert straight_edged(region, 4.0) is straight
 
 
+@pytest.mark.parametrize("desk", [0.04, 0.15])
+def test_select_digit_takes_a_small_digit_over_the_edge_of_a_dark_desk(desk: float) -> None:
+    """A short stroke beside a dark desk whose edge crosses the frame: read as a deep shadow, the
+    desk would hold a long bright line along its edge, and that line more ink than the digit."""
+    image = Image.new("L", SIZE, 230)
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(0, 360), (480, 120), (480, 360)], fill=int(desk * 255))
+    draw.line([(120, 60), (116, 95)], fill=40, width=3)
+    grey = np.asarray(image.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32) / 255
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    ys, xs = np.indices(grey.shape)
+    assert float(ink[np.abs(ys - (360 - xs * 0.5)) < 12].max()) < 0.2
+    height, width = select_digit()(as_input(ink)).shape[:2]
+    assert 35 <= height <= 45 and width <= 15  # the stroke alone
+
+
 def test_flatten_background_reads_writing_where_the_light_falls_off_far_below_the_paper() -> None:
     """A corner lit at under half the page's brightness is as dark as a desk, but reached
     gradually: it is the page, and the 7 written into it is read whole."""

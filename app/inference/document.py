@@ -314,38 +314,42 @@ def clear_desk_beside(grey: Array, coarse: Array, narrow: Array, paper: float, s
     return np.where(enlarge(cleared.astype(np.float32), grey.shape) > 0.01, 0.0, ink).astype(np.float32)
 
 
-def beside_paper(coarse: Array, narrow: Array, paper: float, known: Array | None, level: float = 0.72,
-                 min_area: float = 0.02, min_step: float = 1.15) -> Array:
+def beside_paper(coarse: Array, narrow: Array, paper: float, known: Array | None,
+                 levels: tuple[float, ...] = (0.72, 0.6, 0.48), min_area: float = 0.01,
+                 min_step: float = 1.15) -> Array:
     """Regions of the reduced map, apart from `known` ones, that look like the desk beside a
-    paper's edge: under `level` of the paper's brightness once pen strokes are filled in
-    (`narrow`, the narrow closing), yet not as dark as ink (a third of it at least), a fiftieth of
-    the frame at least, lying along the frame's border (touching it along half their extent), set
-    off by a step (`min_step`, as in far_below_paper) along an edge that is one straight line or
-    two meeting at a corner (straight_edged), as a sheet's are and a hand's shadow's are not."""
+    paper's edge: under one of `levels` of the paper's brightness once pen strokes are filled in
+    (`narrow`, the narrow closing), a hundredth of the frame at least, lying along the frame's
+    border (touching it along half their extent or more), set off by a step (`min_step`, as in
+    far_below_paper) along an edge that is one straight line or two meeting at a corner
+    (straight_edged), as a sheet's are and a hand's shadow's are not. Each level is tried: where
+    the page dims towards the desk, the region at the highest level takes in dim paper too, and
+    its edge is the desk's only at a lower one."""
     short = min(narrow.shape)
     # Averaged over a twentieth of the frame: a mottled desk's lighter patches are not paper.
-    dark = ndimage.uniform_filter(narrow, size=max(3, round(0.05 * short) | 1), mode="nearest") < level * paper
-    if known is not None:
-        dark &= ~known
-    labels, count = ndimage.label(dark)
-    if count == 0:
-        return dark
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    sums = np.bincount(labels.ravel(), weights=narrow.ravel(), minlength=count + 1)
-    contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=count + 1)
-    boxes = ndimage.find_objects(labels)
+    smooth = ndimage.uniform_filter(narrow, size=max(3, round(0.05 * short) | 1), mode="nearest")
     reach = max(2, round(0.03 * short))
-    keep = []
-    for label in np.flatnonzero(contact[1:]) + 1:
-        box = boxes[label - 1]
-        extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        if (areas[label] < min_area * labels.size or contact[label] < 0.5 * extent
-                or sums[label] < 0.3 * paper * areas[label]):
+    found = np.zeros(narrow.shape, dtype=bool)
+    for level in levels:
+        dark = smooth < level * paper
+        if known is not None:
+            dark &= ~known
+        labels, count = ndimage.label(dark & ~found)
+        if count == 0:
             continue
-        region = labels == label
-        if boundary_step(narrow, region, reach) >= min_step and straight_edged(region, 0.025 * short):
-            keep.append(label)
-    return np.isin(labels, keep)
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]),
+                              minlength=count + 1)
+        boxes = ndimage.find_objects(labels)
+        for label in np.flatnonzero(contact[1:]) + 1:
+            box = boxes[label - 1]
+            extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+            if areas[label] < min_area * labels.size or contact[label] < 0.5 * extent:
+                continue
+            region = labels == label
+            if boundary_step(narrow, region, reach) >= min_step and straight_edged(region, 0.025 * short):
+                found |= region
+    return found
 
 
 def segment_distances(points: Array, start: Array, end: Array) -> Array:

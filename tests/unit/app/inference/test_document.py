@@ -144,6 +144,20 @@ def test_straight_edged_takes_a_sheets_edges_and_not_a_curved_shadow(shape: str,
     assert straight_edged(region, 4.0) is straight
 
 
+def test_select_digit_passes_over_a_desk_corner_where_the_page_dims_towards_it() -> None:
+    """A small dark corner of desk where the light falls off towards it: at the paper's own level
+    the dim page joins the desk and no edge shows; a lower level finds the desk's edge."""
+    ys, xs = np.indices((SIZE[1], SIZE[0]), dtype=np.float32)
+    dimming = 1.0 - 0.25 * np.clip(1 - np.hypot(ys / SIZE[1], xs / SIZE[0]) / 0.6, 0, 1)
+    grey = write_seven(page(), ink=0.5, width=3) * dimming  # a faint pen
+    grey[ys + 0.8 * xs < 50] = 0.22  # the desk beyond the sheet's corner
+    image = Image.fromarray((grey * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.0))
+    ink = flatten_background()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert float(ink[ys + 0.8 * xs < 40].max()) < 0.2
+    height, width = select_digit()(as_input(ink)).shape[:2]
+    assert 135 <= height <= 150 and 85 <= width <= 100  # the 7 alone
+
+
 @pytest.mark.parametrize("desk", [0.04, 0.15])
 def test_select_digit_takes_a_small_digit_over_the_edge_of_a_dark_desk(desk: float) -> None:
     """A short stroke beside a dark desk whose edge crosses the frame: read as a deep shadow, the

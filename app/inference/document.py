@@ -457,8 +457,11 @@ def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float =
     means = np.where(inside, sums / np.maximum(pixels, 1), np.nan)
     near = ndimage.maximum_filter1d(np.nan_to_num(means, nan=-1.0), size=3, axis=1)
     standing_out = np.zeros((bands, span), dtype=bool)
+    # Rows beyond the paper (cleared to exactly 0) would pass for a quiet paper's spread. A photo's
+    # paper is grainy, ink above 0 nearly everywhere; where most rows are all 0 it is a drawing.
+    grainy = inside & (marked >= 0.3 * pixels)
     for index in range(bands):
-        usable = means[index][inside[index]]
+        usable = means[index][grainy[index] if 2 * grainy[index].sum() >= inside[index].sum() else inside[index]]
         if len(usable) < 8:
             continue
         middle, spread = quiet_spread(usable)

@@ -212,6 +212,21 @@ def test_remove_lines_takes_out_ruling_and_keeps_the_strokes_that_cross_it(grid:
     assert stroke.sum() > 0.8 * (write_seven(page())[110:260, 200:300] < 0.5).sum()  # the 7 is whole
 
 
+def test_remove_lines_finds_faint_ruling_beside_a_cleared_desk() -> None:
+    """Faint ruling on grainy paper, the desk beyond the paper's slanting edge cleared to 0 over a
+    third of the frame: the cleared rows are not the paper's quiet spread, and the lines stand out
+    of the grain as they do without the desk."""
+    rng = np.random.default_rng(5)
+    ink = rng.uniform(0.0, 0.06, (SIZE[1], SIZE[0])).astype(np.float32)  # the paper's grain
+    ys, xs = np.indices(ink.shape)
+    ruled = ((ys - 0.05 * xs) % 40) < 2
+    ink[ruled] += 0.1
+    ink[ys < 60 + 0.4 * xs] = 0.0  # beyond the paper
+    cleaned = remove_lines()(as_input(ink))[:, :, 0]
+    on_paper = ys >= 70 + 0.4 * xs
+    assert float(np.median(cleaned[ruled & on_paper])) < 0.06
+
+
 def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
     """A typeset 7 that fills most of the frame, its stem slanted, outweighs the ruling in ink:
     the lines' angle is read from thin structures alone."""

@@ -253,9 +253,12 @@ def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contra
     # at a junction, is long for its width (a tight crop of a 7 touches the border too).
     wide = (thickness >= 0.15 * short) & (areas >= 0.02 * labels.size) & (thickness >= 0.25 * extents)
     beyond_labels = index[wide & edge[1:] & (depth >= desk)]
-    # Ink is darker than any shadow: a wide region at least half as dark as the paper, inside the
-    # frame, is a thick stroke (a marker's, a bold face's), which the wide closing fills as it should.
-    shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ((depth < 0.5) | edge[1:])])
+    # Ink is darker than any shadow: a wide region inside the frame that is anywhere at least half
+    # as dark as the paper is a thick stroke (a marker's, a bold face's, a blurred thumbnail's,
+    # whose soft rim and filled-in loops bring its mean down), which the wide closing fills as it
+    # should.
+    peak = np.atleast_1d(label_maxima(ndimage.uniform_filter(darker, size=3), labels, count)[1:])
+    shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ((peak < 0.5) | edge[1:])])
     beyond = np.isin(labels, beyond_labels) | far_below_paper(coarse, closed, paper)
     if not shadow.any() and not beyond.any():
         return None

@@ -91,6 +91,19 @@ def dilated(mask: np.ndarray, pixels: int) -> np.ndarray:
     return ndimage.maximum_filter(mask.view(np.uint8), size=2 * pixels + 1) > 0
 
 
+def test_flatten_background_reads_a_blurred_bold_digit_solid() -> None:
+    """A bold 0 from a tiny thumbnail, enlarged: wide and soft, its loop filled in at the shadow
+    finder's scale, its mean darkness under half the paper's. Its core is as dark as ink, so it is
+    ink, read whole rather than as a shadow with only its rim standing out."""
+    image = Image.new("L", (300, 300), 215)
+    ImageDraw.Draw(image).ellipse([(70, 40), (230, 260)], outline=80, width=45)
+    image = image.resize((16, 16), Image.Resampling.BOX).resize((300, 300), Image.Resampling.BICUBIC)
+    grey = np.asarray(image, dtype=np.float32) / 255
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    core = grey < np.percentile(grey, 8)  # the darkest of the stroke
+    assert float(np.median(ink[core])) > 0.5
+
+
 def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
     grey = write_seven(page())
     grey[:, 400:] = 0.25  # a dark desk along the right side

@@ -135,6 +135,22 @@ def enlarge(coarse: Array, shape: tuple[int, int]) -> Array:
     return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def enlarge_mask(mask: Array, shape: tuple[int, int]) -> Array:
+    """A boolean mask of the reduced map brought to `shape`: every pixel it touches at all."""
+    return enlarge(mask.astype(np.float32), shape) > 0.01
+
+
+def border_labels(labels: Array) -> Array:
+    """The labels along the frame's four sides (each side's pixels in turn, repeats kept)."""
+    return np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+
+
+def desk_margin(shape: tuple[int, ...]) -> int:
+    """How far round what is not paper is cleared too, on the reduced map: the paper's edge itself,
+    blurred by the camera, is neither."""
+    return 3 + 2 * max(1, min(shape[:2]) // 80)
+
+
 def close_coarse(coarse: Array, window: float) -> Array:
     """A grey closing of a (reduced) map over a square `window` times its short side: it fills in
     every dark feature narrower than that and keeps wider ones and smooth slopes as they are."""
@@ -182,9 +198,9 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             shaded = ink_against(grey, closed, narrow, paper, deep, floor)
             # Not the rim where it meets the lit paper, whichever it is: read as a shadow's, the
             # edge of a desk is a long line that would outweigh a small digit.
-            margin = 3 + 2 * max(1, min(coarse.shape) // 80)
-            rim = shade.beyond & ~ndimage.binary_erosion(shade.beyond, iterations=margin, border_value=1)
-            inside = shaded * (enlarge(rim.astype(np.float32), grey.shape) <= 0.01)
+            rim = shade.beyond & ~ndimage.binary_erosion(shade.beyond, iterations=desk_margin(coarse.shape),
+                                                         border_value=1)
+            inside = np.where(enlarge_mask(rim, grey.shape), 0.0, shaded)
             if ink_share(inside) >= 3 * ink_share(ink) + 2e-4:
                 return shaded[:, :, None]
         ink = clear_desk_beside(grey, coarse, narrow, paper, shade, ink)
@@ -210,7 +226,7 @@ def ink_against(grey: Array, closed: Array, narrow: Array, paper: float, shade: 
         # a grey desk's edge), which no background estimate follows exactly.
         edges = shade.shadow ^ ndimage.binary_erosion(shade.shadow, iterations=1, border_value=1)
         cleared = shade.beyond | (ndimage.maximum_filter(edges.view(np.uint8), size=3) > 0)
-        ink[enlarge(cleared.astype(np.float32), grey.shape) > 0.01] = 0.0
+        ink[enlarge_mask(cleared, grey.shape)] = 0.0
     return ink
 
 
@@ -243,7 +259,7 @@ def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contra
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     depth = np.bincount(labels.ravel(), weights=darker.ravel(), minlength=count + 1)[1:] / np.maximum(areas, 1)
     edge = np.zeros(count + 1, dtype=bool)
-    edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    edge[border_labels(labels)] = True
     short = min(closed.shape)
     depth = np.atleast_1d(depth)
     thickness = np.atleast_1d(thickness)
@@ -262,9 +278,7 @@ def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contra
     beyond = np.isin(labels, beyond_labels) | far_below_paper(coarse, closed, paper)
     if not shadow.any() and not beyond.any():
         return None
-    # A margin around what is not paper: the paper's edge itself, blurred by the camera, is neither.
-    margin = 3 + 2 * max(1, short // 80)
-    return Shade(shadow, ndimage.maximum_filter(beyond.view(np.uint8), size=margin) > 0)
+    return Shade(shadow, ndimage.maximum_filter(beyond.view(np.uint8), size=desk_margin(closed.shape)) > 0)
 
 
 def far_below_paper(coarse: Array, closed: Array, paper: float, level: float = 0.6, min_area: float = 0.03,
@@ -280,7 +294,7 @@ def far_below_paper(coarse: Array, closed: Array, paper: float, level: float = 0
     if count == 0:
         return dark
     areas = np.bincount(labels.ravel(), minlength=count + 1)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = np.unique(border_labels(labels))
     reach = max(2, round(0.04 * min(closed.shape)))
     keep = [label for label in edge if label > 0 and areas[label] >= min_area * labels.size
             and boundary_step(coarse, labels == label, reach) >= min_step]
@@ -312,9 +326,8 @@ def clear_desk_beside(grey: Array, coarse: Array, narrow: Array, paper: float, s
     empty = [label for label in range(1, count + 1) if writing[label] < max(2e-4 * grey.size, 0.2 * elsewhere)]
     if not empty:
         return ink
-    margin = 3 + 2 * max(1, min(coarse.shape) // 80)
-    cleared = ndimage.maximum_filter(np.isin(labels, empty).view(np.uint8), size=margin) > 0
-    return np.where(enlarge(cleared.astype(np.float32), grey.shape) > 0.01, 0.0, ink).astype(np.float32)
+    cleared = ndimage.maximum_filter(np.isin(labels, empty).view(np.uint8), size=desk_margin(coarse.shape)) > 0
+    return np.where(enlarge_mask(cleared, grey.shape), 0.0, ink).astype(np.float32)
 
 
 def beside_paper(coarse: Array, narrow: Array, paper: float, known: Array | None,
@@ -341,8 +354,7 @@ def beside_paper(coarse: Array, narrow: Array, paper: float, known: Array | None
         if count == 0:
             continue
         areas = np.bincount(labels.ravel(), minlength=count + 1)
-        contact = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]),
-                              minlength=count + 1)
+        contact = np.bincount(border_labels(labels), minlength=count + 1)
         boxes = ndimage.find_objects(labels)
         for label in np.flatnonzero(contact[1:]) + 1:
             box = boxes[label - 1]
@@ -684,7 +696,7 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     labels, count = ndimage.label(crowded)
     if count == 0:
         return ink
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = np.unique(border_labels(labels))
     edge = edge[edge > 0]
     if len(edge) == 0:
         return ink
@@ -695,7 +707,7 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
                and thick >= 0.2 * short]
     if not cleared:
         return ink
-    region = enlarge(np.isin(labels, cleared).astype(np.float32), ink.shape) > 0.01
+    region = enlarge_mask(np.isin(labels, cleared), ink.shape)
     return np.where(region, 0.0, ink).astype(np.float32)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -125,6 +126,10 @@ def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+# Tests write HEIC as an iPhone does, with the library the service reads it with.
+pillow_heif.register_heif_opener()
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:

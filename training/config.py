@@ -30,7 +30,7 @@ class DataConfig:
     color_mode: Literal["L", "RGB"] = "RGB"  # folder / csv; IDX and MNIST are L
     # Image formats (by content, whatever the extension) a folder / csv dataset may contain; others,
     # like a GIF placeholder in a photo set, are listed and skipped. None: any the service decodes.
-    formats: list[str] | None = field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+    formats: list[str] | None = field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"])
     input_size: int = 224  # square model input for folder / csv images
     # digits: MNIST's centring (for photos of digits); plain: resize to the input; photo: resize the
     # short side, centre-crop, ImageNet-normalise (the usual CNN preprocessing).

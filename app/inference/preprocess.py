@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,7 +24,10 @@ from app.inference.document import flatten_background, remove_lines, select_digi
 from app.inference.input_errors import ImageDecodeError, ImageTooLargeError, PreprocessError, UnsupportedImageError
 
 # Formats we decode. Others Pillow knows (EPS runs Ghostscript, for one) are refused on purpose.
-ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+# HEIF is what an iPhone's camera saves (.heic); Pillow reads AVIF itself.
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "HEIF", "AVIF")
+# Only the primary image: a HEIC's thumbnail, depth map and auxiliary images are never decoded.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 Array = np.ndarray
 Step = Callable[[Array], Array]
@@ -59,6 +63,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+# The major brands of HEIC and AVIF files (an ISO media file's first box, ftyp).
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
 
 
 def looks_like_image(data: bytes) -> bool:
@@ -66,6 +72,8 @@ def looks_like_image(data: bytes) -> bool:
     if data.startswith(_MAGIC):
         return True
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         return True
     return len(data) > 2 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace()
 

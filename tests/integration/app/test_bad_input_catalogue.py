@@ -84,6 +84,13 @@ def exif_rotated_jpeg() -> bytes:
     return encode(digit("RGB").rotate(-90, expand=True), "JPEG", exif=exif.tobytes())
 
 
+def iphone_heic() -> bytes:
+    """HEIC as an iPhone's camera saves it, the turn to view it recorded in the file."""
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    return encode(digit("RGB").rotate(-90, expand=True), "HEIF", exif=exif.tobytes(), quality=85)
+
+
 def zip_file() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -105,6 +112,8 @@ VALID = {
     "gif-animated": animated_gif,
     "tiff-multipage": multipage_tiff,
     "webp-lossless": lambda: encode(digit("RGB"), "WEBP", lossless=True),
+    "heic-iphone-rotated": iphone_heic,
+    "avif": lambda: encode(digit("RGB"), "AVIF"),
     "bmp": lambda: encode(digit("RGB"), "BMP"),
     "ppm": lambda: encode(digit("RGB"), "PPM"),
     "tiny-2x2": lambda: encode(Image.fromarray(np.array([[0, 255], [0, 0]], np.uint8)), "PNG"),
@@ -128,6 +137,7 @@ INVALID = {
                                                                                           np.uint8)), "JPEG")[:400],
                        400),
     "gif-header-only": (lambda: b"GIF89a\x10\x00\x10\x00", 400),
+    "heic-truncated": (lambda: iphone_heic()[:500], 400),
     "bmp-header-only": (lambda: b"BM" + bytes(10), 400),
     "png-bomb": (decompression_bomb, 413),
     "too-many-pixels-1-by-100000": (lambda: encode(Image.new("L", (100_000, 1)), "PNG"), 422),

@@ -137,6 +137,26 @@ def test_preprocessor_honours_exif_orientation() -> None:
     assert len(rows) > 2 * len(cols), "EXIF rotation was ignored: the stroke is still horizontal"
 
 
+def test_preprocessor_reads_an_iphone_heic_upright() -> None:
+    # An iPhone saves HEIC with the turn to view it recorded in the file, as a camera does in EXIF.
+    lying = draw_digit_one().rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(lying.convert("RGB"), "HEIF", exif=exif.tobytes(), quality=90)
+    assert data[4:12] == b"ftypheic"
+    out = create_preprocessor()(data)[0]
+    rows = np.flatnonzero(out.max(axis=1) > 0.2)
+    cols = np.flatnonzero(out.max(axis=0) > 0.2)
+    assert len(rows) > 2 * len(cols), "the HEIC's rotation was ignored: the stroke is still horizontal"
+
+
+def test_preprocessor_reads_avif_as_it_reads_png() -> None:
+    image = draw_digit_one().convert("RGB")
+    from_avif = create_preprocessor()(encode(image, "AVIF", quality=95))
+    from_png = create_preprocessor()(encode(image, "PNG"))
+    assert np.abs(from_avif - from_png).mean() < 0.02
+
+
 def test_image_to_array_lays_transparency_on_white() -> None:
     rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     rgba.putpixel((3, 3), (0, 0, 0, 255))
@@ -164,8 +184,10 @@ def test_image_to_array_converts_cmyk_to_rgb() -> None:
         (b"\x00\x01garbage" * 50, UnsupportedImageError),
         (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", UnsupportedImageError),
         (png_bytes(np.random.default_rng(0).random((64, 64)))[:500], ImageDecodeError),
+        (encode(draw_digit_one().convert("RGB"), "HEIF")[:400], ImageDecodeError),
+        (encode(draw_digit_one().convert("RGB"), "AVIF")[:40], ImageDecodeError),
     ],
-    ids=["empty", "random", "pdf", "truncated-png"],
+    ids=["empty", "random", "pdf", "truncated-png", "truncated-heic", "avif-header-only"],
 )
 def test_decode_rejects_bad_bytes(data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
@@ -174,6 +196,12 @@ def test_decode_rejects_bad_bytes(data: bytes, error: type[Exception]) -> None:
 
 def test_decode_image_checks_pixel_limit_before_decoding() -> None:
     data = encode(Image.new("L", (400, 300)), "PNG")
+    with pytest.raises(ImageTooLargeError, match="120000"):
+        decode(data, max_pixels=100_000)
+
+
+def test_decode_image_checks_heic_pixel_limit_before_decoding() -> None:
+    data = encode(Image.new("RGB", (400, 300)), "HEIF")
     with pytest.raises(ImageTooLargeError, match="120000"):
         decode(data, max_pixels=100_000)
 

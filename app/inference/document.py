@@ -684,7 +684,9 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     thick stroke), while grain covers between `busy` and 80% of every such window across a
     whole region. A region is cleared when it
     touches the border, covers at least 3% of the frame and is a fifth of its short side thick
-    (a digit's strokes, even a marker's, make a thinner crowd). Images under SMALL px pass as they are."""
+    (a digit's strokes, even a marker's, make a thinner crowd), and does not hold most of the frame's
+    strongest ink: in a dim, noisy photo the paper's own grain is busy all round the writing, and
+    the region it makes is where the digit is. Images under SMALL px pass as they are."""
     if min(ink.shape) < SMALL:
         return ink
     factor = coarse_factor(ink.shape)
@@ -703,8 +705,10 @@ def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     thickness = 2 * label_maxima(ndimage.distance_transform_edt(crowded), labels, count)[edge]
     short = min(crowded.shape)
+    strong = shrink((ink >= 0.5 * float(ink.max())).astype(np.float32), factor)
+    held = np.bincount(labels.ravel(), weights=strong.ravel(), minlength=count + 1)
     cleared = [label for label, thick in zip(edge, thickness) if areas[label] >= 0.03 * labels.size
-               and thick >= 0.2 * short]
+               and thick >= 0.2 * short and held[label] < 0.5 * strong.sum()]
     if not cleared:
         return ink
     region = enlarge_mask(np.isin(labels, cleared), ink.shape)

@@ -12,7 +12,8 @@ fonts-femkeklaver, fonts-rufscript, fonts-humor-sans, fonts-comic-neue), which t
 Columns: a plain photo (blank paper, even light, black pen, digit 30-75% of the frame's height),
 then one condition changed at a time (ruled paper, squared paper, light falling off, a shadow,
 the paper's edge with the desk in frame, blue ballpoint, pencil, a small digit in a large
-frame, a low-resolution thumbnail enlarged), then everything drawn at random ("mixed"). Each
+frame, a low-resolution thumbnail enlarged, too little light: a dim, grainy photo), then
+everything drawn at random ("mixed"). Each
 photo goes through the model's own decoding and preprocessing (as the service does) and its
 predictor. The MNIST test accuracy is the manifest's (measured at export on all 10,000).
 """
@@ -56,6 +57,7 @@ COLUMNS: dict[str, Scene | None] = {
     "pencil": replace(PLAIN, ink="pencil"),
     "small": replace(PLAIN, size="small"),
     "low_resolution": replace(PLAIN, low_resolution=True),
+    "dim": replace(PLAIN, light="dim"),  # after the others: each column's photos are drawn by its place
     "mixed": None,  # every condition drawn at random, as in training
 }
 DEBIAN_HANDWRITING = ("/usr/share/fonts/truetype/fifthhorseman", "/usr/share/fonts/truetype/breip",

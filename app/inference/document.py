@@ -742,13 +742,13 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
         if min(ink.shape) < SMALL:
             return crop_small(ink, floor)
         smooth = ndimage.uniform_filter(ink, size=3, mode="nearest")
-        _, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+        paper, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
         smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
         peak = float(smooth.max())
         high = max(6 * noise, 0.35 * peak, 0.06)
         if peak < 0.08:
             raise PreprocessError(NOTHING_THERE)
-        low = max(3 * noise, 0.4 * high)
+        low = max(paper + 3 * noise, 0.4 * high)
         labels, components = find_components(smooth, low, high)
         labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
         if not components:

@@ -1,7 +1,8 @@
 """Phone photos of a digit on paper, rendered: what people send the digit models.
 
 A digit's ink (a handwritten MNIST digit, or one typeset in a font) is laid on paper and
-photographed: blank, ruled or squared paper; light that falls off across the page or a shadow; the
+photographed: blank, ruled or squared paper; light that falls off across the page, a shadow, or
+too little light (a dim, grainy photo); the
 paper's edge with the desk beyond it; black or blue ballpoint, pencil or marker; a digit that fills
 the frame or a small one in a large photo; tilt, blur, sensor noise and JPEG; and low-resolution
 digits (a thumbnail enlarged to a few hundred pixels, blocky or blurry).
@@ -26,7 +27,7 @@ from scipy import ndimage
 from training.data.printed import typeset
 
 Paper = Literal["blank", "ruled", "squared"]
-Light = Literal["even", "falloff", "shadow"]
+Light = Literal["even", "falloff", "shadow", "dim"]
 Ink = Literal["black", "blue", "pencil", "marker"]
 Size = Literal["normal", "small"]
 
@@ -47,7 +48,7 @@ class Scene:
         """A scene for training: each condition on its own odds, so that they also combine."""
         return cls(
             paper=str(rng.choice(["blank", "ruled", "squared"], p=[0.4, 0.3, 0.3])),  # type: ignore[arg-type]
-            light=str(rng.choice(["even", "falloff", "shadow"], p=[0.35, 0.4, 0.25])),  # type: ignore[arg-type]
+            light=str(rng.choice(["even", "falloff", "shadow", "dim"], p=[0.3, 0.35, 0.25, 0.1])),  # type: ignore[arg-type]
             edge=bool(rng.random() < 0.3),
             ink=str(rng.choice(["black", "blue", "pencil", "marker"], p=[0.3, 0.3, 0.25, 0.15])),  # type: ignore[arg-type]
             size=str(rng.choice(["normal", "small"], p=[0.65, 0.35])),  # type: ignore[arg-type]
@@ -196,7 +197,8 @@ def lay_ink(page: np.ndarray, coverage: np.ndarray, top: int, left: int, ink: In
 
 
 def lighting(height: int, width: int, light: Light, rng: np.random.Generator) -> np.ndarray:
-    """A multiplicative light field (h, w, 1): even (with a little vignetting), falling off, or a shadow."""
+    """A multiplicative light field (h, w, 1): even (with a little vignetting), falling off, a shadow,
+    or dim (a fifth to under half of the light; the camera makes up for it with gain, see camera)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = y / height - 0.5, x / width - 0.5
     field = 1 - rng.uniform(0, 0.12) * (x**2 + y**2) * 2
@@ -214,6 +216,8 @@ def lighting(height: int, width: int, light: Light, rng: np.random.Generator) ->
         softness = rng.uniform(0.005, 0.08)
         inside = 1 / (1 + np.exp(np.clip(-(across + bend) / softness, -60, 60)))
         field = field * (1 - rng.uniform(0.2, 0.45) * inside)
+    elif light == "dim":
+        field = field * rng.uniform(0.2, 0.45)
     return field[..., None].astype(np.float32)
 
 
@@ -255,9 +259,13 @@ def paper_region(height: int, width: int, keep: tuple[int, int, int, int], rng: 
     return region[..., None]
 
 
-def camera(pixels: np.ndarray, rng: np.random.Generator, blur: float) -> Image.Image:
-    """Sensor noise and focus blur: float RGB -> 8-bit image."""
+def camera(pixels: np.ndarray, rng: np.random.Generator, blur: float, gain: float = 1.0) -> Image.Image:
+    """Sensor noise and focus blur: float RGB -> 8-bit image. With `gain` (a dim scene) the noise
+    grows, and the phone's noise reduction leaves part of it as blotches a few pixels wide."""
     pixels = pixels + rng.normal(0, rng.uniform(1, 5), pixels.shape[:2])[..., None]
+    if gain > 1.0:
+        blotches = ndimage.gaussian_filter(rng.normal(0, 1, pixels.shape[:2]).astype(np.float32), 1.5)
+        pixels = pixels + (gain * rng.uniform(1, 3) * blotches / (blotches.std() + 1e-6))[..., None]
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     return image.filter(ImageFilter.GaussianBlur(blur)) if blur > 0.2 else image
 
@@ -343,7 +351,7 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
         frame = frame * paper + desk_texture(height, width, rng) * (1 - paper)
     frame = frame * lighting(height, width, scene.light, rng)
     blur = rng.uniform(0, 1.6) * max(1.0, max(width, height) / 800)
-    return camera(frame, rng, blur)
+    return camera(frame, rng, blur, rng.uniform(1.5, 3) if scene.light == "dim" else 1.0)
 
 
 def render_low_resolution(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Generator,

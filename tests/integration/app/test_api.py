@@ -228,7 +228,7 @@ def test_photo_model_classifies_real_photos_as_its_manifest_says(server: Server)
 
 
 @pytest.mark.parametrize("condition", [{}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "shadow"},
-                                       {"edge": True}, {"ink": "pencil"}, {"size": "small"}])
+                                       {"light": "dim"}, {"edge": True}, {"ink": "pencil"}, {"size": "small"}])
 def test_lenet_reads_phone_photos_of_handwritten_digits(server: Server, mnist, condition: dict) -> None:  # noqa: ANN001
     """Photos of MNIST test digits, redrawn with a pen on paper (training/data/photos.py, seeds
     training never uses), sent as JPEGs: LeNet reads nearly all of them."""

@@ -25,8 +25,8 @@ def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noq
 
 
 @pytest.mark.parametrize("change", [
-    {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"edge": True},
-    {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
+    {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"light": "dim"},
+    {"edge": True}, {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
 ])
 def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
     scene = replace(Scene(), **change)
@@ -44,7 +44,7 @@ def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: di
 def test_random_scenes_cover_every_condition() -> None:
     rng = np.random.default_rng(0)
     scenes = [Scene.random(rng) for _ in range(400)]
-    for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow"}),
+    for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow", "dim"}),
                           ("ink", {"black", "blue", "pencil", "marker"}), ("size", {"normal", "small"}),
                           ("edge", {True, False}), ("low_resolution", {True, False})):
         assert {getattr(scene, field) for scene in scenes} == values

@@ -743,6 +743,9 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             return crop_small(ink, floor)
         smooth = ndimage.uniform_filter(ink, size=3, mode="nearest")
         paper, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+        if paper > 0.05:  # grainy paper (a dim photo): a wider window lets less noise through
+            smooth = ndimage.uniform_filter(ink, size=5, mode="nearest")
+            paper, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
         smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
         peak = float(smooth.max())
         high = max(6 * noise, 0.35 * peak, 0.06)

@@ -353,6 +353,28 @@ def test_select_digit_counts_a_grainy_papers_own_level_as_paper() -> None:
     assert abs(digit.shape[0] - 146) <= 8 and abs(digit.shape[1] - 96) <= 8  # the 7's box, no more
 
 
+@pytest.mark.parametrize("index", [22, 47, 53])
+def test_select_digit_takes_the_whole_digit_from_a_dim_photo(index: int, mnist) -> None:  # noqa: ANN001
+    """A dim photo of a handwritten MNIST test digit (training/data/photos.py): its grain, averaged
+    over 3x3 pixels, broke the thin strokes apart at the threshold counted from the paper, and a
+    part of the digit was taken for all of it."""
+    from training.data.photos import Scene, frame_for, render_photo
+
+    scene = Scene(light="dim")
+    rng = np.random.default_rng([5, index])
+    framing = frame_for(scene, rng)
+    data = render_photo(None, scene, rng, framing, handwritten=mnist.test.images[index])
+    preprocessor = create_preprocessor()
+    image = preprocessor.load(preprocessor.open(data)).convert("L")
+    for step in preprocessor.image_steps:
+        image = step(image)
+    array = np.asarray(image, dtype=np.float32)[:, :, None] / 255
+    for step in preprocessor.steps[:3]:  # flatten_background, remove_lines, select_digit
+        array = step(array)
+    digit_height = framing.digit_height * image.height / framing.height
+    assert array.shape[0] >= 0.75 * digit_height
+
+
 def test_select_digit_refuses_a_blank_page() -> None:
     with pytest.raises(PreprocessError, match="no visible foreground"):
         select_digit()(as_input(np.full((200, 200), 0.01, dtype=np.float32)))

@@ -733,6 +733,14 @@ def crop_small(ink: Array, floor: float) -> Array:
     return stretched[:, :, None].astype(np.float32)
 
 
+def smooth_ink(ink: Array, size: int) -> tuple[Array, float, float]:
+    """The ink map averaged over `size` x `size` pixels, with the paper's level and spread in it
+    (median and deviation, from every third pixel of a large map)."""
+    smooth = ndimage.uniform_filter(ink, size=size, mode="nearest")
+    paper, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+    return smooth, paper, noise
+
+
 def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.03) -> Step:
     """The digit alone, cropped, its strokes stretched so their core is 1 and anything below
     `floor` is 0. Raises PreprocessError when nothing stands out from the paper."""
@@ -741,11 +749,9 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
         ink = array[:, :, 0]
         if min(ink.shape) < SMALL:
             return crop_small(ink, floor)
-        smooth = ndimage.uniform_filter(ink, size=3, mode="nearest")
-        paper, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+        smooth, paper, noise = smooth_ink(ink, 3)
         if paper > 0.05:  # grainy paper (a dim photo): a wider window lets less noise through
-            smooth = ndimage.uniform_filter(ink, size=5, mode="nearest")
-            paper, noise = robust_spread(smooth[:: 3, :: 3] if smooth.size > 40_000 else smooth)
+            smooth, paper, noise = smooth_ink(ink, 5)
         smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
         peak = float(smooth.max())
         high = max(6 * noise, 0.35 * peak, 0.06)

@@ -19,7 +19,7 @@ from app.inference.document import (
     thicken_strokes,
 )
 from app.inference.input_errors import PreprocessError
-from app.inference.preprocess import Preprocessor
+from app.inference.preprocess import Preprocessor, flatten_to_8bit, image_to_array
 from tests.conftest import encode
 from training.data.mnist import PREPROCESSING, create_preprocessor
 
@@ -365,10 +365,10 @@ def test_select_digit_takes_the_whole_digit_from_a_dim_photo(index: int, mnist) 
     framing = frame_for(scene, rng)
     data = render_photo(None, scene, rng, framing, handwritten=mnist.test.images[index])
     preprocessor = create_preprocessor()
-    image = preprocessor.load(preprocessor.open(data)).convert("L")
+    image = flatten_to_8bit(preprocessor.load(preprocessor.open(data)), "L")
     for step in preprocessor.image_steps:
         image = step(image)
-    array = np.asarray(image, dtype=np.float32)[:, :, None] / 255
+    array = image_to_array(image, "L")
     for step in preprocessor.steps[:3]:  # flatten_background, remove_lines, select_digit
         array = step(array)
     digit_height = framing.digit_height * image.height / framing.height

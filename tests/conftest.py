@@ -17,9 +17,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pillow_heif
 import pytest
 from PIL import Image
+
+# Registers HEIC with Pillow as the service does (same options): tests write HEIC through it.
+import app.inference.preprocess  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
@@ -126,10 +128,6 @@ def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-# Tests write HEIC as an iPhone does, with the library the service reads it with.
-pillow_heif.register_heif_opener()
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:

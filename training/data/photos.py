@@ -260,8 +260,9 @@ def paper_region(height: int, width: int, keep: tuple[int, int, int, int], rng: 
 
 
 def camera(pixels: np.ndarray, rng: np.random.Generator, blur: float, gain: float = 1.0) -> Image.Image:
-    """Sensor noise and focus blur: float RGB -> 8-bit image. With `gain` (a dim scene) the noise
-    grows, and the phone's noise reduction leaves part of it as blotches a few pixels wide."""
+    """Sensor noise and focus blur: float RGB -> 8-bit image. With `gain` above 1 (a dim scene),
+    blotches a few pixels wide as well, in proportion to it: what a phone's noise reduction leaves
+    of the noise its gain brings."""
     pixels = pixels + rng.normal(0, rng.uniform(1, 5), pixels.shape[:2])[..., None]
     if gain > 1.0:
         blotches = ndimage.gaussian_filter(rng.normal(0, 1, pixels.shape[:2]).astype(np.float32), 1.5)

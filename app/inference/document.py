@@ -96,7 +96,8 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     then sits near the median, and the writing is the heavier tail (the third moment's sign), down
     for ink on paper, up for a light digit on black. Weighed over the whole tail, not by its
     extreme: a bold stroke pulls the local mean down, and the paper inside its loops (an 8's, a
-    0's) then stands out above it as far as the ink does below."""
+    0's) then stands out above it as far as the ink does below. Where the frame holds two grounds
+    side by side (a sheet on a desk), each is read on its own (skew_by_ground)."""
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
@@ -105,11 +106,82 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     factor = max(1, min(4, min(grey.shape) // 160))
     coarse = shrink(grey, factor)
     size = max(3, round(window * min(coarse.shape)) | 1)
+    sheet = find_sheet(coarse)
+    if sheet is not None:
+        return skew_by_ground(coarse, sheet, size) <= 0.0
     detail = coarse - ndimage.uniform_filter(coarse, size=size, mode="nearest")
     [middle] = quantiles(detail, 0.5)
     # The third moment: the far tail weighs most; the faint halo that the local mean leaves around
     # any stroke, and the paper's grain, next to nothing.
     return float(np.mean((detail - middle) ** 3)) <= 0.0
+
+
+def otsu_threshold(values: Array, bins: int = 64) -> float:
+    """The level that best splits `values` into two classes (Otsu: most variance between them)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(counts)
+    above = below[-1] - below
+    below_sum = np.cumsum(counts * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (below_sum[-1] * below / below[-1] - below_sum) ** 2 / (below * above)
+    between[~np.isfinite(between)] = 0.0
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def find_sheet(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_area: float = 0.1) -> Array | None:
+    """One of two grounds side by side, which the third moment over the whole frame cannot weigh:
+    a sheet on a desk, the desk taking most of the frame, or a page's edge with a small digit far
+    from it. The frame is split at Otsu's level once thin features of either polarity are taken
+    out (an opening and a closing over `stroke` of the short side, in both orders), and a region on
+    either side of it is the sheet or the desk where it reaches the border, takes `min_area` of the
+    frame or more, and its edge is straight (straight_edged); the darker side under `contrast` of
+    the lighter. The largest such region, its holes (the writing on it) filled; None if none."""
+    short = min(coarse.shape)
+    size = (max(3, round(stroke * short) | 1),) * 2
+    smooth = 0.5 * (ndimage.grey_opening(ndimage.grey_closing(coarse, size=size), size=size)
+                    + ndimage.grey_closing(ndimage.grey_opening(coarse, size=size), size=size))
+    lighter = smooth > otsu_threshold(smooth)
+    if lighter.all() or not lighter.any():
+        return None
+    [lit], [dim] = quantiles(smooth[lighter], 0.5), quantiles(smooth[~lighter], 0.5)
+    if dim >= contrast * lit:
+        return None
+    best, sheet = 0, None
+    for side in (lighter, ~lighter):
+        labels, count = ndimage.label(side)
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        for label in np.unique(border_labels(labels)):
+            if label == 0 or areas[label] < max(min_area * labels.size, best + 1):
+                continue
+            region = labels == label
+            if straight_edged(region, 0.025 * short):
+                best, sheet = areas[label], ndimage.binary_fill_holes(region)
+    return sheet
+
+
+def skew_by_ground(coarse: Array, sheet: Array, size: int) -> float:
+    """The skewness of the detail (less a local mean of its own ground over `size`) inside the
+    sheet and inside the rest, away from the edge between them; of the two, the one further
+    from 0. The writing lies on one ground and makes its tail heavy; the other is a desk's grain,
+    whose own skew would outweigh a small digit's if the two were pooled."""
+    margin = max(2, round(0.03 * min(coarse.shape)))
+    strongest = 0.0
+    for ground in (sheet, ~sheet):
+        inside = ndimage.binary_erosion(ground, iterations=margin, border_value=1)
+        if np.count_nonzero(inside) < 0.02 * inside.size:
+            continue
+        weight = ndimage.uniform_filter(ground.astype(np.float32), size=size, mode="nearest")
+        local = ndimage.uniform_filter(np.where(ground, coarse, 0.0), size=size, mode="nearest")
+        detail = coarse[inside] - (local / np.maximum(weight, 1e-6))[inside]
+        detail -= quantiles(detail, 0.5)[0]
+        # A floor under the spread: a flat ground (a plain desk, an empty corner) has next to none,
+        # and its skew would be a JPEG artefact's.
+        spread = max(float(np.mean(detail**2)), 0.02**2)
+        skew = float(np.mean(detail**3)) / spread**1.5
+        if abs(skew) > abs(strongest):
+            strongest = skew
+    return strongest
 
 
 def label_maxima(values: Array, labels: Array, count: int) -> Array:

@@ -73,6 +73,23 @@ def test_dark_on_light_reads_a_bold_digit_with_loops_under_falling_light() -> No
     assert not dark_on_light(1 - falling)
 
 
+@pytest.mark.parametrize("cut", [560, 620])
+def test_dark_on_light_reads_a_small_sheet_on_a_dark_desk(cut: int) -> None:
+    """A corner of a sheet (a sixth or a tenth of the frame) on a mottled desk, a faint digit on
+    it: over the whole frame the bright sheet is the heavier tail, as chalk on a board would be."""
+    from scipy import ndimage
+
+    ys, xs = np.indices((SIZE[1], SIZE[0]))
+    blotches = ndimage.gaussian_filter(np.random.default_rng(3).normal(0, 1, ys.shape), 6)
+    grey = 0.2 * (1 + 0.08 * blotches / blotches.std())
+    grey[ys > cut - 0.9 * xs] = 0.9
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    ImageDraw.Draw(image).line([(400, 280), (430, 280), (410, 320)], fill=140, width=3)
+    grey = np.asarray(image.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32) / 255
+    assert dark_on_light(grey)
+    assert not dark_on_light(1 - grey)  # a light digit on a dark slate lying on a pale table
+
+
 def test_flatten_background_takes_away_light_falling_off_and_a_shadow() -> None:
     grey = write_seven(page())
     lit = grey * np.linspace(1.0, 0.45, SIZE[0], dtype=np.float32)[None, :]

@@ -265,7 +265,8 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
         ink = ink_against(grey, closed, narrow, paper, shade, floor)
         if shade is not None and shade.beyond.any():
             # What looks like the desk may be the page under a deep shadow (a hand's, a phone's)
-            # with the digit in it: then read as paper, it holds far more writing than the rest.
+            # with the digit in it: then read as paper, it holds far more writing than the rest,
+            # gathered in a few strokes, where a wooden or mottled desk's grain is spread all over.
             deep = Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond))
             shaded = ink_against(grey, closed, narrow, paper, deep, floor)
             # Not the rim where it meets the lit paper, whichever it is: read as a shadow's, the
@@ -273,7 +274,7 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             rim = shade.beyond & ~ndimage.binary_erosion(shade.beyond, iterations=desk_margin(coarse.shape),
                                                          border_value=1)
             inside = np.where(enlarge_mask(rim, grey.shape), 0.0, shaded)
-            if ink_share(inside) >= 3 * ink_share(ink) + 2e-4:
+            if ink_share(inside) >= 3 * ink_share(ink) + 2e-4 and gathered(inside):
                 return shaded[:, :, None]
         ink = clear_desk_beside(grey, coarse, narrow, paper, shade, ink)
         return ink[:, :, None]
@@ -305,6 +306,14 @@ def ink_against(grey: Array, closed: Array, narrow: Array, paper: float, shade: 
 def ink_share(ink: Array, level: float = 0.2) -> float:
     """The share of the frame that is clearly writing."""
     return np.count_nonzero(ink >= level) / ink.size
+
+
+def gathered(ink: Array, level: float = 0.2, parts: int = 3, share: float = 0.5) -> bool:
+    """Whether `share` or more of what is clearly ink (`level`) lies in its `parts` largest
+    connected parts: a digit's few strokes, not a grain of hundreds of short streaks."""
+    labels, count = ndimage.label(ink >= level, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    return count > 0 and float(np.sort(sizes)[-parts:].sum()) >= share * float(sizes.sum())
 
 
 @dataclass(frozen=True)

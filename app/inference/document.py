@@ -329,9 +329,11 @@ def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contra
     """Regions darker than the wide closing says, by at least `contrast`, that are wide: at least
     0.15 of the short side thick and 2% of the frame. Pen strokes are thinner (a narrow
     closing, a twentieth of the short side, fills them in). Those that reach the frame's border
-    and are darker by at least `desk` are taken for what lies beyond the paper; the rest for
-    shadows on it, unless they are as dark as ink (see below). `coarse` is the reduced map,
-    `narrow` and `closed` its narrow and wide closings; `paper` the lit paper's brightness."""
+    and are darker by at least `desk` are taken for what lies beyond the paper, unless they are as
+    dark as ink, long for their width and their edge not a sheet's straight one (a large digit
+    framed tightly); the rest for shadows on it, unless they are as dark as ink (see below).
+    `coarse` is the reduced map, `narrow` and `closed` its narrow and wide closings; `paper` the
+    lit paper's brightness."""
     darker = 1 - narrow / np.maximum(closed, 1e-3)
     dark = darker >= contrast
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
@@ -349,13 +351,18 @@ def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contra
     # Wide, and solid for its extent: a shadow or a desk is a broad patch; a stroke, however thick
     # at a junction, is long for its width (a tight crop of a 7 touches the border too).
     wide = (thickness >= 0.15 * short) & (areas >= 0.02 * labels.size) & (thickness >= 0.25 * extents)
-    beyond_labels = index[wide & edge[1:] & (depth >= desk)]
     # Ink is darker than any shadow: a wide region inside the frame that is anywhere at least half
     # as dark as the paper is a thick stroke (a marker's, a bold face's, a blurred thumbnail's,
     # whose soft rim and filled-in loops bring its mean down), which the wide closing fills as it
-    # should.
+    # should. So is one that runs into the border (a large digit framed tightly), unless its edge
+    # is a sheet's, straight.
     peak = np.atleast_1d(label_maxima(ndimage.uniform_filter(darker, size=3), labels, count)[1:])
-    shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ((peak < 0.5) | edge[1:])])
+    inky = wide & (peak >= 0.5)
+    stroke = inky & ~edge[1:]
+    for label in index[inky & edge[1:] & (thickness < 0.5 * extents)]:  # long for its width
+        stroke[label - 1] = not straight_edged(labels == label, 0.025 * short)
+    beyond_labels = index[wide & edge[1:] & (depth >= desk) & ~stroke]
+    shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ~stroke])
     beyond = np.isin(labels, beyond_labels) | far_below_paper(coarse, closed, paper)
     if not shadow.any() and not beyond.any():
         return None

@@ -204,6 +204,35 @@ def test_select_digit_takes_a_small_digit_over_the_edge_of_a_dark_desk(desk: flo
     assert 35 <= height <= 45 and width <= 15  # the stroke alone
 
 
+def test_flatten_background_clears_a_wooden_desk_that_takes_most_of_the_frame() -> None:
+    """Read as a page under a deep shadow, a wooden desk's grain holds more 'writing' than the
+    small digit on the strip of paper below it; but it is spread over hundreds of streaks."""
+    from scipy import ndimage
+
+    ys, xs = np.indices((SIZE[1], SIZE[0]))
+    grain = ndimage.gaussian_filter(np.random.default_rng(5).normal(0, 1, ys.shape), (0.8, 25))
+    image = Image.new("L", SIZE, 225)
+    ImageDraw.Draw(image).line([(300, 300), (330, 300), (310, 345)], fill=110, width=3)
+    grey = np.asarray(image, dtype=np.float32) / 255
+    desk = ys < 202 + 0.1 * xs  # two thirds of the frame
+    grey[desk] = (0.3 * (1 + 0.2 * grain / grain.std()))[desk]
+    blurred = Image.fromarray((np.clip(grey, 0, 1) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.0))
+    ink = flatten_background()(as_input(np.asarray(blurred, dtype=np.float32) / 255))[:, :, 0]
+    assert float(np.percentile(ink[ndimage.binary_erosion(desk, iterations=12)], 99)) < 0.05
+    height, width = select_digit()(as_input(ink)).shape[:2]
+    assert 44 <= height <= 54 and 28 <= width <= 40  # the 7 alone
+
+
+def test_flatten_background_keeps_a_bold_digit_that_runs_into_the_border() -> None:
+    """A marker's 7 framed tightly, its stem running off the frame: a wide dark region at the
+    border, as a desk is, but its edge is no sheet's straight one."""
+    image = Image.new("L", (600, 300), 225)
+    ImageDraw.Draw(image).line([(200, 40), (420, 40), (300, 300)], fill=40, width=70)
+    grey = np.asarray(image.filter(ImageFilter.GaussianBlur(2.0)), dtype=np.float32) / 255
+    ink = flatten_background()(as_input(grey))[:, :, 0]
+    assert float(np.median(ink[grey < 0.3])) > 0.6
+
+
 def test_flatten_background_reads_writing_where_the_light_falls_off_far_below_the_paper() -> None:
     """A corner lit at under half the page's brightness is as dark as a desk, but reached
     gradually: it is the page, and the 7 written into it is read whole."""

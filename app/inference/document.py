@@ -37,6 +37,9 @@ Step = Callable[[Array], Array]
 # Below this many pixels on the short side an image is a drawing, a thumbnail or MNIST itself: one
 # clean ground, no paper, lines or desk to take away, and too small for any to matter.
 SMALL = 64
+# How far, as a fraction of the short side, a sheet's edge may stray from a straight line (the
+# reduced map's blur, the paper's slight curl) and still be read as one.
+SHEET_EDGE = 0.025
 
 
 def quantiles(values: Array, *fractions: float) -> list[float]:
@@ -103,8 +106,7 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
     if ring_high - ring_low < 0.25 * (high - low):
         return bool(ring_middle > (low + high) / 2)
-    factor = max(1, min(4, min(grey.shape) // 160))
-    coarse = shrink(grey, factor)
+    coarse = shrink(grey, coarse_factor(grey.shape))
     size = max(3, round(window * min(coarse.shape)) | 1)
     sheet = find_sheet(coarse)
     if sheet is not None:
@@ -155,7 +157,7 @@ def find_sheet(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_a
             if label == 0 or areas[label] < max(min_area * labels.size, best + 1):
                 continue
             region = labels == label
-            if straight_edged(region, 0.025 * short):
+            if straight_edged(region, SHEET_EDGE * short):
                 best, sheet = areas[label], ndimage.binary_fill_holes(region)
     return sheet
 
@@ -360,7 +362,7 @@ def find_shade(coarse: Array, narrow: Array, closed: Array, paper: float, contra
     inky = wide & (peak >= 0.5)
     stroke = inky & ~edge[1:]
     for label in index[inky & edge[1:] & (thickness < 0.5 * extents)]:  # long for its width
-        stroke[label - 1] = not straight_edged(labels == label, 0.025 * short)
+        stroke[label - 1] = not straight_edged(labels == label, SHEET_EDGE * short)
     beyond_labels = index[wide & edge[1:] & (depth >= desk) & ~stroke]
     shadow = np.isin(labels, index[wide & ~np.isin(index, beyond_labels) & ~stroke])
     beyond = np.isin(labels, beyond_labels) | far_below_paper(coarse, closed, paper)
@@ -450,7 +452,7 @@ def beside_paper(coarse: Array, narrow: Array, paper: float, known: Array | None
             if areas[label] < min_area * labels.size or contact[label] < 0.5 * extent:
                 continue
             region = labels == label
-            if boundary_step(narrow, region, reach) >= min_step and straight_edged(region, 0.025 * short):
+            if boundary_step(narrow, region, reach) >= min_step and straight_edged(region, SHEET_EDGE * short):
                 found |= region
     return found
 

@@ -77,12 +77,8 @@ def test_dark_on_light_reads_a_bold_digit_with_loops_under_falling_light() -> No
 def test_dark_on_light_reads_a_small_sheet_on_a_dark_desk(cut: int) -> None:
     """A corner of a sheet (a sixth or a tenth of the frame) on a mottled desk, a faint digit on
     it: over the whole frame the bright sheet is the heavier tail, as chalk on a board would be."""
-    from scipy import ndimage
-
     ys, xs = np.indices((SIZE[1], SIZE[0]))
-    blotches = ndimage.gaussian_filter(np.random.default_rng(3).normal(0, 1, ys.shape), 6)
-    grey = 0.2 * (1 + 0.08 * blotches / blotches.std())
-    grey[ys > cut - 0.9 * xs] = 0.9
+    grey = desk_beside(page(), 0.2, ys <= cut - 0.9 * xs)
     image = Image.fromarray((grey * 255).astype(np.uint8))
     ImageDraw.Draw(image).line([(400, 280), (430, 280), (410, 320)], fill=140, width=3)
     grey = np.asarray(image.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32) / 255

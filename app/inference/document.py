@@ -770,21 +770,21 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
 def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     """Zero textured regions that run into the frame's border: a desk's grain, a patterned
     surface beyond the paper. Writing is sparse on paper: around a digit, ink above `level`
-    covers a fraction of any window a sixteenth of the short side wide (and all of it inside a
-    thick stroke), while grain covers between `busy` and 80% of every such window across a
-    whole region. A region is cleared when it
-    touches the border, covers at least 3% of the frame and is a fifth of its short side thick
-    (a digit's strokes, even a marker's, make a thinner crowd), and does not hold most of the frame's
-    strongest ink: in a dim, noisy photo the paper's own grain is busy all round the writing, and
-    the region it makes is where the digit is. Images under SMALL px pass as they are."""
+    covers a fraction of any window a sixteenth of the short side wide, while grain covers
+    `busy` or more of every such window across a whole region (a mottled desk, most of every
+    window, in blotches). A region is cleared when it touches the border, covers at least 3% of
+    the frame and is a fifth of its short side thick (a digit's strokes, even a marker's, make a
+    thinner crowd), and does not hold most of the frame's strongest ink: in a dim, noisy photo
+    the paper's own grain is busy all round the writing, and the region it makes is where the
+    digit is; a bold digit that fills the frame is its strongest ink. Images under SMALL px pass
+    as they are."""
     if min(ink.shape) < SMALL:
         return ink
     factor = coarse_factor(ink.shape)
     density = shrink((ink > level).astype(np.float32), factor)
     size = max(3, round(min(density.shape) / 16) | 1)
     local = ndimage.uniform_filter(density, size=size, mode="nearest")
-    # Grain is partly ink, partly not, all over; a pen's stroke is all ink where it runs.
-    crowded = (local >= busy) & (local <= 0.8)
+    crowded = local >= busy
     labels, count = ndimage.label(crowded)
     if count == 0:
         return ink

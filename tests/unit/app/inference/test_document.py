@@ -365,6 +365,25 @@ def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where
     assert abs(digit.shape[0] - 144) <= 12 and abs(digit.shape[1] - 94) <= 12  # the 7's box, no more
 
 
+def test_select_digit_clears_a_mottled_desk_that_most_of_every_window_is_ink_on() -> None:
+    """A mottled grey desk beyond the paper, left behind by the background as blotches above the
+    grain's level over most of every window: busy as grain is, though solid in places, and far
+    heavier than the faint 7 on the paper beside it."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    noise = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 2)
+    grain = np.clip(0.15 + 0.05 * noise / noise.std(), 0, 1)
+    desk = np.arange(200)[None, :] < 200 - np.arange(360)[:, None] * 0.3  # the left side, slanting
+    ink = np.zeros((360, 480), dtype=np.float32)
+    ink[:, :200] = np.where(desk, grain[:, :200], 0.0)
+    stroke = write_seven(page(0.0), ink=0.6, width=4, at=(330, 150))
+    ink = np.maximum(ink, stroke).astype(np.float32)
+    assert float(ink[:, :200].sum()) > 10 * float(stroke.sum())
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert abs(digit.shape[0] - 144) <= 8 and abs(digit.shape[1] - 94) <= 8  # the 7's box, no more
+
+
 def test_select_digit_keeps_a_digit_on_a_dim_photos_grainy_paper() -> None:
     """An underexposed photo: the camera's gain leaves the paper mottled a little above the ink
     map's 0, more so towards one side. There the grain is busy (a quarter to most of it above the

@@ -849,6 +849,14 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             raise PreprocessError(NOTHING_THERE)
         low = max(paper + 3 * noise, 0.4 * high)
         labels, components = find_components(smooth, low, high)
+        if not components and np.count_nonzero(smooth == 0) >= 0.1 * smooth.size:
+            # A desk that flatten_background cleared is 0 all over: counted as paper, it swells
+            # the paper's spread until a faint digit on grainy paper no longer stands out of it.
+            # Counted from the rest, the paper's level is added in: its grain alone must not pass.
+            paper, noise = robust_spread(smooth[smooth > 0])
+            high = max(paper + 6 * noise, 0.35 * peak, 0.06)
+            low = max(paper + 3 * noise, 0.4 * high)
+            labels, components = find_components(smooth, low, high)
         labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
         if not components:
             raise PreprocessError("no foreground found in the image")

@@ -384,6 +384,26 @@ def test_select_digit_clears_a_mottled_desk_that_most_of_every_window_is_ink_on(
     assert abs(digit.shape[0] - 144) <= 8 and abs(digit.shape[1] - 94) <= 8  # the 7's box, no more
 
 
+@pytest.mark.parametrize("written", [True, False])
+def test_select_digit_reads_the_papers_grain_beside_a_cleared_desk(written: bool) -> None:
+    """Where flatten_background cleared the desk, the ink map is 0 across it. Counted as paper,
+    those zeros swell the paper's spread past a faint pencil 7 on dim, grainy paper, and nothing
+    was found; the paper's grain alone is still nothing."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    noise = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 2.0)
+    ink = np.clip(0.1 + 0.03 * noise / noise.std(), 0, 1).astype(np.float32)
+    ink[:, :190] = 0.0  # the desk, cleared
+    if not written:
+        with pytest.raises(PreprocessError):
+            select_digit()(as_input(ink))
+        return
+    ink = np.maximum(ink, write_seven(page(0.0), ink=0.4, width=5, at=(330, 110)))
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert abs(digit.shape[0] - 144) <= 8 and abs(digit.shape[1] - 94) <= 8  # the whole 7
+
+
 def test_select_digit_keeps_a_digit_on_a_dim_photos_grainy_paper() -> None:
     """An underexposed photo: the camera's gain leaves the paper mottled a little above the ink
     map's 0, more so towards one side. There the grain is busy (a quarter to most of it above the

@@ -683,11 +683,19 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
         spans = h > 0.9 * height or w > 0.9 * width
         # Long for its width, along its box or across it: the paper's edge, a ruler, a fold's line.
         elongated = max(h, w) > 6 * min(h, w) or ratios.get(label, 0.0) > 6
-        penalty = 0.15 if (touches and elongated) or spans else 1.0
+        penalty = 0.15 if (touches and (elongated or solid(labels[box] == label))) or spans else 1.0
         mass = float(masses[label])
         components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty,
                                     touches, int(areas[label])))
     return labels, components
+
+
+def solid(region: Array, share: float = 0.3) -> bool:
+    """Whether a region is thick for its size, `share` of its box's long side or more: a patch
+    where it meets the frame's border (a corner of the desk too small to have been cleared), not
+    a digit's strokes, which even a marker's run long for their width."""
+    thickness = 2 * float(ndimage.distance_transform_edt(np.pad(region, 1)).max())
+    return thickness >= share * max(region.shape)
 
 
 def touches_border(box: tuple[slice, slice], height: int, width: int) -> bool:

@@ -340,6 +340,19 @@ def test_select_digit_keeps_a_slanting_one_that_runs_into_the_border_over_specks
     assert abs(digit.shape[0] - 200) <= 8 and abs(digit.shape[1] - 56) <= 8
 
 
+def test_select_digit_passes_over_a_small_corner_of_the_desk() -> None:
+    """A corner of the desk in the frame, too small for flatten_background to clear (a
+    hundredth of the frame), is left as a solid triangle of ink at the border, heavier than a
+    faint pencil 7: a patch thick for its size, not strokes."""
+    ys, xs = np.indices((360, 480))
+    corner = (480 - xs) + (360 - ys) < 60
+    stroke = write_seven(page(0.0), ink=0.35, width=3, at=(150, 100))
+    ink = np.maximum(np.where(corner, 0.7, 0.0), stroke).astype(np.float32)
+    assert float(ink[corner].sum()) > 4 * float(stroke.sum())
+    digit = select_digit()(as_input(ink))[:, :, 0]
+    assert abs(digit.shape[0] - 144) <= 8 and abs(digit.shape[1] - 94) <= 8  # the 7's box, no more
+
+
 @pytest.mark.parametrize("where", ["desk", "around the stroke"])
 def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where: str) -> None:
     """Grain that stands out faintly over a wide region (a textured desk beyond the paper, which

@@ -683,7 +683,7 @@ def find_components(ink: Array, threshold_low: float, threshold_high: float) -> 
         spans = h > 0.9 * height or w > 0.9 * width
         # Long for its width, along its box or across it: the paper's edge, a ruler, a fold's line.
         elongated = max(h, w) > 6 * min(h, w) or ratios.get(label, 0.0) > 6
-        penalty = 0.15 if (touches and (elongated or solid(labels[box] == label))) or spans else 1.0
+        penalty = 0.15 if spans or (touches and (elongated or solid(labels[box] == label))) else 1.0
         mass = float(masses[label])
         components.append(Component(int(label), (top, left, bottom, right), mass, mass * centrality * penalty,
                                     touches, int(areas[label])))
@@ -839,6 +839,13 @@ def smooth_ink(ink: Array, size: int) -> tuple[Array, float, float]:
     return smooth, paper, noise
 
 
+def ink_thresholds(paper: float, noise: float, peak: float, base: float = 0.0) -> tuple[float, float]:
+    """(low, high): the levels a digit's strokes rise above (low) and reach somewhere (high), from
+    the paper's level and spread and the strongest ink (`peak`); high is counted from `base`."""
+    high = max(base + 6 * noise, 0.35 * peak, 0.06)
+    return max(paper + 3 * noise, 0.4 * high), high
+
+
 def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.03) -> Step:
     """The digit alone, cropped, its strokes stretched so their core is 1 and anything below
     `floor` is 0. Raises PreprocessError when nothing stands out from the paper."""
@@ -852,18 +859,16 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             smooth, paper, noise = smooth_ink(ink, 5)
         smooth = clear_busy_border(smooth, max(3 * noise, 0.08))
         peak = float(smooth.max())
-        high = max(6 * noise, 0.35 * peak, 0.06)
         if peak < 0.08:
             raise PreprocessError(NOTHING_THERE)
-        low = max(paper + 3 * noise, 0.4 * high)
+        low, high = ink_thresholds(paper, noise, peak)
         labels, components = find_components(smooth, low, high)
         if not components and np.count_nonzero(smooth == 0) >= 0.1 * smooth.size:
             # A desk that flatten_background cleared is 0 all over: counted as paper, it swells
             # the paper's spread until a faint digit on grainy paper no longer stands out of it.
             # Counted from the rest, the paper's level is added in: its grain alone must not pass.
             paper, noise = robust_spread(smooth[smooth > 0])
-            high = max(paper + 6 * noise, 0.35 * peak, 0.06)
-            low = max(paper + 3 * noise, 0.4 * high)
+            low, high = ink_thresholds(paper, noise, peak, base=paper)
             labels, components = find_components(smooth, low, high)
         labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
         if not components:

@@ -30,6 +30,15 @@ def page(paper: float = 0.9) -> np.ndarray:
     return np.full((SIZE[1], SIZE[0]), paper, dtype=np.float32)
 
 
+def grain_map(level: float | np.ndarray, amplitude: float, blur: float, seed: int) -> np.ndarray:
+    """An ink map's grain (the paper's, or a desk's left behind): noise smoothed over `blur` px,
+    `amplitude` deviations about `level`."""
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).normal(0, 1, (SIZE[1], SIZE[0])), blur)
+    return np.clip(level + amplitude * noise / noise.std(), 0, 1).astype(np.float32)
+
+
 def write_seven(grey: np.ndarray, ink: float = 0.15, width: int = 6, at: tuple[int, int] = (200, 110)) -> np.ndarray:
     """A 7 about 140 px tall, dark on the page (in place); returns the page."""
     image = Image.fromarray((grey * 255).astype(np.uint8))
@@ -358,11 +367,6 @@ def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where
     """Grain that stands out faintly over a wide region (a textured desk beyond the paper, which
     the background left behind; or the paper's grain round a pencil line, joined to it) has more
     mass than the digit, but is mostly faint: it is found again at a higher threshold."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(0)
-    grain = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 3)
-    grain = np.clip(0.1 + 0.03 * grain / grain.std(), 0, 1)
     region = np.zeros((360, 480), dtype=bool)
     if where == "desk":
         region[:300, :260] = np.arange(260)[None, :] < 260 - np.arange(300)[:, None] * 0.85  # a wedge, top left
@@ -370,7 +374,7 @@ def test_select_digit_takes_the_stroke_over_a_larger_faint_textured_region(where
     else:
         region[:] = True  # the paper's grain, across the whole frame
         at = (200, 110)
-    ink = np.where(region, grain, 0.0).astype(np.float32)
+    ink = np.where(region, grain_map(0.1, 0.03, blur=3, seed=0), 0.0).astype(np.float32)
     stroke = write_seven(page(0.0), ink=0.6, width=4, at=at)  # a faint 7, 94 x 144 px
     ink = np.maximum(ink, stroke).astype(np.float32)
     assert float(ink[region].sum()) > 3 * float(stroke.sum())  # the region outweighs the digit
@@ -382,14 +386,9 @@ def test_select_digit_clears_a_mottled_desk_that_most_of_every_window_is_ink_on(
     """A mottled grey desk beyond the paper, left behind by the background as blotches above the
     grain's level over most of every window: busy as grain is, though solid in places, and far
     heavier than the faint 7 on the paper beside it."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(0)
-    noise = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 2)
-    grain = np.clip(0.15 + 0.05 * noise / noise.std(), 0, 1)
     desk = np.arange(200)[None, :] < 200 - np.arange(360)[:, None] * 0.3  # the left side, slanting
     ink = np.zeros((360, 480), dtype=np.float32)
-    ink[:, :200] = np.where(desk, grain[:, :200], 0.0)
+    ink[:, :200] = np.where(desk, grain_map(0.15, 0.05, blur=2, seed=0)[:, :200], 0.0)
     stroke = write_seven(page(0.0), ink=0.6, width=4, at=(330, 150))
     ink = np.maximum(ink, stroke).astype(np.float32)
     assert float(ink[:, :200].sum()) > 10 * float(stroke.sum())
@@ -402,11 +401,7 @@ def test_select_digit_reads_the_papers_grain_beside_a_cleared_desk(written: bool
     """Where flatten_background cleared the desk, the ink map is 0 across it. Counted as paper,
     those zeros swell the paper's spread past a faint pencil 7 on dim, grainy paper, and nothing
     was found; the paper's grain alone is still nothing."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(0)
-    noise = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 2.0)
-    ink = np.clip(0.1 + 0.03 * noise / noise.std(), 0, 1).astype(np.float32)
+    ink = grain_map(0.1, 0.03, blur=2, seed=0)
     ink[:, :190] = 0.0  # the desk, cleared
     if not written:
         with pytest.raises(PreprocessError):
@@ -422,13 +417,8 @@ def test_select_digit_keeps_a_digit_on_a_dim_photos_grainy_paper() -> None:
     map's 0, more so towards one side. There the grain is busy (a quarter to most of it above the
     level grain is counted at) in a band along the border, and the 7 lies in that band: a region
     that holds the writing is not a desk, and is kept."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(3)
-    noise = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 1.5)
     mean = np.linspace(0.04, 0.08, 480, dtype=np.float32)[None, :]
-    grain = np.clip(mean + 0.03 * noise / noise.std(), 0, 1).astype(np.float32)
-    ink = np.maximum(grain, write_seven(page(0.0), ink=1.0, width=8, at=(370, 110)))
+    ink = np.maximum(grain_map(mean, 0.03, blur=1.5, seed=3), write_seven(page(0.0), ink=1.0, width=8, at=(370, 110)))
     digit = select_digit()(as_input(ink))[:, :, 0]
     assert abs(digit.shape[0] - 148) <= 10 and abs(digit.shape[1] - 98) <= 10  # the whole 7
 
@@ -437,12 +427,7 @@ def test_select_digit_counts_a_grainy_papers_own_level_as_paper() -> None:
     """A dim photo's grain lifts all of the paper above the ink map's 0. Counted from 0, specks of
     it a couple of deviations above that level joined the 7's strokes into one region twice as
     wide; counted from the paper's own level, the 7 stands alone."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(4)
-    noise = ndimage.gaussian_filter(rng.normal(0, 1, (360, 480)), 1.0)
-    grain = np.clip(0.12 + 0.05 * noise / noise.std(), 0, 1).astype(np.float32)
-    ink = np.maximum(grain, write_seven(page(0.0), ink=1.0, width=6))
+    ink = np.maximum(grain_map(0.12, 0.05, blur=1.0, seed=4), write_seven(page(0.0), ink=1.0, width=6))
     digit = select_digit()(as_input(ink))[:, :, 0]
     assert abs(digit.shape[0] - 146) <= 8 and abs(digit.shape[1] - 96) <= 8  # the 7's box, no more
 

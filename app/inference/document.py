@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
 from app.inference.input_errors import PreprocessError
 
@@ -100,7 +101,11 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     for ink on paper, up for a light digit on black. Weighed over the whole tail, not by its
     extreme: a bold stroke pulls the local mean down, and the paper inside its loops (an 8's, a
     0's) then stands out above it as far as the ink does below. Where the frame holds two grounds
-    side by side (a sheet on a desk), each is read on its own (skew_by_ground)."""
+    side by side (a sheet on a desk), each is read on its own (skew_by_ground). A sheet that lies
+    wholly inside the frame (a note on a table) is the lighter tail over the frame, as chalk
+    would be, and its writing is dark on it."""
+    if min(grey.shape) >= SMALL and sheet_inside(shrink(grey, coarse_factor(grey.shape))):
+        return True
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
@@ -116,6 +121,60 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     # The third moment: the far tail weighs most; the faint halo that the local mean leaves around
     # any stroke, and the paper's grain, next to nothing.
     return float(np.mean((detail - middle) ** 3)) <= 0.0
+
+
+def split_grounds(coarse: Array, stroke: float, contrast: float) -> Array | None:
+    """The lighter of two grounds, once thin features of either polarity are taken out (an
+    opening and a closing over `stroke` of the short side, in both orders): the part above Otsu's
+    level. None where the darker part is not under `contrast` of the lighter's brightness."""
+    size = (max(3, round(stroke * min(coarse.shape)) | 1),) * 2
+    smooth = 0.5 * (ndimage.grey_opening(ndimage.grey_closing(coarse, size=size), size=size)
+                    + ndimage.grey_closing(ndimage.grey_opening(coarse, size=size), size=size))
+    lighter = smooth > otsu_threshold(smooth)
+    if lighter.all() or not lighter.any():
+        return None
+    [lit], [dim] = quantiles(smooth[lighter], 0.5), quantiles(smooth[~lighter], 0.5)
+    return lighter if dim < contrast * lit else None
+
+
+def sheet_inside(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.25,
+                 min_area: float = 0.05) -> bool:
+    """Whether a sheet lies wholly inside the frame, the desk all round it: a lighter region,
+    clear of the border, solid (its widest inscribed disc `min_width` of the short side or more),
+    a twentieth of the frame at least, and four-square (rectangular)."""
+    short = min(coarse.shape)
+    lighter = split_grounds(coarse, stroke, contrast)
+    if lighter is None:
+        return False
+    # The writing on it filled in; thin light streaks (a wooden desk's grain) that would join it
+    # to the border taken out.
+    sheets = ndimage.binary_opening(ndimage.binary_fill_holes(lighter),
+                                    structure=np.ones((max(3, round(0.1 * short)),) * 2, dtype=bool))
+    labels, count = ndimage.label(sheets)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    widths = 2 * label_maxima(ndimage.distance_transform_edt(sheets), labels, count)
+    inside = np.ones(count + 1, dtype=bool)
+    inside[border_labels(labels)] = False
+    candidates = np.flatnonzero(inside & (widths >= min_width * short) & (areas >= min_area * labels.size))
+    return any(rectangular(labels == label) for label in candidates if label > 0)
+
+
+def rectangular(region: Array, share: float = 0.85) -> bool:
+    """Whether a region fills `share` or more of the smallest rectangle round it, at any angle:
+    a sheet does, seen straight or a little askew; a blot or an ellipse (pi/4) does not."""
+    points = np.argwhere(region ^ ndimage.binary_erosion(region)).astype(np.float64)
+    if len(points) < 3:
+        return False
+    try:
+        hull = points[ConvexHull(points).vertices]
+    except QhullError:
+        return False
+    edges = np.diff(np.vstack([hull, hull[:1]]), axis=0)
+    angles = np.arctan2(edges[:, 0], edges[:, 1])
+    rotations = np.stack([np.cos(angles), np.sin(angles), -np.sin(angles), np.cos(angles)], axis=1).reshape(-1, 2, 2)
+    turned = hull @ rotations  # (edges, points, 2): the hull with each edge in turn laid flat
+    extents = turned.max(axis=1) - turned.min(axis=1) + 1.0
+    return bool(np.count_nonzero(region) >= share * float((extents[:, 0] * extents[:, 1]).min()))
 
 
 def otsu_threshold(values: Array, bins: int = 64) -> float:
@@ -134,20 +193,13 @@ def otsu_threshold(values: Array, bins: int = 64) -> float:
 def find_sheet(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_area: float = 0.1) -> Array | None:
     """One of two grounds side by side, which the third moment over the whole frame cannot weigh:
     a sheet on a desk, the desk taking most of the frame, or a page's edge with a small digit far
-    from it. The frame is split at Otsu's level once thin features of either polarity are taken
-    out (an opening and a closing over `stroke` of the short side, in both orders), and a region on
-    either side of it is the sheet or the desk where it reaches the border, takes `min_area` of the
-    frame or more, and its edge is straight (straight_edged); the darker side under `contrast` of
-    the lighter. The largest such region, its holes (the writing on it) filled; None if none."""
+    from it. The frame is split in two (split_grounds), and a region on either side is the sheet
+    or the desk where it reaches the border, takes `min_area` of the frame or more, and its edge
+    is straight (straight_edged). The largest such region, its holes (the writing on it) filled;
+    None if none."""
     short = min(coarse.shape)
-    size = (max(3, round(stroke * short) | 1),) * 2
-    smooth = 0.5 * (ndimage.grey_opening(ndimage.grey_closing(coarse, size=size), size=size)
-                    + ndimage.grey_closing(ndimage.grey_opening(coarse, size=size), size=size))
-    lighter = smooth > otsu_threshold(smooth)
-    if lighter.all() or not lighter.any():
-        return None
-    [lit], [dim] = quantiles(smooth[lighter], 0.5), quantiles(smooth[~lighter], 0.5)
-    if dim >= contrast * lit:
+    lighter = split_grounds(coarse, stroke, contrast)
+    if lighter is None:
         return None
     best, sheet = 0, None
     for side in (lighter, ~lighter):

@@ -12,6 +12,7 @@ from app.inference.document import (
     dark_on_light,
     flatten_background,
     line_slope,
+    rectangular,
     remove_lines,
     select_digit,
     straight_edged,
@@ -93,6 +94,44 @@ def test_dark_on_light_reads_a_small_sheet_on_a_dark_desk(cut: int) -> None:
     grey = np.asarray(image.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32) / 255
     assert dark_on_light(grey)
     assert not dark_on_light(1 - grey)  # a light digit on a dark slate lying on a pale table
+
+
+def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False) -> np.ndarray:
+    """A light square note (150 px, turned 15 degrees) in the middle of a darker desk that takes
+    the rest of the frame, a 7 written on it."""
+    from scipy import ndimage
+
+    noise = np.random.default_rng(5).normal(0, 1, (SIZE[1], SIZE[0]))
+    blotches = ndimage.gaussian_filter(noise, (0.8, 25) if wood else 6)
+    grey = np.clip(desk * (1 + grain * blotches / blotches.std()), 0, 1).astype(np.float32)
+    note = Image.fromarray(np.full((150, 150), 235, dtype=np.uint8))
+    ImageDraw.Draw(note).line([(35, 30), (115, 30), (60, 125)], fill=40, width=6)
+    turned = note.convert("RGBA").rotate(15, Image.Resampling.BICUBIC, expand=True)
+    image = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGBA")
+    image.paste(turned, (150, 90), turned)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+@pytest.mark.parametrize("wood", [False, True])
+def test_dark_on_light_reads_a_note_lying_inside_a_dark_desk(wood: bool) -> None:
+    """The desk takes the border all round and most of the frame, and the note is the lighter
+    tail; but a region that light, that wide and that square is a sheet, not a stroke."""
+    assert dark_on_light(note_on_desk(wood=wood))
+
+
+def test_digit_preprocessing_reads_a_note_on_a_desk_as_the_clean_page() -> None:
+    clean = create_preprocessor()(photo(note_on_desk(desk=235 / 255, grain=0.0)))[0]
+    on_desk = create_preprocessor()(photo(note_on_desk()))[0]
+    assert float(np.abs(on_desk - clean).mean()) < 0.03
+
+
+@pytest.mark.parametrize("degrees", [0, 20, 45])
+def test_rectangular_takes_a_sheet_at_any_angle_and_not_an_ellipse(degrees: int) -> None:
+    sheet, ellipse = Image.new("L", SIZE), Image.new("L", SIZE)
+    ImageDraw.Draw(sheet).rectangle([140, 100, 340, 260], fill=255)
+    ImageDraw.Draw(ellipse).ellipse([140, 100, 340, 260], fill=255)
+    assert rectangular(np.asarray(sheet.rotate(degrees)) > 127)
+    assert not rectangular(np.asarray(ellipse.rotate(degrees)) > 127)
 
 
 def test_flatten_background_takes_away_light_falling_off_and_a_shadow() -> None:

@@ -94,22 +94,23 @@ def border_ring(grey: Array) -> Array:
 def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     """Whether the writing is darker than its ground.
 
-    Where the border is an even ground (a scan, a drawing, MNIST itself), its brightness says it.
-    Where it is not (a shadow, the desk or the light falling off take the border), the light's
-    slow changes are taken away (less a local mean over `window` of the short side): the ground
-    then sits near the median, and the writing is the heavier tail (the third moment's sign), down
-    for ink on paper, up for a light digit on black. Weighed over the whole tail, not by its
-    extreme: a bold stroke pulls the local mean down, and the paper inside its loops (an 8's, a
-    0's) then stands out above it as far as the ink does below. Where the frame holds two grounds
-    side by side (a sheet on a desk), each is read on its own (skew_by_ground). A sheet that lies
-    wholly inside the frame (a note on a table) is the lighter tail over the frame, as chalk
-    would be, and its writing is dark on it."""
+    Where the border is an even ground (a scan, a drawing, MNIST itself) near one end of the
+    frame's range, its brightness says it. Where it is not even (a shadow, the desk or the light
+    falling off take the border), or lies midway (a flash photo's border, evenly dimmed, between
+    the writing and the lit page), the light's slow changes are taken away (less a local mean
+    over `window` of the short side): the ground then sits near the median, and the writing is
+    the heavier tail (the third moment's sign), down for ink on paper, up for a light digit on
+    black. Weighed over the whole tail, not by its extreme: a bold stroke pulls the local mean
+    down, and the paper inside its loops (an 8's, a 0's) then stands out above it as far as the
+    ink does below. Where the frame holds two grounds side by side (a sheet on a desk), each is
+    read on its own (skew_by_ground). A sheet that lies wholly inside the frame (a note on a
+    table) is the lighter tail over the frame, as chalk would be, and its writing is dark on it."""
     if min(grey.shape) >= SMALL and sheet_inside(shrink(grey, coarse_factor(grey.shape))):
         return True
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
-    if ring_high - ring_low < 0.25 * (high - low):
+    if ring_high - ring_low < 0.25 * (high - low) and min(ring_middle - low, high - ring_middle) < 0.3 * (high - low):
         return bool(ring_middle > (low + high) / 2)
     coarse = shrink(grey, coarse_factor(grey.shape))
     size = max(3, round(window * min(coarse.shape)) | 1)

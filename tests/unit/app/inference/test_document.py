@@ -134,6 +134,17 @@ def test_rectangular_takes_a_sheet_at_any_angle_and_not_an_ellipse(degrees: int)
     assert not rectangular(np.asarray(ellipse.rotate(degrees)) > 127)
 
 
+def test_dark_on_light_reads_a_page_that_a_flash_lights_in_the_middle() -> None:
+    """The flash's light falls off evenly towards all four sides and glares near the digit: the
+    border is even, but it lies between the writing and the lit middle and does not say which is
+    the ground."""
+    ys, xs = np.indices((SIZE[1], SIZE[0]))
+    to_border = np.minimum.reduce([ys, SIZE[1] - 1 - ys, xs, SIZE[0] - 1 - xs])
+    vignette = 1 - 0.5 * np.exp(-to_border / 60)
+    glare = 0.5 * np.exp(-((ys - 130) ** 2 + (xs - 330) ** 2) / 40**2)
+    assert dark_on_light(np.clip(write_seven(page(), width=14) * vignette + glare, 0, 1).astype(np.float32))
+
+
 def test_flatten_background_takes_away_light_falling_off_and_a_shadow() -> None:
     grey = write_seven(page())
     lit = grey * np.linspace(1.0, 0.45, SIZE[0], dtype=np.float32)[None, :]

@@ -10,7 +10,8 @@ the page. These steps first take the paper away, then the printed lines, then ke
   floor, not by its own brightness, so its grain stays faint instead of being amplified into ink;
   unless, read as paper in a deep shadow, it holds far more writing than the lit paper does. A
   lighter desk, or one that shows only as a strip, is told from a shadow by its edge: straight
-  (a sheet's edge or corner), sharp, and with no writing beyond it.
+  (a sheet's edge or corner), sharp, and with no writing beyond it. A sheet that lies wholly
+  inside the frame (a note on a table) is the ground, and all round it is cleared.
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
@@ -105,7 +106,7 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     ink does below. Where the frame holds two grounds side by side (a sheet on a desk), each is
     read on its own (skew_by_ground). A sheet that lies wholly inside the frame (a note on a
     table) is the lighter tail over the frame, as chalk would be, and its writing is dark on it."""
-    if min(grey.shape) >= SMALL and sheet_inside(shrink(grey, coarse_factor(grey.shape))):
+    if min(grey.shape) >= SMALL and sheet_within(shrink(grey, coarse_factor(grey.shape))) is not None:
         return True
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
@@ -138,29 +139,56 @@ def split_grounds(coarse: Array, stroke: float, contrast: float) -> Array | None
     return lighter if dim < contrast * lit else None
 
 
-def sheet_inside(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.25,
-                 min_area: float = 0.05) -> bool:
-    """Whether a sheet lies wholly inside the frame, the desk all round it: a lighter region,
-    clear of the border, solid (its widest inscribed disc `min_width` of the short side or more),
-    a twentieth of the frame at least, and four-square (rectangular)."""
+def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.14,
+                 min_area: float = 0.01, min_writing: float = 0.005) -> Array | None:
+    """A sheet that lies wholly inside the frame, the desk all round it (a note on a table), as a
+    mask of the reduced map; None if none. A lighter region, clear of the border, solid (its
+    widest inscribed disc `min_width` of the short side or more), a hundredth of the frame at
+    least, four-square (rectangular), and written on (darker holes in it, `min_writing` of its
+    area at least: a bold light stroke's straight run has none)."""
     short = min(coarse.shape)
     lighter = split_grounds(coarse, stroke, contrast)
     if lighter is None:
-        return False
+        return None
     # The writing on it filled in; thin light streaks (a wooden desk's grain) that would join it
-    # to the border taken out.
-    sheets = ndimage.binary_opening(ndimage.binary_fill_holes(lighter),
-                                    structure=np.ones((max(3, round(0.1 * short)),) * 2, dtype=bool))
+    # to the border taken out by an opening, which also squares off any blot it keeps: each
+    # region's shape is then read from the filled map again, near what the opening kept.
+    filled = ndimage.binary_fill_holes(lighter)
+    opening = max(3, round(0.1 * short))
+    sheets = ndimage.binary_opening(filled, structure=np.ones((opening, opening), dtype=bool))
     labels, count = ndimage.label(sheets)
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     widths = 2 * label_maxima(ndimage.distance_transform_edt(sheets), labels, count)
     inside = np.ones(count + 1, dtype=bool)
+    inside[0] = False
     inside[border_labels(labels)] = False
-    candidates = np.flatnonzero(inside & (widths >= min_width * short) & (areas >= min_area * labels.size))
-    return any(rectangular(labels == label) for label in candidates if label > 0)
+    for label in np.flatnonzero(inside & (widths >= min_width * short) & (areas >= min_area * labels.size)):
+        region = filled & ndimage.binary_dilation(labels == label, iterations=opening // 2)
+        # Its writing is read away from its edge, which the camera blurs into the desk.
+        interior = ndimage.binary_erosion(region, iterations=2)
+        if (interior.any() and written(coarse[interior], min_writing) and not holed(region, lighter)
+                and rectangular(region)):
+            return region
+    return None
 
 
-def rectangular(region: Array, share: float = 0.85) -> bool:
+def holed(region: Array, lighter: Array, share: float = 0.5) -> bool:
+    """Whether what is not `lighter` inside a filled `region` holds a wide blob (its inscribed disc
+    `share` of the region's or more): the ground seen through a light digit's loop (a chalk 0's),
+    where a sheet's writing is strokes, thin for its width."""
+    holes = region & ~lighter
+    if not holes.any():
+        return False
+    return bool(ndimage.distance_transform_edt(holes).max() >= share * ndimage.distance_transform_edt(region).max())
+
+
+def written(values: Array, share: float, dark: float = 0.75) -> bool:
+    """Whether `share` or more of a region's values are under `dark` times its median: strokes."""
+    [ground] = quantiles(values, 0.5)
+    return bool(np.count_nonzero(values < dark * ground) >= share * values.size)
+
+
+def rectangular(region: Array, share: float = 0.82) -> bool:
     """Whether a region fills `share` or more of the smallest rectangle round it, at any angle:
     a sheet does, seen straight or a little askew; a blot or an ellipse (pi/4) does not."""
     points = np.argwhere(region ^ ndimage.binary_erosion(region)).astype(np.float64)
@@ -313,28 +341,37 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             [paper] = quantiles(border_ring(grey), 0.5)
             return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)[:, :, None]
         coarse = shrink(grey, coarse_factor(grey.shape))
-        closed = close_coarse(coarse, window)
-        narrow = close_coarse(coarse, 0.05)  # follows a shadow's edge; fills in pen strokes
-        [paper] = quantiles(closed, 0.9)
-        shade = find_shade(coarse, narrow, closed, paper)
-        ink = ink_against(grey, closed, narrow, paper, shade, floor)
-        if shade is not None and shade.beyond.any():
-            # What looks like the desk may be the page under a deep shadow (a hand's, a phone's)
-            # with the digit in it: then read as paper, it holds far more writing than the rest,
-            # gathered in a few strokes, where a wooden or mottled desk's grain is spread all over.
-            deep = Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond))
-            shaded = ink_against(grey, closed, narrow, paper, deep, floor)
-            # Not the rim where it meets the lit paper, whichever it is: read as a shadow's, the
-            # edge of a desk is a long line that would outweigh a small digit.
-            rim = shade.beyond & ~ndimage.binary_erosion(shade.beyond, iterations=desk_margin(coarse.shape),
-                                                         border_value=1)
-            inside = np.where(enlarge_mask(rim, grey.shape), 0.0, shaded)
-            if ink_share(inside) >= 3 * ink_share(ink) + 2e-4 and gathered(inside):
-                return shaded[:, :, None]
-        ink = clear_desk_beside(grey, coarse, narrow, paper, shade, ink)
+        ink = ink_on_paper(grey, coarse, window, floor)
+        sheet = sheet_within(coarse)
+        if sheet is not None:
+            # A note on a table: all round it is the table, and its blurred edge is neither.
+            ink[~enlarge_mask(ndimage.binary_erosion(sheet, iterations=2), grey.shape)] = 0.0
         return ink[:, :, None]
 
     return step
+
+
+def ink_on_paper(grey: Array, coarse: Array, window: float, floor: float) -> Array:
+    """flatten_background's ink map (HxW) of a frame with dark writing, `coarse` its reduced map."""
+    closed = close_coarse(coarse, window)
+    narrow = close_coarse(coarse, 0.05)  # follows a shadow's edge; fills in pen strokes
+    [paper] = quantiles(closed, 0.9)
+    shade = find_shade(coarse, narrow, closed, paper)
+    ink = ink_against(grey, closed, narrow, paper, shade, floor)
+    if shade is not None and shade.beyond.any():
+        # What looks like the desk may be the page under a deep shadow (a hand's, a phone's)
+        # with the digit in it: then read as paper, it holds far more writing than the rest,
+        # gathered in a few strokes, where a wooden or mottled desk's grain is spread all over.
+        deep = Shade(shade.shadow | shade.beyond, np.zeros_like(shade.beyond))
+        shaded = ink_against(grey, closed, narrow, paper, deep, floor)
+        # Not the rim where it meets the lit paper, whichever it is: read as a shadow's, the
+        # edge of a desk is a long line that would outweigh a small digit.
+        rim = shade.beyond & ~ndimage.binary_erosion(shade.beyond, iterations=desk_margin(coarse.shape),
+                                                     border_value=1)
+        inside = np.where(enlarge_mask(rim, grey.shape), 0.0, shaded)
+        if ink_share(inside) >= 3 * ink_share(ink) + 2e-4 and gathered(inside):
+            return shaded
+    return clear_desk_beside(grey, coarse, narrow, paper, shade, ink)
 
 
 def ink_against(grey: Array, closed: Array, narrow: Array, paper: float, shade: Shade | None,

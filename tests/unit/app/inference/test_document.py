@@ -15,6 +15,7 @@ from app.inference.document import (
     rectangular,
     remove_lines,
     select_digit,
+    sheet_within,
     straight_edged,
     stroke_width,
     thicken_strokes,
@@ -96,32 +97,51 @@ def test_dark_on_light_reads_a_small_sheet_on_a_dark_desk(cut: int) -> None:
     assert not dark_on_light(1 - grey)  # a light digit on a dark slate lying on a pale table
 
 
-def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False) -> np.ndarray:
-    """A light square note (150 px, turned 15 degrees) in the middle of a darker desk that takes
-    the rest of the frame, a 7 written on it."""
+def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, side: int = 150) -> np.ndarray:
+    """A light square note (`side` px, turned 15 degrees) in the middle of a darker desk that
+    takes the rest of the frame, a 7 written on it."""
     from scipy import ndimage
 
     noise = np.random.default_rng(5).normal(0, 1, (SIZE[1], SIZE[0]))
     blotches = ndimage.gaussian_filter(noise, (0.8, 25) if wood else 6)
     grey = np.clip(desk * (1 + grain * blotches / blotches.std()), 0, 1).astype(np.float32)
-    note = Image.fromarray(np.full((150, 150), 235, dtype=np.uint8))
-    ImageDraw.Draw(note).line([(35, 30), (115, 30), (60, 125)], fill=40, width=6)
+    note = Image.fromarray(np.full((side, side), 235, dtype=np.uint8))
+    scale = side / 150
+    seven = [(35 * scale, 30 * scale), (115 * scale, 30 * scale), (60 * scale, 125 * scale)]
+    ImageDraw.Draw(note).line(seven, fill=40, width=max(2, round(6 * scale)))
     turned = note.convert("RGBA").rotate(15, Image.Resampling.BICUBIC, expand=True)
     image = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGBA")
-    image.paste(turned, (150, 90), turned)
+    image.paste(turned, ((SIZE[0] - turned.width) // 2, (SIZE[1] - turned.height) // 2), turned)
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
-@pytest.mark.parametrize("wood", [False, True])
-def test_dark_on_light_reads_a_note_lying_inside_a_dark_desk(wood: bool) -> None:
+@pytest.mark.parametrize(("wood", "side"), [(False, 150), (True, 150), (False, 70), (True, 70)])
+def test_dark_on_light_reads_a_note_lying_inside_a_dark_desk(wood: bool, side: int) -> None:
     """The desk takes the border all round and most of the frame, and the note is the lighter
-    tail; but a region that light, that wide and that square is a sheet, not a stroke."""
-    assert dark_on_light(note_on_desk(wood=wood))
+    tail; but a region that light, that wide and that square, and written on, is a sheet."""
+    assert dark_on_light(note_on_desk(wood=wood, side=side))
 
 
-def test_digit_preprocessing_reads_a_note_on_a_desk_as_the_clean_page() -> None:
-    clean = create_preprocessor()(photo(note_on_desk(desk=235 / 255, grain=0.0)))[0]
-    on_desk = create_preprocessor()(photo(note_on_desk()))[0]
+@pytest.mark.parametrize("shape", ["bar", "ring"])
+def test_sheet_within_passes_over_a_bold_light_digit(shape: str) -> None:
+    """Light marks as wide as a small note on a dark ground: a marker's 1, a straight bar with no
+    writing on it, and a boxy chalk 0, whose loop holds the ground as a wide blob, not strokes."""
+    image = Image.new("L", SIZE, 50)
+    if shape == "bar":
+        ImageDraw.Draw(image).rectangle([210, 60, 270, 300], fill=230)
+    else:
+        ImageDraw.Draw(image).rounded_rectangle([170, 60, 310, 300], radius=30, outline=230, width=28)
+    assert sheet_within(np.asarray(image, dtype=np.float32) / 255) is None
+    assert not dark_on_light(np.asarray(image, dtype=np.float32) / 255)
+    assert sheet_within(note_on_desk(side=70)) is not None
+
+
+@pytest.mark.parametrize("side", [150, 70])
+def test_digit_preprocessing_reads_a_note_on_a_desk_as_the_clean_page(side: int) -> None:
+    """The same note, on the desk and filling a page of its own colour: the desk round it and the
+    note's edge are not ink."""
+    clean = create_preprocessor()(photo(note_on_desk(desk=235 / 255, grain=0.0, side=side)))[0]
+    on_desk = create_preprocessor()(photo(note_on_desk(side=side)))[0]
     assert float(np.abs(on_desk - clean).mean()) < 0.03
 
 

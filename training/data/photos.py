@@ -1,9 +1,9 @@
 """Phone photos of a digit on paper, rendered: what people send the digit models.
 
 A digit's ink (a handwritten MNIST digit, or one typeset in a font) is laid on paper and
-photographed: blank, ruled or squared paper; light that falls off across the page, a shadow, or
-too little light (a dim, grainy photo); the
-paper's edge with the desk beyond it; black or blue ballpoint, pencil or marker; a digit that fills
+photographed: blank, ruled or squared paper; light that falls off across the page, a shadow, too
+little light (a dim, grainy photo) or a flash's; the paper's edge with the desk beyond it, or a
+note lying on the desk; black or blue ballpoint, pencil or marker; a digit that fills
 the frame or a small one in a large photo; tilt, blur, sensor noise and JPEG; and low-resolution
 digits (a thumbnail enlarged to a few hundred pixels, blocky or blurry).
 
@@ -27,9 +27,10 @@ from scipy import ndimage
 from training.data.printed import typeset
 
 Paper = Literal["blank", "ruled", "squared"]
-Light = Literal["even", "falloff", "shadow", "dim"]
+Light = Literal["even", "falloff", "shadow", "dim", "flash"]
 Ink = Literal["black", "blue", "pencil", "marker"]
 Size = Literal["normal", "small"]
+Sheet = Literal["page", "note"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Scene:
     ink: Ink = "black"
     size: Size = "normal"  # small: a digit 10-28% of the frame's height
     low_resolution: bool = False  # a thumbnail of the photo, enlarged again
+    sheet: Sheet = "page"  # note: a note or a scrap of paper inside the frame, the desk all round it
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Scene:
@@ -198,7 +200,8 @@ def lay_ink(page: np.ndarray, coverage: np.ndarray, top: int, left: int, ink: In
 
 def lighting(height: int, width: int, light: Light, rng: np.random.Generator) -> np.ndarray:
     """A multiplicative light field (h, w, 1): even (with a little vignetting), falling off, a shadow,
-    or dim (a fifth to under half of the light; the camera makes up for it with gain, see camera)."""
+    dim (a fifth to under half of the light; the camera makes up for it with gain, see camera), or
+    a flash's (falling off evenly towards every side, a glare where it reflects)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = y / height - 0.5, x / width - 0.5
     field = 1 - rng.uniform(0, 0.12) * (x**2 + y**2) * 2
@@ -218,6 +221,11 @@ def lighting(height: int, width: int, light: Light, rng: np.random.Generator) ->
         field = field * (1 - rng.uniform(0.2, 0.45) * inside)
     elif light == "dim":
         field = field * rng.uniform(0.2, 0.45)
+    elif light == "flash":  # bright where the flash points, darker towards the corners, a glare
+        cy, cx = rng.uniform(-0.15, 0.15, 2)
+        field = field * (1 - rng.uniform(0.3, 0.55) * np.clip(((x - cx) ** 2 + (y - cy) ** 2) * 2, 0, 1))
+        cy, cx = rng.uniform(-0.3, 0.3, 2)
+        field = field * (1 + rng.uniform(0.1, 0.3) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / rng.uniform(0.005, 0.03)))
     return field[..., None].astype(np.float32)
 
 
@@ -259,6 +267,26 @@ def paper_region(height: int, width: int, keep: tuple[int, int, int, int], rng: 
     return region[..., None]
 
 
+def note_region(height: int, width: int, keep: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """(h, w, 1) 1 where a note lies: a rectangle round the digit's box `keep` (top, left, bottom,
+    right), a third to four fifths larger than the box each way, turned up to 25 degrees, inside
+    the frame (moved or shrunk to fit, where the digit comes near the border)."""
+    top, left, bottom, right = keep
+    centre = np.array([(left + right) / 2, (top + bottom) / 2])
+    side = max(bottom - top, right - left) * rng.uniform(1.35, 1.8)
+    half = np.array([side * rng.uniform(0.85, 1.15), side]) / 2
+    angle = math.radians(rng.uniform(-25, 25))
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    corners = (np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half) @ turn.T
+    # Moved, and if need be shrunk, so that the desk shows all round it.
+    room = np.array([width, height]) / 2 - 6
+    corners *= min(1.0, float((room / np.abs(corners).max(axis=0)).min()))
+    centre = np.clip(centre, corners.max(axis=0) + 6, np.array([width, height]) - corners.max(axis=0) - 6)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).polygon([tuple(point) for point in centre + corners], fill=255)
+    return (np.asarray(mask.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32) / 255)[..., None]
+
+
 def camera(pixels: np.ndarray, rng: np.random.Generator, blur: float, gain: float = 1.0) -> Image.Image:
     """Sensor noise and focus blur: float RGB -> 8-bit image. With `gain` above 1 (a dim scene),
     blotches a few pixels wide as well, in proportion to it: what a phone's noise reduction leaves
@@ -296,6 +324,8 @@ def frame_for(scene: Scene, rng: np.random.Generator) -> Framing:
     aspect = float(rng.choice([1.0, 4 / 3, 3 / 4, 16 / 9, 9 / 16]))
     width, height = (long_side, int(long_side / aspect)) if aspect >= 1 else (int(long_side * aspect), long_side)
     fraction = rng.uniform(0.1, 0.28) if scene.size == "small" else rng.uniform(0.3, 0.75)
+    if scene.sheet == "note":  # the note, larger than the digit, fits in the frame
+        fraction = min(fraction, 0.35)
     # A digit is about 0.8x as wide as it is tall at most: keep it inside a narrow frame too.
     return Framing(width, height, max(24, int(min(height, 1.1 * width) * fraction)))
 
@@ -336,7 +366,7 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     draw_ruling(page, scene.paper, spacing, rng)
     ch, cw = coverage.shape
     slack_y, slack_x = max(0, height - ch), max(0, width - cw)
-    spread = 0.5 if scene.size == "small" else 0.35
+    spread = 0.5 if scene.size == "small" else 0.15 if scene.sheet == "note" else 0.35
     top = margin + int(slack_y / 2 + rng.uniform(-spread, spread) * slack_y)
     left = margin + int(slack_x / 2 + rng.uniform(-spread, spread) * slack_x)
     top, left = min(max(top, 0), page_h - ch), min(max(left, 0), page_w - cw)
@@ -350,6 +380,10 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
         box = (top - margin, left - margin, top - margin + ch, left - margin + cw)
         paper = paper_region(height, width, box, rng)
         frame = frame * paper + desk_texture(height, width, rng) * (1 - paper)
+    if scene.sheet == "note":
+        box = (top - margin, left - margin, top - margin + ch, left - margin + cw)
+        note = note_region(height, width, box, rng)
+        frame = frame * note + desk_texture(height, width, rng) * (1 - note)
     frame = frame * lighting(height, width, scene.light, rng)
     blur = rng.uniform(0, 1.6) * max(1.0, max(width, height) / 800)
     return camera(frame, rng, blur, rng.uniform(1.5, 3) if scene.light == "dim" else 1.0)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from training.data.mnist import create_preprocessor
-from training.data.photos import Scene, frame_for, render_photo, render_training_photo
+from training.data.photos import Scene, frame_for, note_region, render_photo, render_training_photo
 from training.data.printed import training_faces
 
 
@@ -27,6 +27,7 @@ def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noq
 @pytest.mark.parametrize("change", [
     {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"light": "dim"},
     {"edge": True}, {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
+    {"light": "flash"}, {"sheet": "note"},
 ])
 def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
     scene = replace(Scene(), **change)
@@ -41,7 +42,16 @@ def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: di
     assert rows[-1] - rows[0] >= 12  # a digit fitted into the box, not a speck or a line
 
 
+def test_note_region_lies_round_the_digit_with_the_desk_all_round_it() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        note = note_region(300, 400, (120, 170, 180, 215), rng)[:, :, 0]
+        assert note[120:181, 170:216].min() > 0.99
+        assert max(note[0].max(), note[-1].max(), note[:, 0].max(), note[:, -1].max()) < 0.01
+
+
 def test_random_scenes_cover_every_condition() -> None:
+    """Every condition but the bench's two that training does not render (a note, a flash)."""
     rng = np.random.default_rng(0)
     scenes = [Scene.random(rng) for _ in range(400)]
     for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow", "dim"}),

@@ -140,12 +140,13 @@ def split_grounds(coarse: Array, stroke: float, contrast: float) -> Array | None
 
 
 def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.14,
-                 min_area: float = 0.01, min_writing: float = 0.005) -> Array | None:
+                 min_area: float = 0.01, min_writing: float = 0.005, max_contact: float = 0.1) -> Array | None:
     """A sheet that lies wholly inside the frame, the desk all round it (a note on a table), as a
-    mask of the reduced map; None if none. A lighter region, clear of the border, solid (its
-    widest inscribed disc `min_width` of the short side or more), a hundredth of the frame at
-    least, four-square (rectangular), and written on (darker holes in it, `min_writing` of its
-    area at least: a bold light stroke's straight run has none)."""
+    mask of the reduced map; None if none. A lighter region, clear of the border (or touching it
+    along `max_contact` of its outline at most), solid (its widest inscribed disc `min_width` of
+    the short side or more), a hundredth of the frame at least, four-square (rectangular), and
+    written on (darker holes in it, `min_writing` of its area at least: a bold light stroke's
+    straight run has none)."""
     short = min(coarse.shape)
     lighter = split_grounds(coarse, stroke, contrast)
     if lighter is None:
@@ -159,9 +160,11 @@ def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min
     labels, count = ndimage.label(sheets)
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     widths = 2 * label_maxima(ndimage.distance_transform_edt(sheets), labels, count)
-    inside = np.ones(count + 1, dtype=bool)
+    # Clear of the border, or touching it along a short stretch only (a corner the frame cuts).
+    contact = np.bincount(border_labels(labels), minlength=count + 1)
+    outline = np.bincount(labels[sheets & ~ndimage.binary_erosion(sheets)], minlength=count + 1)
+    inside = contact <= max_contact * outline
     inside[0] = False
-    inside[border_labels(labels)] = False
     for label in np.flatnonzero(inside & (widths >= min_width * short) & (areas >= min_area * labels.size)):
         region = filled & ndimage.binary_dilation(labels == label, iterations=opening // 2)
         # Its writing is read away from its edge, which the camera blurs into the desk.

@@ -97,9 +97,10 @@ def test_dark_on_light_reads_a_small_sheet_on_a_dark_desk(cut: int) -> None:
     assert not dark_on_light(1 - grey)  # a light digit on a dark slate lying on a pale table
 
 
-def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, side: int = 150) -> np.ndarray:
+def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, side: int = 150,
+                 shift: int = 0) -> np.ndarray:
     """A light square note (`side` px, turned 15 degrees) in the middle of a darker desk that
-    takes the rest of the frame, a 7 written on it."""
+    takes the rest of the frame (or `shift` px to the right of it), a 7 written on it."""
     from scipy import ndimage
 
     noise = np.random.default_rng(5).normal(0, 1, (SIZE[1], SIZE[0]))
@@ -111,7 +112,7 @@ def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, si
     ImageDraw.Draw(note).line(seven, fill=40, width=max(2, round(6 * scale)))
     turned = note.convert("RGBA").rotate(15, Image.Resampling.BICUBIC, expand=True)
     image = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGBA")
-    image.paste(turned, ((SIZE[0] - turned.width) // 2, (SIZE[1] - turned.height) // 2), turned)
+    image.paste(turned, ((SIZE[0] - turned.width) // 2 + shift, (SIZE[1] - turned.height) // 2), turned)
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
@@ -120,6 +121,10 @@ def test_dark_on_light_reads_a_note_lying_inside_a_dark_desk(wood: bool, side: i
     """The desk takes the border all round and most of the frame, and the note is the lighter
     tail; but a region that light, that wide and that square, and written on, is a sheet."""
     assert dark_on_light(note_on_desk(wood=wood, side=side))
+
+
+def test_dark_on_light_reads_a_note_whose_corner_the_frame_cuts() -> None:
+    assert dark_on_light(note_on_desk(side=200, shift=120))
 
 
 @pytest.mark.parametrize("shape", ["bar", "ring"])

@@ -32,9 +32,9 @@ def page(paper: float = 0.9) -> np.ndarray:
     return np.full((SIZE[1], SIZE[0]), paper, dtype=np.float32)
 
 
-def grain_map(level: float | np.ndarray, amplitude: float, blur: float, seed: int) -> np.ndarray:
-    """An ink map's grain (the paper's, or a desk's left behind): noise smoothed over `blur` px,
-    `amplitude` deviations about `level`."""
+def grain_map(level: float | np.ndarray, amplitude: float, blur: float | tuple[float, float], seed: int) -> np.ndarray:
+    """Noise smoothed over `blur` px, `amplitude` deviations about `level`: an ink map's grain (the
+    paper's, or a desk's left behind), or a mottled or wooden desk in a photo."""
     from scipy import ndimage
 
     noise = ndimage.gaussian_filter(np.random.default_rng(seed).normal(0, 1, (SIZE[1], SIZE[0])), blur)
@@ -101,11 +101,7 @@ def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, si
                  shift: int = 0) -> np.ndarray:
     """A light square note (`side` px, turned 15 degrees) in the middle of a darker desk that
     takes the rest of the frame (or `shift` px to the right of it), a 7 written on it."""
-    from scipy import ndimage
-
-    noise = np.random.default_rng(5).normal(0, 1, (SIZE[1], SIZE[0]))
-    blotches = ndimage.gaussian_filter(noise, (0.8, 25) if wood else 6)
-    grey = np.clip(desk * (1 + grain * blotches / blotches.std()), 0, 1).astype(np.float32)
+    grey = grain_map(desk, desk * grain, (0.8, 25) if wood else 6, seed=5)
     note = Image.fromarray(np.full((side, side), 235, dtype=np.uint8))
     scale = side / 150
     seven = [(35 * scale, 30 * scale), (115 * scale, 30 * scale), (60 * scale, 125 * scale)]

@@ -106,8 +106,21 @@ def dark_on_light(grey: Array, window: float = 0.3) -> bool:
     ink does below. Where the frame holds two grounds side by side (a sheet on a desk), each is
     read on its own (skew_by_ground). A sheet that lies wholly inside the frame (a note on a
     table) is the lighter tail over the frame, as chalk would be, and its writing is dark on it."""
-    if min(grey.shape) >= SMALL and sheet_within(shrink(grey, coarse_factor(grey.shape))) is not None:
-        return True
+    return read_polarity(grey, window)[0]
+
+
+def read_polarity(grey: Array, window: float = 0.3) -> tuple[bool, Array | None]:
+    """dark_on_light, and the sheet inside the frame that decided it (sheet_within's mask of the
+    reduced map; None where there is none), so that flatten_background need not look again."""
+    if min(grey.shape) >= SMALL:
+        sheet = sheet_within(shrink(grey, coarse_factor(grey.shape)))
+        if sheet is not None:
+            return True, sheet
+    return darker_than_ground(grey, window), None
+
+
+def darker_than_ground(grey: Array, window: float) -> bool:
+    """dark_on_light where no sheet lies inside the frame: from an even border, or the detail."""
     ring = border_ring(grey)
     low, high = quantiles(grey, 0.01, 0.99)
     ring_low, ring_middle, ring_high = quantiles(ring, 0.1, 0.5, 0.9)
@@ -337,7 +350,8 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
 
     def step(array: Array) -> Array:
         grey = as_grey(array).astype(np.float32)
-        if not dark_on_light(grey):  # light ink on a dark ground (MNIST itself, a blackboard)
+        dark, sheet = read_polarity(grey)
+        if not dark:  # light ink on a dark ground (MNIST itself, a blackboard)
             grey = 1.0 - grey
         if min(grey.shape) < SMALL:
             # A thumbnail, a drawing or MNIST itself: one ground, no light to speak of across it.
@@ -345,7 +359,8 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
             return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)[:, :, None]
         coarse = shrink(grey, coarse_factor(grey.shape))
         ink = ink_on_paper(grey, coarse, window, floor)
-        sheet = sheet_within(coarse)
+        if not dark:  # a dark slate lying on a pale table is a sheet once the frame is turned over
+            sheet = sheet_within(coarse)
         if sheet is not None:
             # A note on a table: all round it is the table, and its blurred edge is neither.
             ink[~enlarge_mask(ndimage.binary_erosion(sheet, iterations=2), grey.shape)] = 0.0

@@ -15,7 +15,7 @@ the paper's edge with the desk in frame, blue ballpoint, pencil, a small digit i
 frame, a low-resolution thumbnail enlarged, too little light: a dim, grainy photo), then
 everything drawn at random ("mixed"), then two scenes training does not render: a note or a
 scrap of paper lying inside the frame with the desk all round it ("note"), and a flash's light,
-falling off evenly towards every side, with a glare ("flash"). Each photo goes through the
+bright where it points, darker towards the corners, with a glare ("flash"). Each photo goes through the
 model's own decoding and preprocessing (as the service does) and its predictor. The MNIST test
 accuracy is the manifest's (measured at export on all 10,000).
 """

@@ -201,7 +201,7 @@ def lay_ink(page: np.ndarray, coverage: np.ndarray, top: int, left: int, ink: In
 def lighting(height: int, width: int, light: Light, rng: np.random.Generator) -> np.ndarray:
     """A multiplicative light field (h, w, 1): even (with a little vignetting), falling off, a shadow,
     dim (a fifth to under half of the light; the camera makes up for it with gain, see camera), or
-    a flash's (falling off evenly towards every side, a glare where it reflects)."""
+    a flash's (bright where the flash points, darker towards the corners, a glare)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = y / height - 0.5, x / width - 0.5
     field = 1 - rng.uniform(0, 0.12) * (x**2 + y**2) * 2
@@ -376,12 +376,11 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     paper_image = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
     turned = paper_image.rotate(turn, Image.Resampling.BILINEAR, center=centre)
     frame = np.asarray(turned, dtype=np.float32)[margin : margin + height, margin : margin + width]
+    box = (top - margin, left - margin, top - margin + ch, left - margin + cw)  # the digit's, in the frame
     if scene.edge:
-        box = (top - margin, left - margin, top - margin + ch, left - margin + cw)
         paper = paper_region(height, width, box, rng)
         frame = frame * paper + desk_texture(height, width, rng) * (1 - paper)
     if scene.sheet == "note":
-        box = (top - margin, left - margin, top - margin + ch, left - margin + cw)
         note = note_region(height, width, box, rng)
         frame = frame * note + desk_texture(height, width, rng) * (1 - note)
     frame = frame * lighting(height, width, scene.light, rng)

@@ -10,8 +10,9 @@ the page. These steps first take the paper away, then the printed lines, then ke
   floor, not by its own brightness, so its grain stays faint instead of being amplified into ink;
   unless, read as paper in a deep shadow, it holds far more writing than the lit paper does. A
   lighter desk, or one that shows only as a strip, is told from a shadow by its edge: straight
-  (a sheet's edge or corner), sharp, and with no writing beyond it. A sheet that lies wholly
-  inside the frame (a note on a table) is the ground, and all round it is cleared.
+  (a sheet's edge or corner), sharp, and with no writing beyond it. A sheet that lies inside the
+  frame (a note on a table), or runs out of it on one side only, is the ground, and all round it
+  is cleared.
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
@@ -153,13 +154,16 @@ def split_grounds(coarse: Array, stroke: float, contrast: float) -> Array | None
 
 
 def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.14,
-                 min_area: float = 0.01, min_writing: float = 0.005, max_contact: float = 0.1) -> Array | None:
-    """A sheet that lies wholly inside the frame, the desk all round it (a note on a table), as a
-    mask of the reduced map; None if none. A lighter region, clear of the border (or touching it
-    along `max_contact` of its outline at most), solid (its widest inscribed disc `min_width` of
-    the short side or more), a hundredth of the frame at least, four-square (rectangular), and
-    written on (darker holes in it, `min_writing` of its area at least: a bold light stroke's
-    straight run has none)."""
+                 min_area: float = 0.01, min_writing: float = 0.005, max_contact: float = 0.1,
+                 max_cut: float = 0.4, min_cut_area: float = 0.1) -> Array | None:
+    """A sheet that lies inside the frame, the desk all round it (a note on a table) or on three
+    sides (a sheet the frame cuts), as a mask of the reduced map; None if none. A lighter region,
+    clear of the border or touching it along `max_contact` of its outline at most (a corner the
+    frame cuts), or `max_cut` if it takes `min_cut_area` of the frame (a sheet whose one side runs
+    out of the frame: a small lighter patch there is as likely a blotch of a slate's chalk dust),
+    solid (its widest inscribed disc `min_width` of the short side or more), `min_area` of the
+    frame at least, four-square (rectangular), and written on (darker holes in it, `min_writing`
+    of its area at least: a bold light stroke's straight run has none)."""
     short = min(coarse.shape)
     lighter = split_grounds(coarse, stroke, contrast)
     if lighter is None:
@@ -173,10 +177,12 @@ def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min
     labels, count = ndimage.label(sheets)
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     widths = 2 * label_maxima(ndimage.distance_transform_edt(sheets), labels, count)
-    # Clear of the border, or touching it along a short stretch only (a corner the frame cuts).
+    # Clear of the border, or touching it along a short stretch (a corner the frame cuts), or
+    # along one side of a large sheet.
     contact = np.bincount(border_labels(labels), minlength=count + 1)
     outline = np.bincount(labels[sheets & ~ndimage.binary_erosion(sheets)], minlength=count + 1)
-    inside = contact <= max_contact * outline
+    large = areas >= min_cut_area * labels.size
+    inside = (contact <= max_contact * outline) | (large & (contact <= max_cut * outline))
     inside[0] = False
     for label in np.flatnonzero(inside & (widths >= min_width * short) & (areas >= min_area * labels.size)):
         region = filled & ndimage.binary_dilation(labels == label, iterations=opening // 2)

@@ -98,9 +98,10 @@ def test_dark_on_light_reads_a_small_sheet_on_a_dark_desk(cut: int) -> None:
 
 
 def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, side: int = 150,
-                 shift: int = 0) -> np.ndarray:
+                 shift: int = 0, drop: int = 0) -> np.ndarray:
     """A light square note (`side` px, turned 15 degrees) in the middle of a darker desk that
-    takes the rest of the frame (or `shift` px to the right of it), a 7 written on it."""
+    takes the rest of the frame (or `shift` px to the right of it and `drop` px below), a 7
+    written on it."""
     grey = grain_map(desk, desk * grain, (0.8, 25) if wood else 6, seed=5)
     note = Image.fromarray(np.full((side, side), 235, dtype=np.uint8))
     scale = side / 150
@@ -108,7 +109,7 @@ def note_on_desk(desk: float = 0.25, grain: float = 0.12, wood: bool = False, si
     ImageDraw.Draw(note).line(seven, fill=40, width=max(2, round(6 * scale)))
     turned = note.convert("RGBA").rotate(15, Image.Resampling.BICUBIC, expand=True)
     image = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGBA")
-    image.paste(turned, ((SIZE[0] - turned.width) // 2 + shift, (SIZE[1] - turned.height) // 2), turned)
+    image.paste(turned, ((SIZE[0] - turned.width) // 2 + shift, (SIZE[1] - turned.height) // 2 + drop), turned)
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
@@ -121,6 +122,23 @@ def test_dark_on_light_reads_a_note_lying_inside_a_dark_desk(wood: bool, side: i
 
 def test_dark_on_light_reads_a_note_whose_corner_the_frame_cuts() -> None:
     assert dark_on_light(note_on_desk(side=200, shift=120))
+
+
+@pytest.mark.parametrize("drop", [80, 140])
+def test_dark_on_light_reads_a_sheet_that_runs_out_of_the_frame(drop: int) -> None:
+    """A sheet whose lower side runs out of the frame, the desk on its three other sides."""
+    grey = note_on_desk(side=250, drop=drop)
+    assert grey[-1, SIZE[0] // 2] > 0.8  # the sheet reaches the bottom of the frame
+    assert dark_on_light(grey)
+    assert sheet_within(grey) is not None
+
+
+def test_sheet_within_passes_over_a_small_light_patch_the_frame_cuts() -> None:
+    """A small lighter patch with darker marks in it, cut by the frame along a third of its
+    outline: as likely a blotch of chalk dust on a slate as a note, so not taken for a sheet."""
+    grey = note_on_desk(side=90, shift=-220)
+    assert grey[SIZE[1] // 2, 0] > 0.8  # the patch reaches the left side of the frame
+    assert sheet_within(grey) is None
 
 
 @pytest.mark.parametrize("shape", ["bar", "ring"])

@@ -17,7 +17,8 @@ the page. These steps first take the paper away, then the printed lines, then ke
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
   frame's centre, long border-hugging shapes discounted) and the parts near it (a 5's flag, a broken
-  4) are the digit, cropped, its strokes stretched to 1 and specks elsewhere dropped.
+  4) are the digit, less a box drawn round it or a line under it, cropped, its strokes stretched
+  to 1 and specks elsewhere dropped.
 
 Arrays are float32 HxWxC in [0, 1], as between the preprocess module's steps.
 """
@@ -889,6 +890,61 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
     return chosen
 
 
+def drop_marks(labels: Array, chosen: list[Component]) -> list[Component]:
+    """The digit without the marks drawn round it that gather_digit took in with it: a box round
+    the digit (a form's answer box), or a line under it. Each is one component apart from the
+    digit's strokes, so it is read whole: a frame whose holes, filled, make a rectangle, the rest of
+    the digit inside; a straight line below the rest and clear of it, as wide as half the rest or
+    more. A 5's flag, a 7's bar, a broken 4's bar or a 2's foot lies above, within or right under
+    the rest's rows, and stays; a line over the digit goes only with one under it (a box whose
+    sides were tall enough for remove_lines to take them out with the ruling)."""
+
+    def others(mark: Component) -> list[Component]:
+        return [c for c in chosen if c is not mark]
+
+    chosen = [c for c in chosen if len(chosen) == 1 or not framed(labels, c, others(c))]
+    under = [c for c in chosen if len(chosen) > 1 and ruled(labels, c, others(c), below=True)]
+    if under:
+        chosen = [c for c in chosen if c not in under]
+        over = [c for c in chosen if len(chosen) > 1 and ruled(labels, c, others(c), below=False)]
+        chosen = [c for c in chosen if c not in over]
+    return chosen
+
+
+def bounds(components: list[Component]) -> tuple[int, int, int, int]:
+    """The box round all of `components` (top, left, bottom, right)."""
+    box = components[0].box
+    for component in components[1:]:
+        box = union(box, component.box)
+    return box
+
+
+def framed(labels: Array, mark: Component, rest: list[Component], share: float = 0.35) -> bool:
+    """Whether `mark` is a box drawn round `rest`: it holds their box, and its own strokes are
+    thin round an open middle (under `share` of the rectangle they close, which is four-square)."""
+    top, left, bottom, right = mark.box
+    inner = bounds(rest)
+    if not (top < inner[0] and left < inner[1] and bottom > inner[2] and right > inner[3]):
+        return False
+    outline = labels[top:bottom, left:right] == mark.label
+    filled = ndimage.binary_fill_holes(outline)
+    return bool(mark.area <= share * np.count_nonzero(filled) and rectangular(filled, 0.9))
+
+
+def ruled(labels: Array, mark: Component, rest: list[Component], below: bool, ratio: float = 6.0,
+          min_gap: float = 0.05) -> bool:
+    """Whether `mark` is a line drawn under `rest` (over it if not `below`): clear of their rows by
+    `min_gap` of their height (a 2's foot, broken off, lies closer), `ratio` times as long as it is
+    thick, within 20 degrees of level, and half their width or more."""
+    inner = bounds(rest)
+    top, left, bottom, right = mark.box
+    gap = top - inner[2] if below else inner[0] - bottom
+    level = bottom - top <= 0.36 * (right - left)
+    if not level or gap < min_gap * (inner[2] - inner[0]) or right - left < 0.5 * (inner[3] - inner[1]):
+        return False
+    return axis_ratios(labels, [mark.label])[mark.label] >= ratio
+
+
 def clear_busy_border(ink: Array, level: float, busy: float = 0.25) -> Array:
     """Zero textured regions that run into the frame's border: a desk's grain, a patterned
     surface beyond the paper. Writing is sparse on paper: around a digit, ink above `level`
@@ -987,7 +1043,7 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
         labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
         if not components:
             raise PreprocessError("no foreground found in the image")
-        chosen = gather_digit(components, reach, min_share)
+        chosen = drop_marks(labels, gather_digit(components, reach, min_share))
         top = min(c.box[0] for c in chosen)
         left = min(c.box[1] for c in chosen)
         bottom = max(c.box[2] for c in chosen)

@@ -414,6 +414,44 @@ def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
     assert float(digit.max()) == 1.0
 
 
+def mark_seven(mark: str) -> np.ndarray:
+    """An ink map of a 7 (94 x 144 px) with a box drawn round it, a line under it, or neither."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    if mark == "box":
+        draw.rectangle([160, 70, 330, 290], outline=230, width=5)
+    elif mark == "underline":
+        draw.line([(170, 280), (320, 280)], fill=230, width=5)
+    ink = np.asarray(image, dtype=np.float32) / 255
+    return np.maximum(ink, write_seven(page(0.0), ink=0.9, width=6, at=(200, 110))).astype(np.float32)
+
+
+@pytest.mark.parametrize("mark", ["box", "underline"])
+def test_select_digit_drops_a_box_round_the_digit_or_a_line_under_it(mark: str) -> None:
+    """A form's answer box, or a line under the answer: heavier than the digit, and near enough
+    to be gathered as its part, but drawn round it, not as one of its strokes."""
+    alone = select_digit()(as_input(mark_seven("none")))[:, :, 0]
+    digit = select_digit()(as_input(mark_seven(mark)))[:, :, 0]
+    assert digit.shape == alone.shape
+    assert float(np.abs(digit - alone).max()) < 0.05
+
+
+def test_select_digit_keeps_a_seven_s_bar_and_a_two_s_foot_written_apart() -> None:
+    """Straight level strokes apart from the rest of the digit, above it or just below it."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(200, 110), (290, 110)], fill=230, width=6)  # a 7's bar
+    draw.line([(285, 124), (230, 250)], fill=230, width=6)  # its stem, apart from it
+    seven = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert seven.shape[0] == pytest.approx(146, abs=6) and seven.shape[1] == pytest.approx(96, abs=6)
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(200, 140), (220, 110), (270, 110), (290, 140), (210, 240)], fill=230, width=6)  # a 2
+    draw.line([(210, 250), (300, 250)], fill=230, width=6)  # its foot, apart from it
+    two = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert two.shape[0] == pytest.approx(146, abs=6)
+
+
 def test_select_digit_passes_over_a_slanting_line_from_the_border() -> None:
     """What the background leaves of the paper's edge across a corner: a long straight line, heavier
     than a small digit and square in its box, that runs into the frame's border."""

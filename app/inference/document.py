@@ -156,15 +156,17 @@ def split_grounds(coarse: Array, stroke: float, contrast: float) -> Array | None
 
 def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.14,
                  min_area: float = 0.01, min_writing: float = 0.005, max_contact: float = 0.1,
-                 max_cut: float = 0.4, min_cut_area: float = 0.1) -> Array | None:
+                 max_cut: float = 0.4, min_cut_area: float = 0.1, min_step: float = 1.15) -> Array | None:
     """A sheet that lies inside the frame, the desk all round it (a note on a table) or on three
     sides (a sheet the frame cuts), as a mask of the reduced map; None if none. A lighter region,
     clear of the border or touching it along `max_contact` of its outline at most (a corner the
-    frame cuts), or `max_cut` if it takes `min_cut_area` of the frame (a sheet whose one side runs
-    out of the frame: a small lighter patch there is as likely a blotch of a slate's chalk dust),
-    solid (its widest inscribed disc `min_width` of the short side or more), `min_area` of the
-    frame at least, four-square (rectangular), and written on (darker holes in it, `min_writing`
-    of its area at least: a bold light stroke's straight run has none)."""
+    frame cuts), or `max_cut` if it takes `min_cut_area` of the frame and a sharp edge sets it off
+    (`min_step` times as bright as just beyond it): a sheet whose one side runs out of the frame,
+    where a small lighter patch is as likely a blotch of a slate's chalk dust, and a large one
+    the middle of a page the light falls off from. Solid (its widest inscribed disc `min_width`
+    of the short side or more), `min_area` of the frame at least, four-square (rectangular), and
+    written on (darker holes in it, `min_writing` of its area at least: a bold light stroke's
+    straight run has none)."""
     short = min(coarse.shape)
     lighter = split_grounds(coarse, stroke, contrast)
     if lighter is None:
@@ -191,7 +193,9 @@ def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min
         interior = ndimage.binary_erosion(region, iterations=2)
         if (interior.any() and written(coarse[interior], min_writing) and not holed(region, lighter)
                 and rectangular(region)):
-            return region
+            cut = contact[label] > max_contact * outline[label]
+            if not cut or boundary_step(coarse, region, max(2, round(0.03 * short))) * min_step <= 1.0:
+                return region
     return None
 
 

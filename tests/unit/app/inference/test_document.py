@@ -141,6 +141,16 @@ def test_sheet_within_passes_over_a_small_light_patch_the_frame_cuts() -> None:
     assert sheet_within(grey) is None
 
 
+def test_sheet_within_passes_over_the_lit_middle_of_a_page_the_light_falls_off_from() -> None:
+    """Light falling off from a lamp over the page's upper middle: the lit part is a large,
+    lighter, written-on region running out of the frame at the top, but its edge is soft."""
+    ys, xs = np.indices((SIZE[1], SIZE[0]))
+    light = 1 - 0.55 * np.clip(np.hypot(ys - 60, xs - 240) / 250, 0, 1) ** 2
+    grey = (write_seven(page()) * light).astype(np.float32)
+    assert sheet_within(grey) is None
+    assert dark_on_light(grey)
+
+
 @pytest.mark.parametrize("shape", ["bar", "ring"])
 def test_sheet_within_passes_over_a_bold_light_digit(shape: str) -> None:
     """Light marks as wide as a small note on a dark ground: a marker's 1, a straight bar with no
@@ -222,7 +232,6 @@ def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
     ink = flatten_background()(as_input(grey))[:, :, 0]
     assert float(ink[:, 395:].max()) < 0.2 and float(ink[295:, :].max()) < 0.2
     assert float(ink[110:250, 200:300].max()) > 0.6
-
 
 
 def desk_beside(grey: np.ndarray, brightness: float, below: np.ndarray) -> np.ndarray:

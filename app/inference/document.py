@@ -16,9 +16,9 @@ the page. These steps first take the paper away, then the printed lines, then ke
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
-  frame's centre, long border-hugging shapes discounted) and the parts near it (a 5's flag, a broken
-  4) are the digit, less a box drawn round it or a line under it, cropped, its strokes stretched
-  to 1 and specks elsewhere dropped.
+  frame's centre, long border-hugging shapes discounted, a pen lying on the page set aside) and the
+  parts near it (a 5's flag, a broken 4) are the digit, less a box drawn round it or a line under
+  it, cropped, its strokes stretched to 1 and specks elsewhere dropped.
 
 Arrays are float32 HxWxC in [0, 1], as between the preprocess module's steps.
 """
@@ -869,6 +869,26 @@ def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[i
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
+def set_aside_objects(labels: Array, components: list[Component], ratio: float = 5.0, thicker: float = 2.5,
+                      shares: tuple[float, float] = (0.05, 0.5)) -> list[Component]:
+    """The components less what lies on the page and is not writing: a straight bar (`ratio` times
+    as long as it is wide) `thicker` times as thick as the strokes of something else on the page,
+    itself not a bar, and lighter (between `shares` of its mass): a pen lying beside the digit,
+    far heavier than it and often nearer the middle. A bold 1 alone, beside another bar (a ruling
+    line's remains) or inside a box drawn round it (its thin frame is the heavier) stays."""
+    if len(components) < 2:
+        return components
+    heaviest = max(c.mass for c in components)
+    weighty = [c for c in components if c.mass >= 0.01 * heaviest]
+    ratios = axis_ratios(labels, [c.label for c in weighty])
+    widths = {c.label: stroke_width(labels[c.box[0]:c.box[2], c.box[1]:c.box[3]] == c.label) for c in weighty}
+    written = [c for c in weighty if ratios[c.label] < ratio]
+    objects = [c for c in weighty if ratios[c.label] >= ratio
+               and any(shares[0] * c.mass <= o.mass <= shares[1] * c.mass and thicker * widths[o.label] <= widths[c.label]
+                       for o in written)]
+    return [c for c in components if c not in objects] or components
+
+
 def gather_digit(components: list[Component], reach: float, min_share: float) -> list[Component]:
     """The best-scored component and, repeatedly, every component of some mass that lies within
     `reach` times the digit's size so far (a 5's flag, the parts of a broken stroke)."""
@@ -1047,6 +1067,7 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
         labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
         if not components:
             raise PreprocessError("no foreground found in the image")
+        components = set_aside_objects(labels, components)
         chosen = drop_marks(labels, gather_digit(components, reach, min_share))
         top = min(c.box[0] for c in chosen)
         left = min(c.box[1] for c in chosen)

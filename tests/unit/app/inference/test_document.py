@@ -445,6 +445,27 @@ def test_select_digit_drops_a_box_round_the_digit_or_a_line_under_it(mark: str) 
     assert float(np.abs(digit - alone).max()) < 0.05
 
 
+def test_select_digit_passes_over_a_pen_lying_beside_the_digit() -> None:
+    """A pen on the page, clear of the digit: a bar five times as thick as the digit's strokes and
+    far heavier, nearer the middle than the digit is."""
+    image = Image.new("L", SIZE, 0)
+    ImageDraw.Draw(image).line([(60, 330), (330, 60)], fill=200, width=30)
+    ink = np.asarray(image, dtype=np.float32) / 255
+    ink = np.maximum(ink, write_seven(page(0.0), ink=0.9, width=6, at=(340, 150))).astype(np.float32)
+    alone = select_digit()(as_input(write_seven(page(0.0), ink=0.9, width=6, at=(340, 150))))[:, :, 0]
+    assert select_digit()(as_input(ink)).shape[:2] == alone.shape
+
+
+def test_select_digit_keeps_a_bold_one_in_a_thin_box() -> None:
+    """A marker's 1 is a thick bar beside the box's thin lines; the box is the heavier."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([170, 60, 310, 300], outline=230, width=4)
+    draw.line([(240, 100), (240, 260)], fill=230, width=24)
+    digit = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert digit.shape[0] == pytest.approx(162, abs=6) and digit.shape[1] == pytest.approx(24, abs=6)
+
+
 def test_select_digit_keeps_a_seven_s_bar_and_a_two_s_foot_written_apart() -> None:
     """Straight level strokes apart from the rest of the digit, above it or just below it."""
     image = Image.new("L", SIZE, 0)

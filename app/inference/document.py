@@ -894,11 +894,13 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
     `reach` times the digit's size so far (a 5's flag, the parts of a broken stroke)."""
     seed = max(components, key=lambda c: c.score)
     chosen, box = [seed], seed.box
-    # A part is smaller than the digit's main stroke, and lies on the paper: what is larger, or
-    # runs into the frame's border while the digit does not, is something else (an edge, a shadow's
-    # rim, a desk's grain).
+    # A part is smaller than the digit's main stroke, lies on the paper, and is written as darkly
+    # (its mean ink half the stroke's or more): what is larger, runs into the frame's border while
+    # the digit does not, or is faint all over is something else (an edge, a shadow's rim, a
+    # desk's grain, a blotch on a slate).
     rest = [c for c in components if c is not seed and c.mass >= min_share * seed.mass
-            and c.size <= 1.2 * seed.size and (seed.touches or not c.touches)]
+            and c.size <= 1.2 * seed.size and (seed.touches or not c.touches)
+            and c.mass * seed.area >= 0.5 * seed.mass * c.area]
     grew = True
     while grew:
         grew = False

@@ -234,6 +234,7 @@ def test_flatten_background_clears_the_desk_beyond_the_paper_edge() -> None:
     assert float(ink[110:250, 200:300].max()) > 0.6
 
 
+
 def desk_beside(grey: np.ndarray, brightness: float, below: np.ndarray) -> np.ndarray:
     """A mottled surface of `brightness` where `below` (a mask) is, the page elsewhere (in place)."""
     from scipy import ndimage
@@ -480,6 +481,18 @@ def test_select_digit_keeps_a_seven_s_bar_and_a_two_s_foot_written_apart() -> No
     draw.line([(210, 250), (300, 250)], fill=230, width=6)  # its foot, apart from it
     two = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
     assert two.shape[0] == pytest.approx(146, abs=6)
+
+
+def test_select_digit_leaves_faint_blotches_beside_the_digit() -> None:
+    """A slate's chalk-dust blotches next to a chalk digit: near enough and heavy enough to pass for
+    its parts, but faint all over, where a part of a digit is written as darkly as the rest."""
+    alone = write_seven(page(0.0), ink=1.0, width=6, at=(200, 110))
+    image = Image.fromarray((alone * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([140, 150, 185, 190], fill=90)
+    draw.ellipse([300, 200, 350, 235], fill=90)
+    blotched = np.asarray(image, dtype=np.float32) / 255
+    assert select_digit()(as_input(blotched)).shape == select_digit()(as_input(alone)).shape
 
 
 def test_select_digit_passes_over_a_slanting_line_from_the_border() -> None:

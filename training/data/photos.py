@@ -3,7 +3,8 @@
 A digit's ink (a handwritten MNIST digit, or one typeset in a font) is laid on paper and
 photographed: blank, ruled or squared paper; light that falls off across the page, a shadow, too
 little light (a dim, grainy photo) or a flash's; the paper's edge with the desk beyond it, or a
-note lying on the desk; black or blue ballpoint, pencil or marker; a digit that fills
+note lying on the desk; a box drawn round the digit, a line under it or a pen beside it; black
+or blue ballpoint, pencil or marker; a digit that fills
 the frame or a small one in a large photo; tilt, blur, sensor noise and JPEG; and low-resolution
 digits (a thumbnail enlarged to a few hundred pixels, blocky or blurry).
 
@@ -44,6 +45,7 @@ class Scene:
     size: Size = "normal"  # small: a digit 10-28% of the frame's height
     low_resolution: bool = False  # a thumbnail of the photo, enlarged again
     sheet: Sheet = "page"  # note: a note or a scrap of paper inside the frame, the desk all round it
+    marked: bool = False  # a box drawn round the digit, a line under it, or a pen lying beside it
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Scene:
@@ -287,6 +289,52 @@ def note_region(height: int, width: int, keep: tuple[int, int, int, int], rng: n
     return (np.asarray(mask.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32) / 255)[..., None]
 
 
+def draw_mark(frame: np.ndarray, keep: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """The frame with a box drawn round the digit's box `keep` (top, left, bottom, right), a line
+    under it, or a pen lying on the page beside it, clear of it (as long as three to six digits are
+    tall, a quarter to half as thick; a line under the digit where there is no room for one)."""
+    top, left, bottom, right = keep
+    height = bottom - top
+    image = Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    pen_ink = (int(rng.uniform(20, 50)),) * 2 + (int(rng.uniform(30, 60)),)
+    line = max(2, height // 30)
+    kind = str(rng.choice(["box", "underline", "pen"]))
+    if kind == "pen" and not draw_pen(draw, keep, frame.shape[:2], rng):
+        kind = "underline"
+    if kind == "box":
+        margin = height * rng.uniform(0.12, 0.35)
+        draw.rectangle([left - margin, top - margin, right + margin, bottom + margin], outline=pen_ink, width=line)
+    elif kind == "underline":
+        y = bottom + height * rng.uniform(0.1, 0.25)
+        draw.line([(left - height * rng.uniform(0, 0.2), y), (right + height * rng.uniform(0, 0.2), y)],
+                  fill=pen_ink, width=line)
+    return np.asarray(image, dtype=np.float32)
+
+
+def draw_pen(draw: ImageDraw.ImageDraw, keep: tuple[int, int, int, int], shape: tuple[int, int],
+             rng: np.random.Generator) -> bool:
+    """A pen beside the digit's box `keep`, a fifth of its height clear of it at least; False where
+    none fits (the digit fills the frame)."""
+    top, left, bottom, right = keep
+    height = bottom - top
+    thickness = height * rng.uniform(0.25, 0.5)
+    length = height * rng.uniform(3, 6)
+    clear = 0.2 * height + thickness / 2
+    colour = tuple(int(v) for v in rng.choice([[20, 30, 110], [20, 20, 20], [200, 30, 30], [60, 60, 70]]))
+    for _ in range(50):
+        angle = rng.uniform(0, math.pi)
+        cx, cy = rng.uniform(0, shape[1]), rng.uniform(0, shape[0])
+        along = np.linspace(-0.5, 0.5, 64)[:, None] * length * np.array([math.cos(angle), math.sin(angle)])
+        points = along + np.array([cx, cy])
+        gap_x = np.maximum(np.maximum(left - points[:, 0], points[:, 0] - right), 0)
+        gap_y = np.maximum(np.maximum(top - points[:, 1], points[:, 1] - bottom), 0)
+        if np.hypot(gap_x, gap_y).min() >= clear:
+            draw.line([tuple(points[0]), tuple(points[-1])], fill=colour, width=max(3, round(thickness)))
+            return True
+    return False
+
+
 def camera(pixels: np.ndarray, rng: np.random.Generator, blur: float, gain: float = 1.0) -> Image.Image:
     """Sensor noise and focus blur: float RGB -> 8-bit image. With `gain` above 1 (a dim scene),
     blotches a few pixels wide as well, in proportion to it: what a phone's noise reduction leaves
@@ -383,6 +431,8 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     if scene.sheet == "note":
         note = note_region(height, width, box, rng)
         frame = frame * note + desk_texture(height, width, rng) * (1 - note)
+    if scene.marked:
+        frame = draw_mark(frame, box, rng)
     frame = frame * lighting(height, width, scene.light, rng)
     blur = rng.uniform(0, 1.6) * max(1.0, max(width, height) / 800)
     return camera(frame, rng, blur, rng.uniform(1.5, 3) if scene.light == "dim" else 1.0)

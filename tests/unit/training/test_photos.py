@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from training.data.mnist import create_preprocessor
-from training.data.photos import Scene, frame_for, note_region, render_photo, render_training_photo
+from training.data.photos import Scene, draw_mark, frame_for, note_region, render_photo, render_training_photo
 from training.data.printed import training_faces
 
 
@@ -27,7 +27,7 @@ def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noq
 @pytest.mark.parametrize("change", [
     {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"light": "dim"},
     {"edge": True}, {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
-    {"light": "flash"}, {"sheet": "note"},
+    {"light": "flash"}, {"sheet": "note"}, {"marked": True},
 ])
 def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
     scene = replace(Scene(), **change)
@@ -50,8 +50,20 @@ def test_note_region_lies_round_the_digit_with_the_desk_all_round_it() -> None:
         assert max(note[0].max(), note[-1].max(), note[:, 0].max(), note[:, -1].max()) < 0.01
 
 
+def test_draw_mark_leaves_the_digit_clear() -> None:
+    """A box, a line or a pen is drawn round or beside the digit's box, never across it."""
+    rng = np.random.default_rng(4)
+    drawn = 0
+    for _ in range(30):
+        frame = np.full((400, 500, 3), 230.0, dtype=np.float32)
+        marked = draw_mark(frame, (150, 200, 250, 280), rng)
+        assert marked[150:251, 200:281].min() == 230.0
+        drawn += int(marked.min() < 200.0)
+    assert drawn >= 25  # a box may fall outside a small frame; most marks show
+
+
 def test_random_scenes_cover_every_condition() -> None:
-    """Every condition but the bench's two that training does not render (a note, a flash)."""
+    """Every condition but the bench's three that training does not render (a note, a flash, marks)."""
     rng = np.random.default_rng(0)
     scenes = [Scene.random(rng) for _ in range(400)]
     for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow", "dim"}),

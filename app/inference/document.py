@@ -872,21 +872,37 @@ def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[i
 def set_aside_objects(labels: Array, components: list[Component], ratio: float = 5.0, thicker: float = 2.5,
                       shares: tuple[float, float] = (0.05, 0.5)) -> list[Component]:
     """The components less what lies on the page and is not writing: a straight bar (`ratio` times
-    as long as it is wide) `thicker` times as thick as the strokes of something else on the page,
-    itself not a bar, and lighter (between `shares` of its mass): a pen lying beside the digit,
-    far heavier than it and often nearer the middle. A bold 1 alone, beside another bar (a ruling
-    line's remains) or inside a box drawn round it (its thin frame is the heavier) stays."""
+    as long as it is wide, or convex: the piece of one that the frame cuts) `thicker` times as
+    thick as the strokes of something else on the page, itself not a bar, and lighter (between
+    `shares` of its mass): a pen lying beside the digit, far heavier than it and often nearer the
+    middle. A bold 1 alone, beside another bar (a ruling line's remains) or inside a box drawn
+    round it (its thin frame is the heavier) stays."""
     if len(components) < 2:
         return components
     heaviest = max(c.mass for c in components)
     weighty = [c for c in components if c.mass >= 0.01 * heaviest]
     ratios = axis_ratios(labels, [c.label for c in weighty])
-    widths = {c.label: stroke_width(labels[c.box[0]:c.box[2], c.box[1]:c.box[3]] == c.label) for c in weighty}
-    written = [c for c in weighty if ratios[c.label] < ratio]
-    objects = [c for c in weighty if ratios[c.label] >= ratio
+    regions = {c.label: labels[c.box[0]:c.box[2], c.box[1]:c.box[3]] == c.label for c in weighty}
+    widths = {label: stroke_width(region) for label, region in regions.items()}
+    bars = {c.label for c in weighty if ratios[c.label] >= ratio or convex(regions[c.label])}
+    written = [c for c in weighty if c.label not in bars]
+    objects = [c for c in weighty if c.label in bars
                and any(shares[0] * c.mass <= o.mass <= shares[1] * c.mass and thicker * widths[o.label] <= widths[c.label]
                        for o in written)]
     return [c for c in components if c not in objects] or components
+
+
+def convex(region: Array, share: float = 0.85) -> bool:
+    """Whether a region fills `share` or more of its convex hull: a bar or a blob, not strokes."""
+    points = np.argwhere(region ^ ndimage.binary_erosion(region)).astype(np.float64)
+    if len(points) < 3:
+        return True
+    try:
+        hull = ConvexHull(points)
+    except QhullError:
+        return True  # all on one line: a bar one pixel wide
+    # The hull runs through the outline's pixel centres: half a pixel round it is the region's too.
+    return bool(np.count_nonzero(region) >= share * (hull.volume + hull.area / 2))
 
 
 def gather_digit(components: list[Component], reach: float, min_share: float) -> list[Component]:
@@ -945,16 +961,28 @@ def bounds(components: list[Component]) -> tuple[int, int, int, int]:
     return box
 
 
-def framed(labels: Array, mark: Component, rest: list[Component], share: float = 0.35) -> bool:
-    """Whether `mark` is a box drawn round `rest`: it holds their box, and its own strokes are
-    thin round an open middle (under `share` of the rectangle they close, which is four-square)."""
+def framed(labels: Array, mark: Component, rest: list[Component], share: float = 0.35, band: float = 0.12,
+           along: float = 0.9) -> bool:
+    """Whether `mark` is a box drawn round `rest`: it holds their box, they are a third of its size
+    or more (not a speck inside a 0), and its own strokes are thin (under `share` of its box) and
+    either close a four-square rectangle, or run along its box's sides (`along` of them within
+    `band` of its short side of one: a box seen straight, one or two of whose sides the frame may
+    cut off)."""
     top, left, bottom, right = mark.box
     inner = bounds(rest)
-    if not (top < inner[0] and left < inner[1] and bottom > inner[2] and right > inner[3]):
+    if not (top <= inner[0] and left <= inner[1] and bottom >= inner[2] and right >= inner[3]):
+        return False
+    if max(inner[2] - inner[0], inner[3] - inner[1]) < 0.35 * mark.size or mark.area > share * (bottom - top) * (right - left):
         return False
     outline = labels[top:bottom, left:right] == mark.label
     filled = ndimage.binary_fill_holes(outline)
-    return bool(mark.area <= share * np.count_nonzero(filled) and rectangular(filled, 0.9))
+    if mark.area <= share * np.count_nonzero(filled) and rectangular(filled, 0.9):
+        return True
+    height, width = outline.shape
+    reach = max(2, round(band * min(height, width)))
+    ys, xs = np.nonzero(outline)
+    sides = (ys < reach) | (ys >= height - reach) | (xs < reach) | (xs >= width - reach)
+    return bool(np.count_nonzero(sides) >= along * len(ys))
 
 
 def ruled(labels: Array, mark: Component, rest: list[Component], below: bool, ratio: float = 6.0,

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.inference.document import (
+    convex,
     dark_on_light,
     flatten_background,
     line_slope,
@@ -425,18 +426,21 @@ def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
 
 
 def mark_seven(mark: str) -> np.ndarray:
-    """An ink map of a 7 (94 x 144 px) with a box drawn round it, a line under it, or neither."""
+    """An ink map of a 7 (94 x 144 px) with a box drawn round it (whole, or cut by the frame's
+    right side), a line under it, or neither."""
     image = Image.new("L", SIZE, 0)
     draw = ImageDraw.Draw(image)
     if mark == "box":
         draw.rectangle([160, 70, 330, 290], outline=230, width=5)
+    elif mark == "cut box":
+        draw.rectangle([160, 70, 560, 290], outline=230, width=5)
     elif mark == "underline":
         draw.line([(170, 280), (320, 280)], fill=230, width=5)
     ink = np.asarray(image, dtype=np.float32) / 255
     return np.maximum(ink, write_seven(page(0.0), ink=0.9, width=6, at=(200, 110))).astype(np.float32)
 
 
-@pytest.mark.parametrize("mark", ["box", "underline"])
+@pytest.mark.parametrize("mark", ["box", "cut box", "underline"])
 def test_select_digit_drops_a_box_round_the_digit_or_a_line_under_it(mark: str) -> None:
     """A form's answer box, or a line under the answer: heavier than the digit, and near enough
     to be gathered as its part, but drawn round it, not as one of its strokes."""
@@ -455,6 +459,14 @@ def test_select_digit_passes_over_a_pen_lying_beside_the_digit() -> None:
     ink = np.maximum(ink, write_seven(page(0.0), ink=0.9, width=6, at=(340, 150))).astype(np.float32)
     alone = select_digit()(as_input(write_seven(page(0.0), ink=0.9, width=6, at=(340, 150))))[:, :, 0]
     assert select_digit()(as_input(ink)).shape[:2] == alone.shape
+
+
+def test_convex_takes_a_bar_or_the_piece_of_one_and_not_a_digits_strokes() -> None:
+    bar, seven = Image.new("L", SIZE), Image.new("L", SIZE)
+    ImageDraw.Draw(bar).line([(-40, 40), (130, 330)], fill=255, width=60)
+    ImageDraw.Draw(seven).line([(200, 110), (290, 110), (230, 250)], fill=255, width=12)
+    assert convex(np.asarray(bar) > 127)
+    assert not convex(np.asarray(seven) > 127)
 
 
 def test_select_digit_keeps_a_bold_one_in_a_thin_box() -> None:

@@ -935,9 +935,9 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
 def drop_marks(labels: Array, chosen: list[Component]) -> list[Component]:
     """The digit without the marks drawn round it that gather_digit took in with it: a box round
     the digit (a form's answer box), or a line under it. Each is one component apart from the
-    digit's strokes, so it is read whole: a frame whose holes, filled, make a rectangle, the rest of
-    the digit inside; a straight line below the rest and clear of it, as wide as half the rest or
-    more. A 5's flag, a 7's bar, a broken 4's bar or a 2's foot lies above, within or right under
+    digit's strokes, so it is read whole: a frame round the rest of the digit (framed: closed, or
+    cut by the frame's border); a straight line below the rest and clear of it, as wide as half the
+    rest or more. A 5's flag, a 7's bar, a broken 4's bar or a 2's foot lies above, within or right under
     the rest's rows, and stays; a line over the digit goes only with one under it (a box whose
     sides were tall enough for remove_lines to take them out with the ruling)."""
 

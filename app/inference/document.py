@@ -218,19 +218,28 @@ def written(values: Array, share: float, dark: float = 0.75) -> bool:
 def rectangular(region: Array, share: float = 0.82) -> bool:
     """Whether a region fills `share` or more of the smallest rectangle round it, at any angle:
     a sheet does, seen straight or a little askew; a blot or an ellipse (pi/4) does not."""
-    points = np.argwhere(region ^ ndimage.binary_erosion(region)).astype(np.float64)
-    if len(points) < 3:
+    outline = outline_hull(region)
+    if outline is None:
         return False
-    try:
-        hull = points[ConvexHull(points).vertices]
-    except QhullError:
-        return False
+    hull = outline.points[outline.vertices]
     edges = np.diff(np.vstack([hull, hull[:1]]), axis=0)
     angles = np.arctan2(edges[:, 0], edges[:, 1])
     rotations = np.stack([np.cos(angles), np.sin(angles), -np.sin(angles), np.cos(angles)], axis=1).reshape(-1, 2, 2)
     turned = hull @ rotations  # (edges, points, 2): the hull with each edge in turn laid flat
     extents = turned.max(axis=1) - turned.min(axis=1) + 1.0
     return bool(np.count_nonzero(region) >= share * float((extents[:, 0] * extents[:, 1]).min()))
+
+
+def outline_hull(region: Array) -> ConvexHull | None:
+    """The convex hull of a region's outline pixels (rows, columns); None where they span no area
+    (fewer than three, or all on one line)."""
+    points = np.argwhere(region ^ ndimage.binary_erosion(region)).astype(np.float64)
+    if len(points) < 3:
+        return None
+    try:
+        return ConvexHull(points)
+    except QhullError:
+        return None
 
 
 def otsu_threshold(values: Array, bins: int = 64) -> float:
@@ -894,13 +903,9 @@ def set_aside_objects(labels: Array, components: list[Component], ratio: float =
 
 def convex(region: Array, share: float = 0.85) -> bool:
     """Whether a region fills `share` or more of its convex hull: a bar or a blob, not strokes."""
-    points = np.argwhere(region ^ ndimage.binary_erosion(region)).astype(np.float64)
-    if len(points) < 3:
-        return True
-    try:
-        hull = ConvexHull(points)
-    except QhullError:
-        return True  # all on one line: a bar one pixel wide
+    hull = outline_hull(region)
+    if hull is None:
+        return True  # a dot, or all on one line: a bar one pixel wide
     # The hull runs through the outline's pixel centres: half a pixel round it is the region's too.
     return bool(np.count_nonzero(region) >= share * (hull.volume + hull.area / 2))
 
@@ -937,9 +942,9 @@ def drop_marks(labels: Array, chosen: list[Component]) -> list[Component]:
     the digit (a form's answer box), or a line under it. Each is one component apart from the
     digit's strokes, so it is read whole: a frame round the rest of the digit (framed: closed, or
     cut by the frame's border); a straight line below the rest and clear of it, as wide as half the
-    rest or more. A 5's flag, a 7's bar, a broken 4's bar or a 2's foot lies above, within or right under
-    the rest's rows, and stays; a line over the digit goes only with one under it (a box whose
-    sides were tall enough for remove_lines to take them out with the ruling)."""
+    rest or more. A 5's flag, a 7's bar, a broken 4's bar or a 2's foot lies above, within or right
+    under the rest's rows, and stays; a line over the digit goes only with one under it (a box
+    whose sides were tall enough for remove_lines to take them out with the ruling)."""
 
     def others(mark: Component) -> list[Component]:
         return [c for c in chosen if c is not mark]
@@ -1099,10 +1104,7 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             raise PreprocessError("no foreground found in the image")
         components = set_aside_objects(labels, components)
         chosen = drop_marks(labels, gather_digit(components, reach, min_share))
-        top = min(c.box[0] for c in chosen)
-        left = min(c.box[1] for c in chosen)
-        bottom = max(c.box[2] for c in chosen)
-        right = max(c.box[3] for c in chosen)
+        top, left, bottom, right = bounds(chosen)
         kept = np.zeros(int(labels.max()) + 1, dtype=bool)
         kept[[c.label for c in chosen]] = True
         keep = kept[labels[top:bottom, left:right]]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from app.inference.input_errors import PreprocessError
 
@@ -754,12 +754,104 @@ def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float) -
     return cleaned
 
 
+def erase_dot_grid(ink: Array, max_size: float = 0.08, min_dots: int = 24, regular: float = 0.6,
+                   min_extent: float = 0.4) -> Array:
+    """Take out a dot grid (a bullet journal's page): `min_dots` or more small round specks (at
+    most `max_size` of the short side across) of about one size, most of them (`regular`) as far
+    from their nearest neighbour as the typical spacing give or take a quarter, spread over
+    `min_extent` of the frame both ways or more. Grain, pencil dust and a dim photo's blotches
+    are as small but lie at random; a dotted digit (a dot-matrix display's) is regular but spans
+    only the digit. Where the lattice is found, a speck goes if it sits on it (on_lattice): a
+    broken stroke's small pieces do not, and stay; a dot that touches a stroke is one component
+    with it, and a dot beside the frame's border may have lost the neighbours that tell it: both
+    stay."""
+    paper, spread = robust_spread(ink[::2, ::2] if ink.size > 40_000 else ink)
+    labels, count = ndimage.label(ink > paper + max(4 * spread, 0.03), structure=np.ones((3, 3), dtype=bool))
+    if count < min_dots:
+        return ink
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([box[0].stop - box[0].start for box in boxes])
+    widths = np.array([box[1].stop - box[1].start for box in boxes])
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    across = np.maximum(heights, widths)
+    specks = np.flatnonzero((across <= max(3, round(max_size * min(ink.shape)))) & (across <= 2 * np.minimum(heights, widths))
+                            & (areas >= 0.4 * heights * widths))
+    if len(specks) < min_dots:
+        return ink
+    typical = common_area(areas[specks])
+    alike = (areas[specks] >= typical / 2) & (areas[specks] <= typical * 2)
+    centres = np.array(ndimage.center_of_mass(np.ones_like(ink), labels, specks + 1)).reshape(-1, 2)
+    grid = centres[alike]
+    if len(grid) < min_dots or ((grid.max(axis=0) - grid.min(axis=0)) / np.array(ink.shape)).min() < min_extent:
+        return ink
+    tree = cKDTree(grid)
+    nearest = tree.query(grid, k=2)[0][:, 1]
+    [spacing] = quantiles(nearest, 0.5)
+    if spacing < 2 * np.sqrt(typical) or np.count_nonzero(np.abs(nearest - spacing) <= 0.25 * spacing) < regular * len(grid):
+        return ink
+    steps = lattice_steps(grid, tree, spacing)
+    if steps is None:
+        return ink
+    # Dots the frame's border cuts are smaller than the rest, but still where a dot's neighbour
+    # is looked for.
+    candidates = areas[specks] <= typical * 3
+    on_grid = on_lattice(centres[candidates], cKDTree(centres[candidates]), steps, 0.2 * spacing)
+    dots = np.zeros(count + 1, dtype=bool)
+    dots[specks[candidates][on_grid] + 1] = True
+    # The dots' soft, anti-aliased rims too, down to the paper.
+    rims = ndimage.binary_dilation(dots[labels], iterations=2)
+    return np.where(rims, np.minimum(ink, paper), ink).astype(np.float32)
+
+
+def common_area(areas: Array) -> float:
+    """The area most specks share, give or take a factor of two (grain's specks spread over every
+    size; a printed grid's dots are one size)."""
+    ordered = np.sort(areas)
+    alike = np.searchsorted(ordered, 2 * ordered, side="right") - np.searchsorted(ordered, ordered / 2, side="left")
+    return float(ordered[len(ordered) - 1 - int(np.argmax(alike[::-1]))])
+
+
+def lattice_steps(grid: Array, tree: cKDTree, spacing: float) -> Array | None:
+    """The two steps (dy, dx) from a dot to its neighbours along the lattice's two directions: the
+    two most common directions among the steps about `spacing` long, 30 degrees apart or more.
+    None where the steps have no second direction (dots on one line)."""
+    distances, indices = tree.query(grid, k=min(9, len(grid)))
+    steps = (grid[indices[:, 1:]] - grid[:, None]).reshape(-1, 2)
+    steps = steps[np.abs(distances[:, 1:].ravel() - spacing) <= 0.25 * spacing]
+    # A step and its reverse are one direction: folded into [0, 180) degrees, in 5-degree bins.
+    angles = np.degrees(np.arctan2(steps[:, 0], steps[:, 1])) % 180
+    bins = np.minimum((angles // 5).astype(np.int64), 35)
+    counts = np.bincount(bins, minlength=36)
+    found = []
+    for _ in range(2):
+        best = int(np.argmax(counts))
+        if counts[best] == 0:
+            return None
+        near = np.abs((bins - best + 18) % 36 - 18) <= 1
+        direction = np.array([np.sin(np.radians(best * 5 + 2.5)), np.cos(np.radians(best * 5 + 2.5))])
+        aligned = np.where((steps[near] @ direction)[:, None] < 0, -steps[near], steps[near])
+        found.append(np.median(aligned, axis=0))
+        counts[np.abs((np.arange(36) - best + 18) % 36 - 18) < 6] = 0  # the second 30 degrees away or more
+    return np.array(found)
+
+
+def on_lattice(points: Array, tree: cKDTree, steps: Array, tolerance: float) -> Array:
+    """Whether each point has grid dots a step either side of it along one of the lattice's
+    directions (within `tolerance`): a dot of the grid has, but for a corner's; a piece of a
+    stroke among the dots seldom does."""
+    expected = points[:, None, :] + np.concatenate([steps, -steps])[None]  # +a, +b, -a, -b
+    distances = tree.query(expected.reshape(-1, 2), distance_upper_bound=tolerance)[0].reshape(-1, 4)
+    found = np.isfinite(distances)
+    return (found[:, 0] & found[:, 2]) | (found[:, 1] & found[:, 3])
+
+
 def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
     """Ruling and grid lines taken out of an ink map (from flatten_background). A line must cross
     the paper (stand out in nearly every part of it along its length), lie within `max_degrees`
     of the horizontal or the vertical, be thin (at most `max_thickness` of the frame's short side,
     and never under 6 px) and come with another like it, or be fainter than the writing: a lone
-    dark bar may be a digit's. Images under SMALL px are left alone."""
+    dark bar may be a digit's. A dot grid goes too (erase_dot_grid). Images under SMALL px are
+    left alone."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]
@@ -768,7 +860,7 @@ def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
         thickness = max(6, round(max_thickness * min(ink.shape)))
         ink = erase_horizontal_lines(ink, thickness, max_degrees)
         ink = erase_horizontal_lines(np.ascontiguousarray(ink.T), thickness, max_degrees).T
-        return np.ascontiguousarray(ink)[:, :, None]
+        return erase_dot_grid(np.ascontiguousarray(ink))[:, :, None]
 
     return step
 

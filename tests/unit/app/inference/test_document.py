@@ -391,6 +391,52 @@ def test_remove_lines_finds_faint_ruling_beside_a_cleared_desk() -> None:
     assert float(np.median(cleaned[ruled & on_paper])) < 0.06
 
 
+def dotted_page(spacing: int = 24, radius: float = 2.5, turn: float = 4.0) -> Image.Image:
+    """A bullet journal's page: grey dots on a lattice, turned a little, all over the frame."""
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    angle = np.radians(turn)
+    for row in range(-5, SIZE[1] // spacing + 6):
+        for column in range(-5, SIZE[0] // spacing + 6):
+            y = 10 + row * spacing * np.cos(angle) + column * spacing * np.sin(angle)
+            x = 7 + column * spacing * np.cos(angle) - row * spacing * np.sin(angle)
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=140)
+    return image
+
+
+def test_remove_lines_takes_out_a_dot_grid_and_keeps_a_broken_strokes_pieces() -> None:
+    """A 7 on dotted paper, with two small pieces of a broken stroke, the dots' size, beside it
+    off the lattice: the dots go, the pieces and the 7 stay."""
+    image = dotted_page()
+    for y, x in ((164, 321), (188, 319)):  # each in the middle of a cell, between four dots
+        ImageDraw.Draw(image).ellipse([x - 3, y - 3, x + 3, y + 3], fill=40)
+    grey = write_seven(np.asarray(image, dtype=np.float32) / 255)
+    ink = remove_lines()(flatten_background()(as_input(grey)))[:, :, 0]
+    away = np.zeros(ink.shape, dtype=bool)
+    away[24:-24, 24:-24] = True  # along the frame's border, a dot whose neighbour is cut off may stay
+    away[90:270, 180:340] = False
+    assert float(ink[away].max()) < 0.1  # every dot away from the 7 is gone
+    assert float(ink[162:167, 319:324].max()) > 0.5 and float(ink[186:191, 317:322].max()) > 0.5
+    stroke = ink[110:260, 200:300] > 0.5
+    assert stroke.sum() > 0.8 * (write_seven(page())[110:260, 200:300] < 0.5).sum()
+
+
+def test_remove_lines_leaves_specks_at_random_and_a_dotted_digit_alone() -> None:
+    """Specks as many as a dot grid's, but strewn at random (grain, pencil dust), and a digit
+    drawn in dots on a lattice (a dot-matrix display's 1), which spans only the digit: neither
+    is a dot grid."""
+    rng = np.random.default_rng(3)
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for y, x in zip(rng.uniform(0, SIZE[1], 150), rng.uniform(0, SIZE[0], 150)):
+        draw.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=140)
+    for row in range(7):
+        for column in range(2):
+            draw.ellipse([230 + 14 * column - 4, 120 + 14 * row - 4, 230 + 14 * column + 4, 120 + 14 * row + 4], fill=30)
+    ink = flatten_background()(as_input(np.asarray(image, dtype=np.float32) / 255))
+    assert np.array_equal(remove_lines()(ink), ink)
+
+
 def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
     """A typeset 7 that fills most of the frame, its stem slanted, outweighs the ruling in ink:
     the lines' angle is read from thin structures alone."""

@@ -65,6 +65,7 @@ COLUMNS: dict[str, Scene | None] = {
     "note": replace(PLAIN, sheet="note"),
     "flash": replace(PLAIN, light="flash"),
     "marked": replace(PLAIN, marked=True),
+    "dotted": replace(PLAIN, paper="dotted"),
 }
 DEBIAN_HANDWRITING = ("/usr/share/fonts/truetype/fifthhorseman", "/usr/share/fonts/truetype/breip",
                       "/usr/share/fonts/truetype/femkeklaver", "/usr/share/fonts/truetype/rufscript",

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from training.data.printed import typeset
 
-Paper = Literal["blank", "ruled", "squared"]
+Paper = Literal["blank", "ruled", "squared", "dotted"]
 Light = Literal["even", "falloff", "shadow", "dim", "flash"]
 Ink = Literal["black", "blue", "pencil", "marker"]
 Size = Literal["normal", "small"]
@@ -161,7 +161,8 @@ def paper_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def draw_ruling(page: np.ndarray, paper: Paper, spacing: float, rng: np.random.Generator) -> None:
-    """Printed lines on the page (in place): ruled (horizontal, sometimes a margin) or squared."""
+    """Printed lines on the page (in place): ruled (horizontal, sometimes a margin), squared, or a
+    grid of dots."""
     if paper == "blank":
         return
     height, width = page.shape[:2]
@@ -174,8 +175,14 @@ def draw_ruling(page: np.ndarray, paper: Paper, spacing: float, rng: np.random.G
     draw = ImageDraw.Draw(layer)
     offset = rng.uniform(0, spacing)
     line = max(1, round(thickness * 2))
-    for y in np.arange(offset, height, spacing):
-        draw.line([(0, 2 * y), (2 * width, 2 * y)], fill=255, width=line)
+    if paper == "dotted":  # a bullet journal's dot grid: a dot where a squared page's lines would cross
+        radius = 2 * max(1.0, spacing * rng.uniform(0.04, 0.1))
+        for y in np.arange(2 * offset, 2 * height, 2 * spacing):
+            for x in np.arange(2 * offset, 2 * width, 2 * spacing):
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=255)
+    else:
+        for y in np.arange(offset, height, spacing):
+            draw.line([(0, 2 * y), (2 * width, 2 * y)], fill=255, width=line)
     if paper == "squared":
         for x in np.arange(rng.uniform(0, spacing), width, spacing):
             draw.line([(2 * x, 0), (2 * x, 2 * height)], fill=255, width=line)
@@ -410,7 +417,9 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     texture = ndimage.gaussian_filter(rng.normal(0, 1, (page_h // 4 + 1, page_w // 4 + 1)).astype(np.float32), 2)
     texture = np.kron(texture, np.ones((4, 4), dtype=np.float32))[:page_h, :page_w]
     page *= (1 + 0.015 * texture / (texture.std() + 1e-6))[..., None]
-    spacing = digit_height * (rng.uniform(0.7, 1.4) if scene.paper == "ruled" else rng.uniform(0.25, 0.6))
+    # A ruled line's spacing is about a line of writing; a square is smaller; a digit may span one
+    # to five of a dot grid's cells.
+    spacing = digit_height * rng.uniform(*{"squared": (0.25, 0.6), "dotted": (0.2, 1.0)}.get(scene.paper, (0.7, 1.4)))
     draw_ruling(page, scene.paper, spacing, rng)
     ch, cw = coverage.shape
     slack_y, slack_x = max(0, height - ch), max(0, width - cw)

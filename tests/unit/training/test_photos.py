@@ -9,9 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from training.data.mnist import create_preprocessor
-from training.data.photos import Scene, draw_mark, frame_for, note_region, render_photo, render_training_photo
+from training.data.photos import Scene, draw_mark, draw_ruling, frame_for, note_region, render_photo, render_training_photo
 from training.data.printed import training_faces
 
 
@@ -27,7 +28,7 @@ def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noq
 @pytest.mark.parametrize("change", [
     {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"light": "dim"},
     {"edge": True}, {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
-    {"light": "flash"}, {"sheet": "note"}, {"marked": True},
+    {"light": "flash"}, {"sheet": "note"}, {"marked": True}, {"paper": "dotted"},
 ])
 def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
     scene = replace(Scene(), **change)
@@ -62,8 +63,18 @@ def test_draw_mark_leaves_the_digit_clear() -> None:
     assert drawn >= 25  # a box may fall outside a small frame; most marks show
 
 
+def test_draw_ruling_dots_a_lattice_and_draws_no_line() -> None:
+    page = np.full((200, 300, 3), 230.0, dtype=np.float32)
+    draw_ruling(page, "dotted", 40.0, np.random.default_rng(2))
+    printed = page[:, :, 0] < 220
+    assert printed.any(axis=1).mean() < 0.5 and printed.any(axis=0).mean() < 0.5  # no row or column runs through
+    _, count = ndimage.label(printed)
+    assert 5 * 7 <= count <= 6 * 8  # a dot every 40 px each way
+
+
 def test_random_scenes_cover_every_condition() -> None:
-    """Every condition but the bench's three that training does not render (a note, a flash, marks)."""
+    """Every condition but those of the bench that training does not render (a note, a flash,
+    marks, dotted paper)."""
     rng = np.random.default_rng(0)
     scenes = [Scene.random(rng) for _ in range(400)]
     for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow", "dim"}),

@@ -14,7 +14,8 @@ the page. These steps first take the paper away, then the printed lines, then ke
   frame (a note on a table), or runs out of it on one side only, is the ground, and all round it
   is cleared.
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
-  by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept.
+  by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept. A
+  dot grid's dots (one size, on a lattice over the frame) go too.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
   frame's centre, long border-hugging shapes discounted, a pen lying on the page set aside) and the
   parts near it (a 5's flag, a broken 4) are the digit, less a box drawn round it or a line under
@@ -971,13 +972,17 @@ def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[i
 
 
 def set_aside_objects(labels: Array, components: list[Component], ratio: float = 5.0, thicker: float = 2.5,
-                      shares: tuple[float, float] = (0.05, 0.5)) -> list[Component]:
+                      shares: tuple[float, float] = (0.05, 0.5), taller: float = 1.5,
+                      slight: tuple[float, float] = (0.01, 0.15)) -> list[Component]:
     """The components less what lies on the page and is not writing: a straight bar (`ratio` times
     as long as it is wide, or convex: the piece of one that the frame cuts) `thicker` times as
-    thick as the strokes of something else on the page, itself not a bar, and lighter (between
-    `shares` of its mass): a pen lying beside the digit, far heavier than it and often nearer the
-    middle. A bold 1 alone, beside another bar (a ruling line's remains) or inside a box drawn
-    round it (its thin frame is the heavier) stays."""
+    thick as the strokes of something else on the page, itself not a bar, lighter (between
+    `shares` of its mass) and `taller` times the bar's thickness or more: a pen lying beside the
+    digit, far heavier than it and often nearer the middle. Lighter still (down to slight[0] of
+    the bar's mass), the other must be a digit's size (slight[1] of the frame's short side or
+    more): a thin digit beside a long pen, not a word of an app's toolbar under a finger-drawn 1.
+    A bold 1 alone, beside a speck of grain or another bar (a ruling line's remains), or inside a
+    box drawn round it (its thin frame is the heavier) stays."""
     if len(components) < 2:
         return components
     heaviest = max(c.mass for c in components)
@@ -985,11 +990,18 @@ def set_aside_objects(labels: Array, components: list[Component], ratio: float =
     ratios = axis_ratios(labels, [c.label for c in weighty])
     regions = {c.label: labels[c.box[0]:c.box[2], c.box[1]:c.box[3]] == c.label for c in weighty}
     widths = {label: stroke_width(region) for label, region in regions.items()}
-    bars = {c.label for c in weighty if ratios[c.label] >= ratio or convex(regions[c.label])}
-    written = [c for c in weighty if c.label not in bars]
-    objects = [c for c in weighty if c.label in bars
-               and any(shares[0] * c.mass <= o.mass <= shares[1] * c.mass and thicker * widths[o.label] <= widths[c.label]
-                       for o in written)]
+    # What runs into the frame's border is as likely a pen cut by the frame, its outline notched
+    # where its shading met the background estimate, as a digit the photo cuts: weighed as a bar.
+    bars = [c for c in weighty if c.touches or ratios[c.label] >= ratio or convex(regions[c.label])]
+    written = [c for c in weighty if c not in bars]
+    short = min(labels.shape)
+
+    def lies_beside(bar: Component, other: Component) -> bool:
+        least = slight[0] if other.size >= slight[1] * short else shares[0]
+        return (least * bar.mass <= other.mass <= shares[1] * bar.mass and other.size >= taller * widths[bar.label]
+                and thicker * widths[other.label] <= widths[bar.label])
+
+    objects = [bar for bar in bars if any(lies_beside(bar, other) for other in written)]
     return [c for c in components if c not in objects] or components
 
 

@@ -507,6 +507,51 @@ def test_select_digit_passes_over_a_pen_lying_beside_the_digit() -> None:
     assert select_digit()(as_input(ink)).shape[:2] == alone.shape
 
 
+def test_select_digit_passes_over_a_notched_pen_the_frame_cuts() -> None:
+    """A pen across a corner of the frame, its outline bitten where the background estimate took
+    part of it (neither long for its width nor convex any more), beside a thin 7."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(-30, 170), (190, 390)], fill=200, width=60)
+    for x in (10, 60, 110):  # bites out of its upper side
+        draw.ellipse([x, 150 + x, x + 60, 210 + x], fill=0)
+    ink = np.maximum(np.asarray(image, dtype=np.float32) / 255, write_seven(page(0.0), ink=0.9, width=5, at=(300, 60)))
+    alone = select_digit()(as_input(write_seven(page(0.0), ink=0.9, width=5, at=(300, 60))))[:, :, 0]
+    assert select_digit()(as_input(ink.astype(np.float32))).shape[:2] == alone.shape
+
+
+def test_select_digit_passes_over_a_pen_fifty_times_the_digits_mass() -> None:
+    """A long, thick pen across the frame beside a thin ballpoint 7: fifty times its mass."""
+    image = Image.new("L", SIZE, 0)
+    ImageDraw.Draw(image).line([(20, 340), (470, 10)], fill=230, width=45)
+    seven = write_seven(page(0.0), ink=0.6, width=3, at=(60, 40))
+    ink = np.maximum(np.asarray(image, dtype=np.float32) / 255, seven).astype(np.float32)
+    assert select_digit()(as_input(ink)).shape[:2] == select_digit()(as_input(seven)).shape[:2]
+
+
+def test_select_digit_keeps_a_bold_digit_the_frame_cuts_beside_specks() -> None:
+    """A marker's 7 in a tight crop, its bar cut by the frame's top: a thick stroke that runs into
+    the border, beside specks far smaller than it is thick."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(150, 5), (330, 5), (210, 340)], fill=230, width=28)
+    draw.ellipse([40, 200, 52, 212], fill=200)
+    draw.ellipse([400, 300, 410, 310], fill=200)
+    digit = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert digit.shape[0] >= 330 and digit.shape[1] >= 180
+
+
+def test_select_digit_keeps_a_finger_drawn_one_over_a_toolbars_word() -> None:
+    """A screenshot of a drawing app: a 1 drawn with a finger, a thick bar, and under it the word
+    of a toolbar's button in thin type, a fiftieth of its mass: a word is not a digit's size."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(250, 60), (215, 290)], fill=230, width=30)
+    draw.line([(200 + 6 * step, 340 + 9 * (step % 2)) for step in range(9)], fill=230, width=2)  # 48 px wide
+    digit = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert digit.shape[0] >= 220
+
+
 def test_convex_takes_a_bar_or_the_piece_of_one_and_not_a_digits_strokes() -> None:
     bar, seven = Image.new("L", SIZE), Image.new("L", SIZE)
     ImageDraw.Draw(bar).line([(-40, 40), (130, 330)], fill=255, width=60)

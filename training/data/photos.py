@@ -1,12 +1,12 @@
 """Phone photos of a digit on paper, rendered: what people send the digit models.
 
 A digit's ink (a handwritten MNIST digit, or one typeset in a font) is laid on paper and
-photographed: blank, ruled or squared paper; light that falls off across the page, a shadow, too
-little light (a dim, grainy photo) or a flash's; the paper's edge with the desk beyond it, or a
-note lying on the desk; a box drawn round the digit, a line under it or a pen beside it; black
-or blue ballpoint, pencil or marker; a digit that fills
-the frame or a small one in a large photo; tilt, blur, sensor noise and JPEG; and low-resolution
-digits (a thumbnail enlarged to a few hundred pixels, blocky or blurry).
+photographed: blank, ruled, squared or dotted paper; light that falls off across the page, a
+shadow, too little light (a dim, grainy photo) or a flash's; the paper's edge with the desk beyond
+it, or a note lying on the desk; a box drawn round the digit, a line under it or a pen beside it;
+black or blue ballpoint, pencil or marker; a digit that fills the frame or a small one in a large
+photo; tilt, blur, sensor noise and JPEG; and low-resolution digits (a thumbnail enlarged to a few
+hundred pixels, blocky or blurry).
 
 Training renders such photos from its own digits and seeds and feeds them through the service's
 preprocessing (`training/data/dataset.py`); `bench/digit_photos.py` renders them from digits, fonts

@@ -162,3 +162,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for need in missing:
             terminalreporter.line(f"  {need}", red=True, bold=True)
         terminalreporter.line(f"  install them with: {INSTALL_COMMAND}", bold=True)
+
+
+def missing_instructions(precision: str) -> str | None:
+    """Why this CPU cannot run a `precision` runtime as the tests expect, or None: bf16 needs
+    AVX-512 BF16 or AMX (without them the runtime is refused, see tests/unit); int8 needs VNNI,
+    without which ONNX Runtime's int8 kernels saturate and the copy fails its accuracy gate."""
+    from app.inference.cpu import cpu_flags, has_bf16
+
+    if precision == "bf16" and not has_bf16():
+        return "this CPU has no bf16 instructions (AVX-512 BF16 or AMX)"
+    if precision == "int8" and not cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "this CPU has no VNNI instructions"
+    return None

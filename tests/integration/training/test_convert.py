@@ -12,11 +12,13 @@ import pytest
 
 from app.inference.manifest import load_manifest, verify_files
 from app.inference.samples import MIN_AGREEMENT
-from tests.conftest import MNIST_CACHE, ROOT, lenet_without_onnx
+from tests.conftest import MNIST_CACHE, ROOT, lenet_without_onnx, missing_instructions
 from training.convert import INT8_FILE, add_int8, add_onnx, try_add_onnx
 
 
 def test_convert_command_adds_checked_onnx_and_int8_files(tmp_path: Path, mnist) -> None:  # noqa: ANN001
+    if (why := missing_instructions("int8")) is not None:
+        pytest.skip(why)
     target = lenet_without_onnx(tmp_path)
     result = subprocess.run([sys.executable, "-m", "training", "convert", "--model", str(target),
                              "--set", f"data.cache_dir={MNIST_CACHE}"], cwd=ROOT,

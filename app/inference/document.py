@@ -13,13 +13,15 @@ the page. These steps first take the paper away, then the printed lines, then ke
   (a sheet's edge or corner), sharp, and with no writing beyond it. A sheet that lies inside the
   frame (a note on a table), or runs out of it on one side only, is the ground, and all round it
   is cleared.
+- level_ruling: a page photographed askew, its ruling or grid running well off level, is turned
+  until the lines run level (and the digit written along them upright).
 - remove_lines: ruling and grid lines (thin, straight, parallel, across the whole frame) are found
   by their angle and coverage and taken out; where a stroke crosses a line, the stroke is kept. A
   dot grid's dots (one size, on a lattice over the frame) go too.
 - select_digit: connected components of the ink; the dominant one (mass, weighed by nearness to the
   frame's centre, long border-hugging shapes discounted, a pen lying on the page set aside) and the
-  parts near it (a 5's flag, a broken 4) are the digit, less a box drawn round it or a line under
-  it, cropped, its strokes stretched to 1 and specks elsewhere dropped.
+  parts near it (a 5's flag, a broken 4) are the digit, less a box or a ring drawn round it or a
+  line under it, cropped, its strokes stretched to 1 and specks elsewhere dropped.
 
 Arrays are float32 HxWxC in [0, 1], as between the preprocess module's steps.
 """
@@ -644,10 +646,10 @@ def sheared_rows(ys: Array, xs: Array, slope: float) -> Array:
     return np.rint(ys - xs * slope).astype(np.int64)
 
 
-def line_slope(ink: Array, max_degrees: float) -> float:
+def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5) -> float:
     """The slope (rows per column) along which the ink's long straight structures run: the one
-    whose sheared rows hold the ink most unevenly (sum of squared row sums), searched coarsely
-    then finely, on a copy reduced to about 320 px."""
+    whose sheared rows hold the ink most unevenly (sum of squared row sums), searched in steps of
+    `coarse` degrees, then finer, on a copy reduced to about 320 px."""
     factor = max(1, max(ink.shape) // 320)
     # Thin structures only (a white top-hat): a large bold digit, all of it ink, would otherwise
     # weigh more than every ruled line together and turn the search to its own strokes.
@@ -666,7 +668,9 @@ def line_slope(ink: Array, max_degrees: float) -> float:
 
     if len(ys) == 0:
         return 0.0
-    best = max(np.arange(-max_degrees, max_degrees + 1e-6, 0.5), key=concentration)
+    best = max(np.arange(-max_degrees, max_degrees + 1e-6, coarse), key=concentration)
+    if coarse > 0.5:
+        best = max(np.arange(best - coarse, best + coarse + 1e-6, 0.5), key=concentration)
     return float(np.tan(np.radians(max(np.arange(best - 0.4, best + 0.41, 0.1), key=concentration))))
 
 
@@ -844,6 +848,37 @@ def on_lattice(points: Array, tree: cKDTree, steps: Array, tolerance: float) -> 
     distances = tree.query(expected.reshape(-1, 2), distance_upper_bound=tolerance)[0].reshape(-1, 4)
     found = np.isfinite(distances)
     return (found[:, 0] & found[:, 2]) | (found[:, 1] & found[:, 3])
+
+
+def ruling_angle(ink: Array, max_degrees: float, min_lines: int = 3) -> float | None:
+    """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
+    the paper, within `max_degrees` of level; None when fewer than `min_lines` lines cross it at
+    one angle (plain paper, a 7's bar, a pen)."""
+    slope = line_slope(ink, max_degrees, coarse=2.0)
+    offsets = line_offsets(ink, slope)
+    lines = len(np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)) if len(offsets) else 0
+    return float(np.degrees(np.arctan(slope))) if lines >= min_lines else None
+
+
+def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
+    """The page turned so that its ruling or grid lines run level, where they run more than
+    `min_degrees` (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
+    finds the lines, and the digit, written along them, stands upright. Three lines or more must
+    cross the paper at one angle (ruling_angle): plain paper, a lone bar or a digit's strokes turn
+    nothing. The ink map grows to hold the turned page, with no ink round it. Images under SMALL
+    px pass as they are."""
+
+    def step(array: Array) -> Array:
+        ink = array[:, :, 0]
+        if min(ink.shape) < SMALL:
+            return array
+        degrees = ruling_angle(ink, max_degrees)
+        if degrees is None or abs(degrees) <= min_degrees:
+            return array
+        turned = ndimage.rotate(ink, degrees, reshape=True, order=1, mode="constant", cval=0.0)
+        return np.clip(turned, 0.0, 1.0)[:, :, None].astype(np.float32)
+
+    return step
 
 
 def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
@@ -1043,12 +1078,13 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
 
 def drop_marks(labels: Array, chosen: list[Component]) -> list[Component]:
     """The digit without the marks drawn round it that gather_digit took in with it: a box round
-    the digit (a form's answer box), or a line under it. Each is one component apart from the
-    digit's strokes, so it is read whole: a frame round the rest of the digit (framed: closed, or
-    cut by the frame's border); a straight line below the rest and clear of it, as wide as half the
-    rest or more. A 5's flag, a 7's bar, a broken 4's bar or a 2's foot lies above, within or right
-    under the rest's rows, and stays; a line over the digit goes only with one under it (a box
-    whose sides were tall enough for remove_lines to take them out with the ruling)."""
+    the digit (a form's answer box), a ring round it (the answer circled), or a line under it.
+    Each is one component apart from the digit's strokes, so it is read whole: a frame or a loop
+    round the rest of the digit (framed: closed, nearly closed, or cut by the frame's border); a
+    straight line below the rest and clear of it, as wide as half the rest or more. A 5's flag, a
+    7's bar, a broken 4's bar or a 2's foot lies above, within or right under the rest's rows, and
+    stays; a line over the digit goes only with one under it (a box whose sides were tall enough
+    for remove_lines to take them out with the ruling)."""
 
     def others(mark: Component) -> list[Component]:
         return [c for c in chosen if c is not mark]
@@ -1071,12 +1107,14 @@ def bounds(components: list[Component]) -> tuple[int, int, int, int]:
 
 
 def framed(labels: Array, mark: Component, rest: list[Component], share: float = 0.35, band: float = 0.12,
-           along: float = 0.9) -> bool:
-    """Whether `mark` is a box drawn round `rest`: it holds their box, they are a third of its size
-    or more (not a speck inside a 0), and its own strokes are thin (under `share` of its box) and
-    either close a four-square rectangle, or run along its box's sides (`along` of them within
-    `band` of its short side of one: a box seen straight, one or two of whose sides the frame may
-    cut off)."""
+           along: float = 0.9, gap: float = 0.12) -> bool:
+    """Whether `mark` is a box or a ring drawn round `rest`: it holds their box, they are a third of
+    its size or more (not a speck inside a 0), and its own strokes are thin (under `share` of the
+    region it closes) and either close a four-square rectangle, run along its box's sides (`along`
+    of them within `band` of its short side of one: a box seen straight, one or two of whose sides
+    the frame may cut off), or close a loop of any shape round them (a circle drawn round the
+    answer, its ends overlapping or up to twice `gap` of its size apart, or cut by the frame's
+    border, which then closes it)."""
     top, left, bottom, right = mark.box
     inner = bounds(rest)
     if not (top <= inner[0] and left <= inner[1] and bottom >= inner[2] and right >= inner[3]):
@@ -1091,7 +1129,30 @@ def framed(labels: Array, mark: Component, rest: list[Component], share: float =
     reach = max(2, round(band * min(height, width)))
     ys, xs = np.nonzero(outline)
     sides = (ys < reach) | (ys >= height - reach) | (xs < reach) | (xs >= width - reach)
-    return bool(np.count_nonzero(sides) >= along * len(ys))
+    if np.count_nonzero(sides) >= along * len(ys):
+        return True
+    cut = (top == 0, bottom == labels.shape[0], left == 0, right == labels.shape[1])
+    return encircles(outline, np.isin(labels[top:bottom, left:right], [c.label for c in rest]),
+                     max(2.0, gap * mark.size), share, cut)
+
+
+def encircles(outline: Array, inner: Array, radius: float, share: float,
+              cut: tuple[bool, bool, bool, bool] = (False, False, False, False)) -> bool:
+    """Whether the thin `outline`, grown by `radius` (which bridges a gap up to twice that) and
+    with the sides where the frame cuts it (`cut`: top, bottom, left, right) drawn in, closes a
+    space with `inner` in it: half of `inner` clear of the grown line, nine tenths within its outer
+    edge. A 7 whose bar was written apart, or a 4 round its own broken bar, closes no such space and
+    the bar lies on or beside the strokes."""
+    grown = ndimage.distance_transform_edt(~outline) <= radius
+    for side, edge in zip(cut, (grown[0], grown[-1], grown[:, 0], grown[:, -1])):
+        if side:
+            edge[:] = True
+    filled = ndimage.binary_fill_holes(grown)
+    space = filled & ~grown
+    if np.count_nonzero(outline) > share * np.count_nonzero(filled):
+        return False
+    count = np.count_nonzero(inner)
+    return bool(np.count_nonzero(inner & space) >= 0.5 * count and np.count_nonzero(inner & filled) >= 0.9 * count)
 
 
 def ruled(labels: Array, mark: Component, rest: list[Component], below: bool, ratio: float = 6.0,

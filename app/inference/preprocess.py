@@ -20,7 +20,7 @@ import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.inference.document import flatten_background, remove_lines, select_digit, thicken_strokes
+from app.inference.document import flatten_background, level_ruling, remove_lines, select_digit, thicken_strokes
 from app.inference.input_errors import ImageDecodeError, ImageTooLargeError, PreprocessError, UnsupportedImageError
 
 # Formats we decode. Others Pillow knows (EPS runs Ghostscript, for one) are refused on purpose.
@@ -441,6 +441,7 @@ IMAGE_STEP_FACTORIES: dict[str, Callable[..., ImageStep]] = {
 STEP_FACTORIES: dict[str, Callable[..., Step]] = {
     "limit_size": limit_size,
     "flatten_background": flatten_background,
+    "level_ruling": level_ruling,
     "remove_lines": remove_lines,
     "select_digit": select_digit,
     "thicken_strokes": thicken_strokes,
@@ -480,6 +481,11 @@ class LimitSizeParams(_Params):
 class FlattenBackgroundParams(_Params):
     window: Annotated[float, Field(gt=0.05, le=1.0, allow_inf_nan=False)] = 0.3
     floor: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+
+
+class LevelRulingParams(_Params):
+    min_degrees: Annotated[float, Field(ge=0.0, le=45.0, allow_inf_nan=False)] = 8.0
+    max_degrees: Annotated[float, Field(gt=0.0, le=45.0, allow_inf_nan=False)] = 45.0
 
 
 class RemoveLinesParams(_Params):
@@ -550,6 +556,7 @@ class NormalizeParams(_Params):
 STEP_PARAMETERS: dict[str, type[_Params]] = {
     "limit_size": LimitSizeParams,
     "flatten_background": FlattenBackgroundParams,
+    "level_ruling": LevelRulingParams,
     "remove_lines": RemoveLinesParams,
     "select_digit": SelectDigitParams,
     "thicken_strokes": ThickenStrokesParams,

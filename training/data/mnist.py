@@ -41,13 +41,15 @@ PREPROCESSING = Preprocessing(
     description=(
         "grayscale (transparency on white); shrink to at most 640 px; take away the paper's own "
         "brightness (uneven light, shadows, tint) and what is not paper (the desk), leaving the ink "
-        "light on dark; take out ruling and grid lines; keep the digit (the dominant ink and its "
-        "parts, nothing else), its strokes stretched to 1 and grown to a tenth of its height; fit into 20x20 keeping aspect; centre by "
+        "light on dark; turn a page photographed askew so that its ruling runs level; take out ruling "
+        "and grid lines; keep the digit (the dominant ink and its parts, nothing else), its strokes "
+        "stretched to 1 and grown to a tenth of its height; fit into 20x20 keeping aspect; centre by "
         "mass in 28x28; values in [0, 1]"
     ),
     steps=[
         PreprocessStep(op="limit_size", max_side=640),
         PreprocessStep(op="flatten_background", window=0.3, floor=0.5),
+        PreprocessStep(op="level_ruling", min_degrees=8.0, max_degrees=45.0),
         PreprocessStep(op="remove_lines", max_thickness=0.02, max_degrees=8.0),
         PreprocessStep(op="select_digit", floor=0.1, reach=0.25, min_share=0.03),
         PreprocessStep(op="thicken_strokes", width=0.1),

@@ -11,10 +11,13 @@ from PIL import Image, ImageDraw, ImageFilter
 from app.inference.document import (
     convex,
     dark_on_light,
+    encircles,
     flatten_background,
+    level_ruling,
     line_slope,
     rectangular,
     remove_lines,
+    ruling_angle,
     select_digit,
     sheet_within,
     straight_edged,
@@ -449,6 +452,37 @@ def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
     assert np.degrees(np.arctan(line_slope(ink, 8.0))) == pytest.approx(-3.0, abs=0.3)
 
 
+def ruled_seven(turn: float, ruled: bool = True) -> np.ndarray:
+    """A 7 on a page, ruled every 40 px or plain, turned `turn` degrees anticlockwise with paper
+    all round (a page photographed askew): the ink map flatten_background makes of it."""
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for y in range(20, SIZE[1], 40) if ruled else ():
+        draw.line([(0, y), (SIZE[0], y)], fill=160, width=2)
+    draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
+    turned = image.rotate(turn, Image.Resampling.BICUBIC, expand=True, fillcolor=230)
+    return flatten_background()(as_input(np.asarray(turned, dtype=np.float32) / 255))
+
+
+@pytest.mark.parametrize("turn", [-30.0, 20.0])
+def test_level_ruling_turns_an_askew_page_until_its_ruling_runs_level(turn: float) -> None:
+    """remove_lines then takes the ruling out, and the 7 stands upright: its bar is level."""
+    ink = ruled_seven(turn)
+    assert ruling_angle(ink[:, :, 0], 45.0) == pytest.approx(-turn, abs=0.5)
+    level = level_ruling()(ink)
+    assert ruling_angle(level[:, :, 0], 45.0) == pytest.approx(0.0, abs=0.5)
+    digit = select_digit()(remove_lines()(level))[:, :, 0]
+    upright = select_digit()(remove_lines()(ruled_seven(0.0)))[:, :, 0]
+    assert digit.shape == pytest.approx(upright.shape, abs=6)
+
+
+def test_level_ruling_leaves_plain_paper_and_slightly_askew_ruling_alone() -> None:
+    """A 7 turned on plain paper has one straight bar and no ruling to go by; ruling 5 degrees
+    off is for remove_lines as it is."""
+    for ink in (ruled_seven(20.0, ruled=False), ruled_seven(5.0)):
+        assert np.array_equal(level_ruling()(ink), ink)
+
+
 def test_remove_lines_leaves_a_lone_dark_bar_alone() -> None:
     """A tight crop of a 7: its top bar crosses the frame, like a ruled line, but it is the only
     one and as dark as the writing."""
@@ -473,27 +507,55 @@ def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
 
 def mark_seven(mark: str) -> np.ndarray:
     """An ink map of a 7 (94 x 144 px) with a box drawn round it (whole, or cut by the frame's
-    right side), a line under it, or neither."""
+    right side), a ring (closed, open by 20 degrees, or cut by the frame's bottom), a line under
+    it, or neither."""
     image = Image.new("L", SIZE, 0)
     draw = ImageDraw.Draw(image)
     if mark == "box":
         draw.rectangle([160, 70, 330, 290], outline=230, width=5)
     elif mark == "cut box":
         draw.rectangle([160, 70, 560, 290], outline=230, width=5)
+    elif mark == "ring":
+        draw.ellipse([135, 65, 355, 295], outline=230, width=5)
+    elif mark == "open ring":
+        draw.arc([135, 65, 355, 295], 10, 350, fill=230, width=5)
+    elif mark == "cut ring":
+        draw.ellipse([130, 40, 360, 420], outline=230, width=5)
     elif mark == "underline":
         draw.line([(170, 280), (320, 280)], fill=230, width=5)
     ink = np.asarray(image, dtype=np.float32) / 255
     return np.maximum(ink, write_seven(page(0.0), ink=0.9, width=6, at=(200, 110))).astype(np.float32)
 
 
-@pytest.mark.parametrize("mark", ["box", "cut box", "underline"])
+@pytest.mark.parametrize("mark", ["box", "cut box", "ring", "open ring", "cut ring", "underline"])
 def test_select_digit_drops_a_box_round_the_digit_or_a_line_under_it(mark: str) -> None:
-    """A form's answer box, or a line under the answer: heavier than the digit, and near enough
-    to be gathered as its part, but drawn round it, not as one of its strokes."""
+    """A form's answer box, the answer circled, or a line under it: heavier than the digit, and
+    near enough to be gathered as its part, but drawn round it, not as one of its strokes."""
     alone = select_digit()(as_input(mark_seven("none")))[:, :, 0]
     digit = select_digit()(as_input(mark_seven(mark)))[:, :, 0]
     assert digit.shape == alone.shape
     assert float(np.abs(digit - alone).max()) < 0.05
+
+
+def test_encircles_takes_a_ring_with_a_gap_and_not_a_seven_round_its_bar_or_a_c() -> None:
+    """A ring open by a fifth of its size still closes round what it holds; a 7 (a bar beside its
+    stem, under its top), and a C open by a third of its round, close nothing."""
+    def drawn(shape: str) -> np.ndarray:
+        image = Image.new("L", (200, 200), 0)
+        draw = ImageDraw.Draw(image)
+        if shape == "ring":
+            draw.arc([5, 5, 195, 195], 25, 360, fill=255, width=6)
+        elif shape == "c":
+            draw.arc([5, 5, 195, 195], 60, 300, fill=255, width=6)
+        elif shape == "seven":
+            draw.line([(10, 10), (190, 10), (60, 195)], fill=255, width=6)
+        else:
+            draw.line([(30, 100), (100, 100)], fill=255, width=6)  # a bar, left of the 7's stem
+        return np.asarray(image) > 127
+    bar = drawn("bar")
+    assert encircles(drawn("ring"), bar, 0.12 * 200, 0.35)
+    assert not encircles(drawn("c"), bar, 0.12 * 200, 0.35)
+    assert not encircles(drawn("seven"), bar, 0.12 * 200, 0.35)
 
 
 def test_select_digit_passes_over_a_pen_lying_beside_the_digit() -> None:
@@ -721,7 +783,7 @@ def test_select_digit_takes_the_whole_digit_from_a_dim_photo(index: int, mnist) 
     for step in preprocessor.image_steps:
         image = step(image)
     array = image_to_array(image, "L")
-    for step in preprocessor.steps[:3]:  # flatten_background, remove_lines, select_digit
+    for step in preprocessor.steps[:4]:  # flatten_background, level_ruling, remove_lines, select_digit
         array = step(array)
     digit_height = framing.digit_height * image.height / framing.height
     assert array.shape[0] >= 0.75 * digit_height
@@ -762,6 +824,20 @@ def test_digit_preprocessing_turns_a_shaded_ruled_photo_into_the_clean_pages_inp
     shaded = create_preprocessor()(photo(grey))[0]
     assert shaded.shape == (28, 28)
     assert float(np.abs(shaded - clean).mean()) < 0.03
+
+
+def test_digit_preprocessing_reads_a_ruled_page_photographed_askew_as_one_photographed_straight() -> None:
+    """The same 7 on ruled paper, photographed straight and turned 25 degrees: the model gets
+    (nearly) the same 28x28 input."""
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    for y in range(30, SIZE[1], 45):
+        ImageDraw.Draw(image).line([(0, y), (SIZE[0], y)], fill=170, width=2)
+    grey = write_seven(np.asarray(image, dtype=np.float32) / 255, ink=0.3, width=4)
+    straight = create_preprocessor()(photo(grey))[0]
+    turned = Image.fromarray((grey * 255).astype(np.uint8)).rotate(25, Image.Resampling.BICUBIC, expand=True,
+                                                                     fillcolor=230)
+    askew = create_preprocessor()(photo(np.asarray(turned, dtype=np.float32) / 255))[0]
+    assert float(np.abs(askew - straight).mean()) < 0.03
 
 
 def test_digit_preprocessing_keeps_mnist_digits_as_the_earlier_steps_did(mnist) -> None:  # noqa: ANN001

@@ -13,11 +13,12 @@ Columns: a plain photo (blank paper, even light, black pen, digit 30-75% of the 
 then one condition changed at a time (ruled paper, squared paper, light falling off, a shadow,
 the paper's edge with the desk in frame, blue ballpoint, pencil, a small digit in a large
 frame, a low-resolution thumbnail enlarged, too little light: a dim, grainy photo), then
-everything drawn at random ("mixed"), then four scenes training does not render: a note or a
+everything drawn at random ("mixed"), then scenes training does not render: a note or a
 scrap of paper lying inside the frame with the desk all round it ("note"), a flash's light,
 bright where it points, darker towards the corners, with a glare ("flash"), a box drawn round
-the digit, a line under it or a pen lying beside it ("marked"), and a dot grid's paper
-("dotted"). Each photo goes through the
+the digit, a line under it or a pen lying beside it ("marked"), a dot grid's paper ("dotted"),
+a ruled page photographed turned 10-30 degrees ("askew"), and the digit circled ("circled").
+Each photo goes through the
 model's own decoding and preprocessing (as the service does) and its predictor. The MNIST test
 accuracy is the manifest's (measured at export on all 10,000).
 """
@@ -67,6 +68,8 @@ COLUMNS: dict[str, Scene | None] = {
     "flash": replace(PLAIN, light="flash"),
     "marked": replace(PLAIN, marked=True),
     "dotted": replace(PLAIN, paper="dotted"),
+    "askew": replace(PLAIN, paper="ruled", askew=True),
+    "circled": replace(PLAIN, circled=True),
 }
 DEBIAN_HANDWRITING = ("/usr/share/fonts/truetype/fifthhorseman", "/usr/share/fonts/truetype/breip",
                       "/usr/share/fonts/truetype/femkeklaver", "/usr/share/fonts/truetype/rufscript",

@@ -3,9 +3,9 @@
 A digit's ink (a handwritten MNIST digit, or one typeset in a font) is laid on paper and
 photographed: blank, ruled, squared or dotted paper; light that falls off across the page, a
 shadow, too little light (a dim, grainy photo) or a flash's; the paper's edge with the desk beyond
-it, or a note lying on the desk; a box drawn round the digit, a line under it or a pen beside it;
-black or blue ballpoint, pencil or marker; a digit that fills the frame or a small one in a large
-photo; tilt, blur, sensor noise and JPEG; and low-resolution digits (a thumbnail enlarged to a few
+it, or a note lying on the desk; a box drawn round the digit, a line under it or a pen beside it,
+or the digit circled; black or blue ballpoint, pencil or marker; a digit that fills the frame or a small one in a large
+photo; tilt (or a page photographed well askew), blur, sensor noise and JPEG; and low-resolution digits (a thumbnail enlarged to a few
 hundred pixels, blocky or blurry).
 
 Training renders such photos from its own digits and seeds and feeds them through the service's
@@ -46,6 +46,8 @@ class Scene:
     low_resolution: bool = False  # a thumbnail of the photo, enlarged again
     sheet: Sheet = "page"  # note: a note or a scrap of paper inside the frame, the desk all round it
     marked: bool = False  # a box drawn round the digit, a line under it, or a pen lying beside it
+    askew: bool = False  # the page photographed turned 10-30 degrees, not the usual few
+    circled: bool = False  # a ring drawn round the digit: closed, its ends overlapping, or open a little
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Scene:
@@ -319,6 +321,29 @@ def draw_mark(frame: np.ndarray, keep: tuple[int, int, int, int], rng: np.random
     return np.asarray(image, dtype=np.float32)
 
 
+def draw_ring(frame: np.ndarray, keep: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """The frame with a ring drawn by hand round the digit's box `keep` (top, left, bottom, right),
+    clear of it: an ellipse just wider than the box's corners, closed, its ends overlapping and
+    drifting apart, or left open by a few degrees."""
+    top, left, bottom, right = keep
+    height = bottom - top
+    cy, cx = (top + bottom) / 2, (left + right) / 2
+    ry, rx = (bottom - top) / 2 * rng.uniform(1.5, 1.75), (right - left) / 2 * rng.uniform(1.55, 2.0)
+    rx = max(rx, 0.6 * ry)  # a 1's ring is still a ring, not a slot
+    kind = str(rng.choice(["closed", "overlapping", "open"]))
+    start = rng.uniform(0, 2 * math.pi)
+    sweep = {"closed": 1.0, "overlapping": rng.uniform(1.03, 1.12), "open": rng.uniform(0.94, 0.985)}[kind]
+    drift = 1.0 if kind == "closed" else rng.uniform(0.96, 1.06)  # the pen ends a little in or out
+    along = np.linspace(0.0, 1.0, 240)
+    angles = start + 2 * math.pi * sweep * along
+    scale = 1 + (drift - 1) * along
+    points = [(float(x), float(y)) for x, y in zip(cx + rx * scale * np.cos(angles), cy + ry * scale * np.sin(angles))]
+    image = Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8))
+    pen_ink = (int(rng.uniform(20, 50)),) * 2 + (int(rng.uniform(30, 60)),)
+    ImageDraw.Draw(image).line(points, fill=pen_ink, width=max(2, height // 30), joint="curve")
+    return np.asarray(image, dtype=np.float32)
+
+
 def draw_pen(draw: ImageDraw.ImageDraw, keep: tuple[int, int, int, int], shape: tuple[int, int],
              rng: np.random.Generator) -> bool:
     """A pen beside the digit's box `keep`, a fifth of its height clear of it at least; False where
@@ -381,6 +406,8 @@ def frame_for(scene: Scene, rng: np.random.Generator) -> Framing:
     fraction = rng.uniform(0.1, 0.28) if scene.size == "small" else rng.uniform(0.3, 0.75)
     if scene.sheet == "note":  # the note, larger than the digit, fits in the frame
         fraction = min(fraction, 0.35)
+    if scene.circled:  # so, mostly, does a ring round the digit
+        fraction = min(fraction, 0.5)
     # A digit is about 0.8x as wide as it is tall at most: keep it inside a narrow frame too.
     return Framing(width, height, max(24, int(min(height, 1.1 * width) * fraction)))
 
@@ -409,8 +436,10 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     fit = min(1.0, 0.95 * width / coverage.shape[1], 0.95 * height / coverage.shape[0])
     if fit < 1.0:  # a wide digit in a narrow frame: the writer would have kept it on the page
         coverage = fit_height(coverage, max(1, int(coverage.shape[0] * fit)))
-    # Page coordinates: larger than the frame, so that turning the page leaves no empty corners.
-    margin = int(0.12 * max(width, height))
+    # Page coordinates: larger than the frame, so that turning the page leaves no empty corners
+    # (turned by up to 30 degrees about a point in the frame, a corner moves up to 0.73 of the
+    # frame's long side).
+    margin = int((0.75 if scene.askew else 0.12) * max(width, height))
     page_h, page_w = height + 2 * margin, width + 2 * margin
     page = np.empty((page_h, page_w, 3), dtype=np.float32)
     page[:] = paper_colour(rng)
@@ -429,6 +458,8 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     top, left = min(max(top, 0), page_h - ch), min(max(left, 0), page_w - cw)
     lay_ink(page, coverage, top, left, scene.ink, rng)
     turn = rng.uniform(-6, 6)
+    if scene.askew:
+        turn = math.copysign(rng.uniform(10, 30), turn)
     centre = (left + cw / 2, top + ch / 2)
     paper_image = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
     turned = paper_image.rotate(turn, Image.Resampling.BILINEAR, center=centre)
@@ -442,6 +473,8 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
         frame = frame * note + desk_texture(height, width, rng) * (1 - note)
     if scene.marked:
         frame = draw_mark(frame, box, rng)
+    if scene.circled:
+        frame = draw_ring(frame, box, rng)
     frame = frame * lighting(height, width, scene.light, rng)
     blur = rng.uniform(0, 1.6) * max(1.0, max(width, height) / 800)
     return camera(frame, rng, blur, rng.uniform(1.5, 3) if scene.light == "dim" else 1.0)

@@ -12,7 +12,16 @@ from PIL import Image
 from scipy import ndimage
 
 from training.data.mnist import create_preprocessor
-from training.data.photos import Scene, draw_mark, draw_ruling, frame_for, note_region, render_photo, render_training_photo
+from training.data.photos import (
+    Scene,
+    draw_mark,
+    draw_ring,
+    draw_ruling,
+    frame_for,
+    note_region,
+    render_photo,
+    render_training_photo,
+)
 from training.data.printed import training_faces
 
 
@@ -29,6 +38,7 @@ def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noq
     {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"light": "dim"},
     {"edge": True}, {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
     {"light": "flash"}, {"sheet": "note"}, {"marked": True}, {"paper": "dotted"},
+    {"paper": "ruled", "askew": True}, {"circled": True},
 ])
 def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
     scene = replace(Scene(), **change)
@@ -63,6 +73,17 @@ def test_draw_mark_leaves_the_digit_clear() -> None:
     assert drawn >= 25  # a box may fall outside a small frame; most marks show
 
 
+def test_draw_ring_goes_round_the_digit_and_leaves_it_clear() -> None:
+    """A ring round the digit's box: ink on all four sides of it, none inside the box."""
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        frame = np.full((400, 500, 3), 230.0, dtype=np.float32)
+        ringed = draw_ring(frame, (150, 200, 250, 280), rng)[:, :, 0] < 200
+        assert not ringed[150:251, 200:281].any()
+        assert ringed[:150, 200:281].any() and ringed[251:, 200:281].any()
+        assert ringed[150:251, :200].any() and ringed[150:251, 281:].any()
+
+
 def test_draw_ruling_dots_a_lattice_and_draws_no_line() -> None:
     page = np.full((200, 300, 3), 230.0, dtype=np.float32)
     draw_ruling(page, "dotted", 40.0, np.random.default_rng(2))
@@ -74,7 +95,7 @@ def test_draw_ruling_dots_a_lattice_and_draws_no_line() -> None:
 
 def test_random_scenes_cover_every_condition() -> None:
     """Every condition but those of the bench that training does not render (a note, a flash,
-    marks, dotted paper)."""
+    marks, dotted paper, a page well askew, a ring)."""
     rng = np.random.default_rng(0)
     scenes = [Scene.random(rng) for _ in range(400)]
     for field, values in (("paper", {"blank", "ruled", "squared"}), ("light", {"even", "falloff", "shadow", "dim"}),

@@ -674,12 +674,13 @@ def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5) -> float:
     return float(np.tan(np.radians(max(np.arange(best - 0.4, best + 0.41, 0.1), key=concentration))))
 
 
-def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02) -> Array:
+def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02, min_bands: int = 3) -> Array:
     """Sheared rows that a line crosses from side to side: in nearly every part (band of columns)
     of the paper, the row's mean ink stands out from that band's other rows (4 robust deviations,
     and at least `min_contrast`). A band where the row is mostly cleared (ink exactly 0: beyond
-    the paper) does not count against it; a row is judged with its neighbours either side, so
-    a line a little off the slope still counts. Returns the sheared row indices (ascending)."""
+    the paper) does not count against it, but the row must lie on the paper in `min_bands` bands
+    or more; a row is judged with its neighbours either side, so a line a little off the slope
+    still counts. Returns the sheared row indices (ascending)."""
     height, width = ink.shape
     ys, xs = np.indices(ink.shape).reshape(2, -1)
     values = ink.ravel()
@@ -708,7 +709,7 @@ def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float =
     on_paper = inside & ((marked >= 0.3 * pixels) | standing_out)
     counted = on_paper.sum(axis=0)
     votes = (standing_out & on_paper).sum(axis=0)
-    lines = (counted >= 3) & (votes >= np.ceil(0.75 * counted))
+    lines = (counted >= min_bands) & (votes >= np.ceil(0.75 * counted))
     return np.flatnonzero(lines) + base
 
 
@@ -850,22 +851,36 @@ def on_lattice(points: Array, tree: cKDTree, steps: Array, tolerance: float) -> 
     return (found[:, 0] & found[:, 2]) | (found[:, 1] & found[:, 3])
 
 
-def ruling_angle(ink: Array, max_degrees: float, min_lines: int = 3) -> float | None:
+def ruling_angle(ink: Array, max_degrees: float, min_lines: int = 3, max_thickness: float = 0.02,
+                 regular: float = 0.2) -> float | None:
     """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
-    the paper, within `max_degrees` of level; None when fewer than `min_lines` lines cross it at
-    one angle (plain paper, a 7's bar, a pen)."""
+    the paper, within `max_degrees` of level; None unless `min_lines` lines or more cross most of
+    the frame at one angle, each thin (as remove_lines takes them: `max_thickness` of the short
+    side, 6 px at least), evenly spaced (three in four of the steps between neighbours within
+    `regular` of their median), as printed ruling is. Plain paper, a 7's bar, a pen, the paper's
+    edge, a wooden desk's grain or a note lying askew on a cleared desk make no such lines."""
     slope = line_slope(ink, max_degrees, coarse=2.0)
-    offsets = line_offsets(ink, slope)
-    lines = len(np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)) if len(offsets) else 0
-    return float(np.degrees(np.arctan(slope))) if lines >= min_lines else None
+    degrees = float(np.degrees(np.arctan(slope)))
+    offsets = line_offsets(ink, slope, min_bands=6)
+    if abs(degrees) > max_degrees or len(offsets) == 0:
+        return None
+    runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
+    # A run reaches a row past the line either side (see line_offsets).
+    thickness = max(6, round(max_thickness * min(ink.shape))) + 2
+    centres = np.array([run.mean() for run in runs if len(run) <= thickness])
+    if len(centres) < min_lines:
+        return None
+    steps = np.diff(centres)
+    even = np.abs(steps - np.median(steps)) <= regular * np.median(steps)
+    return degrees if np.count_nonzero(even) >= 0.75 * len(steps) else None
 
 
 def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
     """The page turned so that its ruling or grid lines run level, where they run more than
     `min_degrees` (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
-    finds the lines, and the digit, written along them, stands upright. Three lines or more must
-    cross the paper at one angle (ruling_angle): plain paper, a lone bar or a digit's strokes turn
-    nothing. The ink map grows to hold the turned page, with no ink round it. Images under SMALL
+    finds the lines, and the digit, written along them, stands upright. Three thin, evenly spaced
+    lines or more must cross most of the frame at one angle (ruling_angle): plain paper, a lone
+    bar, a digit's strokes or a desk's grain turn nothing. The ink map grows to hold the turned page, with no ink round it. Images under SMALL
     px pass as they are."""
 
     def step(array: Array) -> Array:

@@ -483,6 +483,26 @@ def test_level_ruling_leaves_plain_paper_and_slightly_askew_ruling_alone() -> No
         assert np.array_equal(level_ruling()(ink), ink)
 
 
+def test_level_ruling_leaves_a_desks_grain_and_a_note_lying_askew_alone() -> None:
+    """Streaks of a wooden desk at one angle, unevenly spaced, are not ruling; nor is a note
+    lying turned on a desk that flatten_background cleared, its grain all over it."""
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    y = -150.0
+    for gap in [13, 31, 9, 22, 40, 17, 27, 11, 35, 19, 24, 8, 30, 14, 38, 21, 10, 33, 16, 26, 12, 29]:
+        y += gap
+        draw.line([(0, y), (SIZE[0], y + 175)], fill=170, width=2)
+    draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
+    grain = flatten_background()(as_input(np.asarray(image, dtype=np.float32) / 255))
+    assert np.array_equal(level_ruling()(grain), grain)
+    note = Image.new("L", SIZE, 0)
+    ImageDraw.Draw(note).polygon([(170, 60), (330, 120), (280, 300), (110, 240)], fill=255)
+    noise = grain_map(0.04, 0.012, 1.0, seed=3)
+    ink = np.where(np.asarray(note) > 0, np.clip(noise, 0.0, 1.0), 0.0).astype(np.float32)
+    ink = np.maximum(ink, write_seven(page(0.0), ink=0.9, width=5, at=(180, 120)))
+    assert np.array_equal(level_ruling()(as_input(ink)), as_input(ink))
+
+
 def test_remove_lines_leaves_a_lone_dark_bar_alone() -> None:
     """A tight crop of a 7: its top bar crosses the frame, like a ruled line, but it is the only
     one and as dark as the writing."""

@@ -851,18 +851,21 @@ def on_lattice(points: Array, tree: cKDTree, steps: Array, tolerance: float) -> 
     return (found[:, 0] & found[:, 2]) | (found[:, 1] & found[:, 3])
 
 
-def ruling_angle(ink: Array, max_degrees: float, min_lines: int = 3, max_thickness: float = 0.02,
-                 regular: float = 0.2) -> float | None:
+def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_lines: int = 3,
+                 max_thickness: float = 0.02, regular: float = 0.2) -> float | None:
     """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
-    the paper, within `max_degrees` of level; None unless `min_lines` lines or more cross most of
-    the frame at one angle, each thin (as remove_lines takes them: `max_thickness` of the short
-    side, 6 px at least), evenly spaced (three in four of the steps between neighbours within
-    `regular` of their median), as printed ruling is. Plain paper, a 7's bar, a pen, the paper's
-    edge, a wooden desk's grain or a note lying askew on a cleared desk make no such lines."""
+    the paper, `min_degrees` to `max_degrees` off level (lines are counted only at such an angle,
+    which spares most photos the count); None unless `min_lines` lines or more cross most of the
+    frame at one angle, each thin (as remove_lines takes them: `max_thickness` of the short side,
+    6 px at least), evenly spaced (three in four of the steps between neighbours within `regular`
+    of their median), as printed ruling is. Plain paper, a 7's bar, a pen, the paper's edge, a
+    wooden desk's grain or a note lying askew on a cleared desk make no such lines."""
     slope = line_slope(ink, max_degrees, coarse=2.0)
     degrees = float(np.degrees(np.arctan(slope)))
+    if not min_degrees <= abs(degrees) <= max_degrees:
+        return None
     offsets = line_offsets(ink, slope, min_bands=6)
-    if abs(degrees) > max_degrees or len(offsets) == 0:
+    if len(offsets) == 0:
         return None
     runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
     # A run reaches a row past the line either side (see line_offsets).
@@ -876,8 +879,8 @@ def ruling_angle(ink: Array, max_degrees: float, min_lines: int = 3, max_thickne
 
 
 def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
-    """The page turned so that its ruling or grid lines run level, where they run more than
-    `min_degrees` (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
+    """The page turned so that its ruling or grid lines run level, where they run `min_degrees`
+    or more (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
     finds the lines, and the digit, written along them, stands upright. Three thin, evenly spaced
     lines or more must cross most of the frame at one angle (ruling_angle): plain paper, a lone
     bar, a digit's strokes or a desk's grain turn nothing. The ink map grows to hold the turned
@@ -887,8 +890,8 @@ def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
         ink = array[:, :, 0]
         if min(ink.shape) < SMALL:
             return array
-        degrees = ruling_angle(ink, max_degrees)
-        if degrees is None or abs(degrees) <= min_degrees:
+        degrees = ruling_angle(ink, max_degrees, min_degrees)
+        if degrees is None:
             return array
         turned = ndimage.rotate(ink, degrees, reshape=True, order=1, mode="constant", cval=0.0)
         return np.clip(turned, 0.0, 1.0)[:, :, None].astype(np.float32)

@@ -713,18 +713,26 @@ def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float =
     return np.flatnonzero(lines) + base
 
 
+def offset_lines(offsets: Array) -> list[tuple[int, int]]:
+    """The (top, bottom) sheared rows of each line in line_offsets' answer: one line per run of
+    neighbouring offsets, less the row's reach either side (see line_offsets)."""
+    if len(offsets) == 0:
+        return []
+    runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
+    return [(int(run[0]) + 1, int(run[-1])) if len(run) > 2 else (int(run[0]), int(run[-1]) + 1) for run in runs]
+
+
+def line_thickness(shape: tuple[int, ...], max_thickness: float) -> int:
+    """The thickest a ruled line may be, in pixels: `max_thickness` of the short side, 6 at least."""
+    return max(6, round(max_thickness * min(shape)))
+
+
 def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float) -> Array:
     """Take out ruling lines that run across the frame (within `max_degrees` of horizontal). Where
     a stroke crosses a line, the pixels above and below it are ink too, and are kept."""
     height, width = ink.shape
     slope = line_slope(ink, max_degrees)
-    offsets = line_offsets(ink, slope)
-    if len(offsets) == 0:
-        return ink
-    runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
-    # Undo the row's reach either side (see line_offsets).
-    lines = [(int(run[0]) + 1, int(run[-1])) if len(run) > 2 else (int(run[0]), int(run[-1]) + 1) for run in runs]
-    lines = [(top, bottom) for top, bottom in lines if bottom - top <= max_thickness]
+    lines = [(top, bottom) for top, bottom in offset_lines(line_offsets(ink, slope)) if bottom - top <= max_thickness]
     columns = np.arange(width)
     shift = columns * slope
 
@@ -864,13 +872,9 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
     degrees = float(np.degrees(np.arctan(slope)))
     if not min_degrees <= abs(degrees) <= max_degrees:
         return None
-    offsets = line_offsets(ink, slope, min_bands=6)
-    if len(offsets) == 0:
-        return None
-    runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
-    # A run reaches a row past the line either side (see line_offsets).
-    thickness = max(6, round(max_thickness * min(ink.shape))) + 2
-    centres = np.array([run.mean() for run in runs if len(run) <= thickness])
+    thickness = line_thickness(ink.shape, max_thickness)
+    lines = offset_lines(line_offsets(ink, slope, min_bands=6))
+    centres = np.array([(top + bottom) / 2 for top, bottom in lines if bottom - top <= thickness])
     if len(centres) < min_lines:
         return None
     steps = np.diff(centres)
@@ -911,7 +915,7 @@ def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
         ink = array[:, :, 0]
         if min(ink.shape) < SMALL:
             return array
-        thickness = max(6, round(max_thickness * min(ink.shape)))
+        thickness = line_thickness(ink.shape, max_thickness)
         ink = erase_horizontal_lines(ink, thickness, max_degrees)
         ink = erase_horizontal_lines(np.ascontiguousarray(ink.T), thickness, max_degrees).T
         return erase_dot_grid(np.ascontiguousarray(ink))[:, :, None]

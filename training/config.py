@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -96,6 +97,10 @@ class ExportConfig:
     # Export a network that answers the mean of its logits for the image and its mirror image
     # (test-time flip averaging, inside the exported graph: twice the compute, one request).
     flip_average: bool = False
+    # Also answer for the input turned by each of these angles, in degrees (e.g. [-20, -10, 10, 20]),
+    # the mean of the probabilities over all the views: a digit photographed turned further than
+    # the training tilts is read as well. One network pass per view, inside the exported graph.
+    rotation_average: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value in get_args(hint) and type(value) is type(get_args(hint)[0]):
             return value
         raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, get_args(hint)))}")
-    allowed = getattr(hint, "__args__", None) or (hint,)
+    allowed = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:

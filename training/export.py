@@ -37,7 +37,7 @@ from training.config import TrainConfig, apply_overrides, build_dataclass
 from training.convert import CALIBRATION_IMAGES, try_add_int8, try_add_onnx
 from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import create_preprocessor, load_mnist
-from training.models.registry import FlipAveraged
+from training.models.registry import FlipAveraged, RotationAveraged
 from training.report import classification_metrics, top_k_accuracy
 
 INPUT_NAME = "image"
@@ -170,6 +170,13 @@ def manifest_metrics(split: str, metrics: dict[str, Any]) -> dict[str, float]:
             if key.endswith(("accuracy", "macro_f1", "macro_precision", "macro_recall"))}
 
 
+def exported_network(model: paddle.nn.Layer, config: TrainConfig, input_shape: tuple[int, int, int]) -> paddle.nn.Layer:
+    """The trained network with the test-time averaging the export asks for around it."""
+    if config.export.rotation_average:
+        model = RotationAveraged(model, input_shape, list(config.export.rotation_average))
+    return FlipAveraged(model) if config.export.flip_average else model
+
+
 def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, training_facts: dict[str, Any],
                  run_dir: Path) -> tuple[Path, Evaluation, dict[str, Any]]:
     """Write <models_dir>/<name>/<version>/ atomically (a reader never sees a half-written version)
@@ -180,7 +187,7 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.export.version}-", dir=target.parent))
     try:
-        save_inference_model(FlipAveraged(model) if config.export.flip_average else model, data.input_shape, staging)
+        save_inference_model(exported_network(model, config, data.input_shape), data.input_shape, staging)
         evaluation = evaluate_exported(staging, data, Path(config.data.cache_dir), config.data.limit_eval)
         metrics = classification_metrics(evaluation.logits, evaluation.labels, data.classes)
         model_file = find_model_file(staging)

@@ -17,7 +17,7 @@ from training.data.dataset import Dataset, load_dataset
 from training.engine import predict_logits
 from training.export import export_model
 from training.models import count_parameters, create_model
-from training.models.registry import Ensemble
+from training.models.registry import Ensemble, check_rotation_average
 from training.report import classification_metrics, format_table, top_k_accuracy, write_report
 from training.trainer import RunResult, run_training
 
@@ -56,6 +56,7 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     """Train (each member of an ensemble in turn), then export and measure the exported files (or,
     without `export`, measure the network as trained), then write the report, in the first
     member's run directory. Returns the exported version's directory (or that run's)."""
+    check_rotation_average(list(config.export.rotation_average))
     data = load_dataset(config.data)
     members = member_configs(config)
     results = [run_training(member, data) for member in members]

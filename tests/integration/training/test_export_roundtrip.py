@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from scipy import ndimage
 
 from app.inference.backends import BackendOptions
 from app.inference.manifest import load_manifest, verify_files
@@ -19,8 +20,9 @@ from training.config import load_config
 from training.data.dataset import load_dataset
 from training.data.mnist import INPUT_SHAPE, prepare_inputs
 from training.engine import predict_logits
+from training.export import create_predictor, run_in_batches, save_inference_model
 from training.models import MODEL_NAMES, create_model
-from training.models.registry import Ensemble, FlipAveraged
+from training.models.registry import Ensemble, FlipAveraged, RotationAveraged, rotation_matrix
 
 
 def test_export_writes_manifest_with_hashes_metrics_and_provenance(exported: Path) -> None:
@@ -85,6 +87,33 @@ def test_flip_averaged_network_answers_the_mean_of_an_image_and_its_mirror() -> 
     assert np.allclose(averaged.numpy(), expected.numpy(), atol=1e-6)
     mirrored = FlipAveraged(network)(paddle.flip(image, axis=[3]))
     assert np.allclose(averaged.numpy(), mirrored.numpy(), atol=1e-5)  # a mirror image gets the same answer
+
+
+def test_rotation_matrix_turns_an_image_as_scipy_does() -> None:
+    image = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    for degrees in (-20.0, 10.0, 33.0):
+        turned = (image.reshape(1, -1) @ rotation_matrix(28, 28, degrees)).reshape(28, 28)
+        expected = ndimage.rotate(image, degrees, reshape=False, order=1, mode="grid-constant", cval=0.0)
+        assert np.abs(turned - expected).max() < 1e-4
+
+
+def test_rotation_averaged_network_answers_the_mean_probability_over_its_views(tmp_path: Path) -> None:
+    """In the network and in the exported graph alike: the log of the mean of the probabilities
+    for the image and the image turned by each angle."""
+    paddle.seed(0)
+    network = create_model("lenet", INPUT_SHAPE, 10)
+    network.eval()
+    images = np.random.default_rng(1).random((3, *INPUT_SHAPE)).astype(np.float32)
+    views = [images] + [np.stack([ndimage.rotate(image[0], degrees, reshape=False, order=1, mode="grid-constant")[None]
+                                  for image in images]) for degrees in (-20.0, 10.0)]
+    expected = np.log(np.mean([softmax(network(paddle.to_tensor(view)).numpy()) for view in views], axis=0))
+    averaged = RotationAveraged(network, INPUT_SHAPE, [-20.0, 10.0])
+    assert np.abs(averaged(paddle.to_tensor(images)).numpy() - expected).max() < 1e-4
+    save_inference_model(averaged, INPUT_SHAPE, tmp_path)
+    assert np.abs(run_in_batches(create_predictor(tmp_path), images, 2) - expected).max() < 1e-4
+    for wrong in ([], [0.0], [60.0]):
+        with pytest.raises(ValueError, match="rotation_average"):
+            RotationAveraged(network, INPUT_SHAPE, wrong)
 
 
 def test_export_of_an_ensemble_answers_the_mean_of_its_members(tmp_path: Path) -> None:

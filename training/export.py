@@ -173,7 +173,7 @@ def manifest_metrics(split: str, metrics: dict[str, Any]) -> dict[str, float]:
 def exported_network(model: paddle.nn.Layer, config: TrainConfig, input_shape: tuple[int, int, int]) -> paddle.nn.Layer:
     """The trained network with the test-time averaging the export asks for around it."""
     if config.export.rotation_average:
-        model = RotationAveraged(model, input_shape, list(config.export.rotation_average))
+        model = RotationAveraged(model, input_shape, config.export.rotation_average)
     return FlipAveraged(model) if config.export.flip_average else model
 
 

@@ -56,7 +56,7 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     """Train (each member of an ensemble in turn), then export and measure the exported files (or,
     without `export`, measure the network as trained), then write the report, in the first
     member's run directory. Returns the exported version's directory (or that run's)."""
-    check_rotation_average(list(config.export.rotation_average))
+    check_rotation_average(config.export.rotation_average)
     data = load_dataset(config.data)
     members = member_configs(config)
     results = [run_training(member, data) for member in members]

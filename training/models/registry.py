@@ -10,6 +10,7 @@ import numpy as np
 import paddle
 from paddle import nn
 from paddle.vision import models
+from scipy import ndimage
 
 
 class SoftmaxRegression(nn.Layer):
@@ -139,25 +140,12 @@ class FlipAveraged(nn.Layer):
 
 def rotation_matrix(height: int, width: int, degrees: float) -> np.ndarray:
     """(H*W, H*W): a flattened image times it is the image turned `degrees` counter-clockwise
-    about its centre (as scipy.ndimage.rotate turns it), read bilinearly, zero where the turn
-    reads from outside the frame (an MNIST input's background): a constant matmul, which every
-    runtime the export reaches runs."""
-    angle = math.radians(degrees)
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-    centre_y, centre_x = (height - 1) / 2, (width - 1) / 2
-    # Each output pixel reads from where the turn brings it from.
-    source_y = math.cos(angle) * (rows - centre_y) + math.sin(angle) * (cols - centre_x) + centre_y
-    source_x = -math.sin(angle) * (rows - centre_y) + math.cos(angle) * (cols - centre_x) + centre_x
-    top, left = np.floor(source_y), np.floor(source_x)
-    down, right = source_y - top, source_x - left
-    matrix = np.zeros((height * width, height * width), dtype=np.float32)
-    outputs = np.arange(height * width)
-    for dy, dx, weight in ((0, 0, (1 - down) * (1 - right)), (0, 1, (1 - down) * right),
-                           (1, 0, down * (1 - right)), (1, 1, down * right)):
-        y, x = (top + dy).ravel(), (left + dx).ravel()
-        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-        np.add.at(matrix, ((y * width + x)[inside].astype(np.int64), outputs[inside]), weight.ravel()[inside])
-    return matrix
+    about its centre as scipy.ndimage.rotate turns it (bilinear, zero where the turn reads from
+    outside the frame, an MNIST input's background). The turn is linear, so row i is pixel i
+    alone, turned; as a constant matmul, every runtime the export reaches runs it."""
+    basis = np.eye(height * width, dtype=np.float32).reshape(-1, height, width)
+    turned = ndimage.rotate(basis, degrees, axes=(2, 1), reshape=False, order=1, mode="grid-constant", cval=0.0)
+    return turned.reshape(height * width, height * width)
 
 
 def check_rotation_average(degrees: list[float], required: bool = False) -> None:
@@ -178,7 +166,7 @@ class RotationAveraged(nn.Layer):
         check_rotation_average(degrees, required=True)
         self.network = network
         self.input_shape = input_shape
-        channels, height, width = input_shape
+        _, height, width = input_shape
         turns = np.concatenate([rotation_matrix(height, width, angle) for angle in degrees], axis=1)
         self.register_buffer("turns", paddle.to_tensor(turns), persistable=True)
         self.views = len(degrees) + 1

@@ -18,8 +18,8 @@ from app.inference.backends import BACKENDS, runtime_file
 from app.inference.backends.base import BackendOptions, BackendSpec
 
 
-def compile_model(core: ov.Core, path: Path, threads: int, precision: str) -> ov.CompiledModel:
-    return core.compile_model(core.read_model(str(path)), "CPU", {
+def compile_model(core: ov.Core, model: ov.Model, threads: int, precision: str) -> ov.CompiledModel:
+    return core.compile_model(model, "CPU", {
         "INFERENCE_NUM_THREADS": max(1, threads),
         # int8: the file's quantised operations run in int8 whatever the hint; the rest in fp32.
         "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[precision],
@@ -43,11 +43,13 @@ class OpenVinoBackend:
         self._path = path
         self.options = options
         core = ov.Core()
-        compiled = compile_model(core, path, options.cpu_threads, self.precision)
-        self._request = compiled.create_infer_request()
-        self._solo = (compile_model(core, path, options.solo_threads, self.precision).create_infer_request()
+        model = core.read_model(str(path))
+        self._request = compile_model(core, model, options.cpu_threads, self.precision).create_infer_request()
+        self._solo = (compile_model(core, model, options.solo_threads, self.precision).create_infer_request()
                       if options.has_solo else None)
-        self.input_name: str = compiled.inputs[0].get_any_name()
+        # The file's name for it: a compiled model's input also takes the names of the operations
+        # fused into it (a cast that follows it), and any one of them may come back.
+        self.input_name: str = model.inputs[0].get_any_name()
 
     @classmethod
     def load(cls, spec: BackendSpec) -> OpenVinoBackend:

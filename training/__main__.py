@@ -1,4 +1,4 @@
-"""`python -m training {train,bundle,evaluate,eda,summary,convert,predict}`: train, inspect and export the
+"""`python -m training {train,bundle,reexport,evaluate,eda,summary,convert,predict}`: train, inspect and export the
 classifiers the app serves. The command line only: each command is a function of its own module."""
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     imports.add_argument("--labels", type=Path, help="the class_id_map_file the deploy config names, where it is "
                                                      "not beside the export")
 
+    reexport = commands.add_parser("reexport", help="write an exported model's network again, without training, "
+                                                    "with other export settings (e.g. export.rotation_average); "
+                                                    "as the model's next version unless export.version says otherwise")
+    reexport.add_argument("--model", type=Path, required=True, help="models/<name>/<version>")
+    reexport.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="export.*, or data.root for data kept elsewhere")
+
     samples = commands.add_parser("samples", help="store some of a model's test images with it, on which APP_BACKEND="
                                                   "auto checks a runtime of reduced precision (bf16) before using it")
     samples.add_argument("--model", type=Path, required=True, action="append", dest="models",
@@ -139,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{directory}: {manifest.runtimes['onnx'].converter}; parity {manifest.runtimes['onnx'].parity}")
                 if args.int8:
                     print(f"{directory}: {describe_int8(directory, args.overrides, manifest)}")
+        elif args.command == "reexport":
+            from training.export import reexport_model
+
+            print(f"exported {reexport_model(args.model, args.overrides)}")
         elif args.command == "samples":
             from training.export import evaluate_recorded, write_samples
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from app.inference.backends import Backend, BackendOptions, BackendSpec, load_backend, run_in_batches
 from app.inference.manifest import (
+    DatasetProvenance,
     Manifest,
     SampleSet,
     TensorInput,
@@ -37,7 +38,7 @@ from training.config import TrainConfig, apply_overrides, build_dataclass
 from training.convert import CALIBRATION_IMAGES, try_add_int8, try_add_onnx
 from training.data.dataset import Dataset, load_dataset
 from training.data.mnist import create_preprocessor, load_mnist
-from training.models.registry import FlipAveraged, RotationAveraged
+from training.models.registry import FlipAveraged, RotationAveraged, check_rotation_average
 from training.report import classification_metrics, top_k_accuracy
 
 INPUT_NAME = "image"
@@ -178,10 +179,11 @@ def exported_network(model: paddle.nn.Layer, config: TrainConfig, input_shape: t
 
 
 def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, training_facts: dict[str, Any],
-                 run_dir: Path) -> tuple[Path, Evaluation, dict[str, Any]]:
+                 run_dir: Path, dataset: DatasetProvenance | None = None) -> tuple[Path, Evaluation, dict[str, Any]]:
     """Write <models_dir>/<name>/<version>/ atomically (a reader never sees a half-written version)
     and measure the written files; returns (directory, evaluation, metrics). Without a models_dir
-    the model goes inside the run directory (run_dir/models/...)."""
+    the model goes inside the run directory (run_dir/models/...). `dataset` is the manifest's account of
+    the training data, where `data` is not all of it (data.provenance by default)."""
     models_dir = Path(config.export.models_dir) if config.export.models_dir else run_dir / "models"
     target = models_dir / config.export.name / str(config.export.version)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +209,7 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
             metrics=manifest_metrics(evaluation.split, metrics),
             evaluation={"split": evaluation.split, "images": int(len(evaluation.labels)), "method": evaluation.method,
                         "per_class": metrics["per_class"], "confusion": metrics["confusion"]},
-            dataset=data.provenance,
+            dataset=dataset or data.provenance,
             training=training_facts,
             files=hash_directory(staging),
         )
@@ -223,3 +225,35 @@ def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, tra
         if staging.exists():
             shutil.rmtree(staging)
     return target, evaluation, metrics
+
+
+# What a re-export may change: how the network is exported, and where its data is kept.
+REEXPORT_KEYS = ("export.", "data.root=", "data.cache_dir=")
+
+
+def reexport_model(directory: Path, overrides: list[str]) -> Path:
+    """`python -m training reexport`: an exported model's network written again, without training,
+    with other export settings (the views it averages; its name, version or models directory:
+    by default the model's next version, beside the one it read). The manifest keeps the training facts,
+    records the version it came from, and is measured again on the written files."""
+    refused = [override for override in overrides if not override.startswith(REEXPORT_KEYS)]
+    if refused:
+        raise ValueError(f"a re-export changes only export.* (and data.root, data.cache_dir): {', '.join(refused)}")
+    manifest = load_manifest(directory)
+    if recorded_config(directory, []).export.rotation_average or recorded_config(directory, []).export.flip_average:
+        raise ValueError(f"{directory} already averages views of each image; re-export its trained weights instead")
+    versions = [int(path.name) for path in directory.parent.iterdir() if path.name.isdigit()]
+    config = recorded_config(directory, [f"export.models_dir={directory.parent.parent}",
+                                         f"export.version={max(versions) + 1}", *overrides])
+    check_rotation_average(config.export.rotation_average)
+    # The evaluation split and calibration images only: no typeset digits or photos to render.
+    data = load_dataset(recorded_config(directory, ["data.printed_digits=0", "data.photo_digits=0",
+                                                    *overrides]).data)
+    network = paddle.jit.load(str(directory / FILE_PREFIX))
+    network.eval()
+    facts = {**manifest.training, "config": config.to_dict(),
+             "exported_from": {"name": manifest.name, "version": manifest.version,
+                               "created": manifest.created.isoformat(),
+                               "params_sha256": manifest.files.get(manifest.params_file)}}
+    target, _, _ = export_model(network, config, data, facts, directory, dataset=manifest.dataset)
+    return target

@@ -1,10 +1,11 @@
-"""`python -m training eda | summary | predict` as a user runs them, and the report a train run
+"""`python -m training eda | summary | predict | reexport` as a user runs them, and the report a train run
 writes (its exported model comes from the `exported` fixture in conftest.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
+from app.inference.backends import BackendOptions
 from app.inference.manifest import load_manifest, verify_files
-from tests.conftest import MODELS_DIR, ROOT, png_bytes
+from app.inference.model_version import LoadOptions, ModelVersion
+from app.inference.postprocess import softmax
+from tests.conftest import MNIST_CACHE, MODELS_DIR, ROOT, png_bytes
 from tests.integration.app.inference.backends.test_runtimes import without_samples
+from training.data.mnist import prepare_inputs
+from training.export import create_predictor, run_in_batches
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +121,41 @@ def test_samples_stores_the_test_images_a_bundled_model_is_gated_on(tmp_path: Pa
     verify_files(copy, manifest)
     assert manifest.samples == original.samples
     assert (copy / "samples.npz").read_bytes() == (bundled / "samples.npz").read_bytes()  # the same, again
+
+
+def test_reexport_writes_a_model_again_with_views_averaged(tmp_path: Path, mnist) -> None:  # noqa: ANN001
+    """The bundled softmax model, re-exported as a new version that also reads each digit turned: it
+    answers the mean of the first version's probabilities over the views (on Paddle Inference and on
+    OpenVINO), keeps the training facts, names the version it came from, and is measured again; a
+    second averaging, or a change to how it was trained, is refused."""
+    shutil.copytree(MODELS_DIR / "mnist-softmax", tmp_path / "mnist-softmax")
+    source = tmp_path / "mnist-softmax" / "1"
+    run_cli("reexport", "--model", str(source), "--set", "export.rotation_average=[-15, 15]")  # the next version
+    target = tmp_path / "mnist-softmax" / "2"
+    manifest, original = load_manifest(target), load_manifest(source)
+    verify_files(target, manifest)
+    verify_files(source, original)
+    assert manifest.training["config"]["export"]["rotation_average"] == [-15.0, 15.0]
+    assert manifest.training["exported_from"]["params_sha256"] == original.files["inference.pdiparams"]
+    assert manifest.training["run_dir"] == original.training["run_dir"] and manifest.dataset == original.dataset
+    assert manifest.evaluation["images"] == 10_000 and "onnx" in manifest.runtimes
+    inputs = prepare_inputs(mnist.test.images[:32], MNIST_CACHE, "reexport")
+    views = [inputs] + [ndimage.rotate(inputs, degrees, axes=(3, 2), reshape=False, order=1, mode="grid-constant")
+                        for degrees in (-15.0, 15.0)]
+    first, second = (create_predictor(directory) for directory in (source, target))
+    expected = np.log(np.mean([softmax(run_in_batches(first, view, 32)) for view in views], axis=0))
+    assert np.abs(run_in_batches(second, inputs, 32) - expected).max() < 1e-4
+    # OpenVINO fuses the turn's first operations into the input, whose names it then merges: still "image".
+    served = ModelVersion.load(target, LoadOptions(BackendOptions("cpu", 1), 1, 1_000_000, backend_kind="openvino",
+                                                   isolation="thread"))
+    try:
+        assert np.abs(served.pool.run(inputs) - expected).max() < 1e-4
+    finally:
+        served.close()
+    for model, override in ((target, "export.rotation_average=[10]"), (source, "epochs=3")):
+        refused = subprocess.run([sys.executable, "-m", "training", "reexport", "--model", str(model), "--set", override],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert refused.returncode != 0 and ("already averages" in refused.stderr or "only export." in refused.stderr)
 
 
 def test_predict_walks_class_folders_and_refuses_an_empty_one(tmp_path: Path, mnist) -> None:  # noqa: ANN001

@@ -80,6 +80,17 @@ function network(m) {
   return members > 1 ? `${name}, ensemble of ${members}` : name;
 }
 
+// The views of each image whose probabilities the exported network averages (its training
+// config's export section says which); "" where it reads the image once.
+function views(m) {
+  const exported = (((m.training || {}).config || {}).export) || {};
+  const angles = exported.rotation_average || [];
+  const read = [];
+  if (angles.length) read.push(`turned ${angles.join(", ")} degrees`);
+  if (exported.flip_average) read.push("mirrored");
+  return read.length ? `the image as given and ${read.join(", and ")}` : "";
+}
+
 function percent(value) { return `${(value * 100).toFixed(1)}%`; }
 
 function accuracy(metrics) {
@@ -103,6 +114,7 @@ function renderInfo(info) {
   facts.replaceChildren();
   addFact(facts, "Version", `${info.version} (of ${info.versions.join(", ")})`);
   addFact(facts, "Network", `${network(m)}, ${start}`);
+  if (views(m)) addFact(facts, "Averaged over", views(m));
   addFact(facts, "Labels", m.labels.join(", "));
   addFact(facts, "Input", `${m.input.shape.slice(1).join("×")} ${m.input.color_mode === "L" ? "grey" : "colour"}`);
   addFact(facts, "Preprocessing", m.preprocessing.description || "");

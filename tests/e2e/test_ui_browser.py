@@ -59,6 +59,7 @@ def test_page_loads_models_and_information(page, server: Server) -> None:  # noq
     facts = page.text_content("#model-facts")
     assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in facts and "center_by_mass" in facts and "Accuracy (test)" in facts
     assert "test_" not in facts and "../" not in facts  # readable names; no developer's paths
+    assert page.locator("#model-facts dt:text-is('Averaged over')").count() == 0  # LeNet reads each image once
     assert not page.is_visible("#model-facts")  # the details wait behind "About this model"
     assert "99." in page.inner_text("#model-summary")
     assert page.is_visible("#draw-canvas") and page.is_visible("#file-input")
@@ -176,8 +177,10 @@ def test_page_puts_the_actions_in_the_first_screen(browser, server: Server, mnis
         context.close()
 
 
-def test_page_names_an_ensemble_and_its_size(page, server_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_page_names_an_ensemble_its_size_and_its_views(page, server_factory, tmp_path: Path) -> None:  # noqa: ANN001
     exported, _ = export_small_ensemble(tmp_path)
     open_page(page, server_factory({"APP_MODEL_DIR": str(exported.parent.parent)}))
     assert page.inner_text("#model-summary").startswith("Four-block CNN, ensemble of 2 · 2 classes")
-    assert "Four-block CNN, ensemble of 2, trained from scratch" in page.text_content("#model-facts")
+    facts = page.text_content("#model-facts")
+    assert "Four-block CNN, ensemble of 2, trained from scratch" in facts
+    assert page.text_content("#model-facts dt:text-is('Averaged over') + dd") == "the image as given and mirrored"

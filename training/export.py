@@ -240,12 +240,14 @@ def reexport_model(directory: Path, overrides: list[str]) -> Path:
     if refused:
         raise ValueError(f"a re-export changes only export.* (and data.root, data.cache_dir): {', '.join(refused)}")
     manifest = load_manifest(directory)
-    if recorded_config(directory, []).export.rotation_average or recorded_config(directory, []).export.flip_average:
-        raise ValueError(f"{directory} already averages views of each image; re-export its trained weights instead")
+    recorded = recorded_config(directory, []).export
+    if recorded.rotation_average or recorded.flip_average:
+        raise ValueError(f"{directory} already averages views of each image: a re-export would average those again")
     versions = [int(path.name) for path in directory.parent.iterdir() if path.name.isdigit()]
     config = recorded_config(directory, [f"export.models_dir={directory.parent.parent}",
                                          f"export.version={max(versions) + 1}", *overrides])
-    check_rotation_average(config.export.rotation_average)
+    _, channels, height, width = manifest.input.shape
+    check_rotation_average(config.export.rotation_average, (channels, height, width))
     # The evaluation split and calibration images only: no typeset digits or photos to render.
     data = load_dataset(recorded_config(directory, ["data.printed_digits=0", "data.photo_digits=0",
                                                     *overrides]).data)

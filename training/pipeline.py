@@ -58,6 +58,7 @@ def train_and_export(config: TrainConfig, export: bool = True) -> Path:
     member's run directory. Returns the exported version's directory (or that run's)."""
     check_rotation_average(config.export.rotation_average)
     data = load_dataset(config.data)
+    check_rotation_average(config.export.rotation_average, data.input_shape)
     members = member_configs(config)
     results = [run_training(member, data) for member in members]
     first = results[0]

@@ -148,10 +148,19 @@ def rotation_matrix(height: int, width: int, degrees: float) -> np.ndarray:
     return turned.reshape(height * width, height * width)
 
 
-def check_rotation_average(degrees: list[float], required: bool = False) -> None:
-    """Refuse angles that are 0 or turn a digit past 45 degrees (before training, not at export)."""
+# The turn is a dense (H*W)^2 matrix per angle: 64x64 inputs make 64 MB of it, 96x96 ones 340 MB.
+MAX_TURNED_PIXELS = 64 * 64
+
+
+def check_rotation_average(degrees: list[float], input_shape: tuple[int, int, int] | None = None,
+                           required: bool = False) -> None:
+    """Refuse angles that are 0 or turn a digit past 45 degrees, and inputs too large to turn by a
+    matrix (checked before training, and once the input's shape is known, not at export)."""
     if (required and not degrees) or any(not 0 < abs(angle) <= 45 for angle in degrees):
         raise ValueError(f"rotation_average takes angles from -45 to 45 degrees, none 0; got {degrees}")
+    if degrees and input_shape is not None and input_shape[1] * input_shape[2] > MAX_TURNED_PIXELS:
+        raise ValueError(f"rotation_average turns inputs of at most {MAX_TURNED_PIXELS} pixels (64x64, small "
+                         f"digit inputs); this one is {input_shape[1]}x{input_shape[2]}")
 
 
 class RotationAveraged(nn.Layer):
@@ -163,7 +172,7 @@ class RotationAveraged(nn.Layer):
 
     def __init__(self, network: nn.Layer, input_shape: tuple[int, int, int], degrees: list[float]) -> None:
         super().__init__()
-        check_rotation_average(degrees, required=True)
+        check_rotation_average(degrees, input_shape, required=True)
         self.network = network
         self.input_shape = input_shape
         _, height, width = input_shape

@@ -114,6 +114,8 @@ def test_rotation_averaged_network_answers_the_mean_probability_over_its_views(t
     for wrong in ([], [0.0], [60.0]):
         with pytest.raises(ValueError, match="rotation_average"):
             RotationAveraged(network, INPUT_SHAPE, wrong)
+    with pytest.raises(ValueError, match="at most 4096 pixels"):  # a photo model's input: 340 MB a turn
+        RotationAveraged(network, (3, 96, 96), [10.0])
 
 
 def test_export_of_an_ensemble_answers_the_mean_of_its_members(tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ function renderInfo(info) {
   facts.replaceChildren();
   addFact(facts, "Version", `${info.version} (of ${info.versions.join(", ")})`);
   addFact(facts, "Network", `${network(m)}, ${start}`);
-  if (views(m)) addFact(facts, "Averaged over", views(m));
+  const averaged = views(m);
+  if (averaged) addFact(facts, "Averaged over", averaged);
   addFact(facts, "Labels", m.labels.join(", "));
   addFact(facts, "Input", `${m.input.shape.slice(1).join("×")} ${m.input.color_mode === "L" ? "grey" : "colour"}`);
   addFact(facts, "Preprocessing", m.preprocessing.description || "");

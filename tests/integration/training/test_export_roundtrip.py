@@ -10,7 +10,7 @@ import paddle
 import pytest
 from scipy import ndimage
 
-from app.inference.backends import BackendOptions
+from app.inference.backends import BackendOptions, run_in_batches
 from app.inference.manifest import load_manifest, verify_files
 from app.inference.model_version import LoadOptions, ModelVersion
 from app.inference.postprocess import softmax
@@ -20,7 +20,7 @@ from training.config import load_config
 from training.data.dataset import load_dataset
 from training.data.mnist import INPUT_SHAPE, prepare_inputs
 from training.engine import predict_logits
-from training.export import create_predictor, run_in_batches, save_inference_model
+from training.export import create_predictor, save_inference_model
 from training.models import MODEL_NAMES, create_model
 from training.models.registry import Ensemble, FlipAveraged, RotationAveraged, rotation_matrix
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import time
 
@@ -27,10 +28,13 @@ def test_heap_keeper_trims_only_once_the_process_has_grown_past_its_allowance(
 
 def test_resident_mb_reads_this_process_size() -> None:
     first = processes.resident_mb()
-    ballast = bytearray(64 * 2**20)  # written, so resident
-    ballast[::4096] = b"x" * len(ballast[::4096])
+    # Fresh pages from the kernel: a malloc'd block may reuse freed pages that are resident already
+    # (a heap grown by earlier tests that load models in this process).
+    ballast = mmap.mmap(-1, 64 * 2**20)
+    for offset in range(0, len(ballast), mmap.PAGESIZE):
+        ballast[offset] = 1  # written, so resident
     assert processes.resident_mb() > first + 50
-    del ballast
+    ballast.close()
 
 
 def test_poll_for_request_returns_once_a_request_waits() -> None:

@@ -19,7 +19,7 @@ from training.data.mnist import DatasetUnavailableError
 from training.eda import run_eda
 from training.export import evaluate_model
 from training.models import MODEL_NAMES, print_summary
-from training.pipeline import train_and_export
+from training.pipeline import retrain_bundled, train_and_export
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUNDLED_CONFIGS = {"mnist-softmax": "mnist_softmax.yaml", "mnist-mlp": "mnist_mlp.yaml",
@@ -129,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             train_and_export(load_config(args.config, args.overrides), export=not args.no_export)
         elif args.command == "bundle":
-            for name in args.names or BUNDLED_CONFIGS:
-                train_and_export(load_config(CONFIG_DIR / BUNDLED_CONFIGS[name],
-                                             [f"export.models_dir={BUNDLED_MODELS}", *args.overrides]))
+            outcomes = [retrain_bundled(load_config(CONFIG_DIR / BUNDLED_CONFIGS[name],
+                                                    [f"export.models_dir={BUNDLED_MODELS}", *args.overrides]))
+                        for name in args.names or BUNDLED_CONFIGS]
+            print("\n".join(outcomes))
         elif args.command == "evaluate":
             print(json.dumps(evaluate_model(args.model, args.overrides), indent=2))
         elif args.command == "eda":

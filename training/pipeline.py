@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from app.inference.manifest import ManifestError, load_manifest
 from training.config import TrainConfig
 from training.data.dataset import Dataset, load_dataset
 from training.engine import predict_logits
@@ -139,3 +140,40 @@ def measure_trained(model: paddle.nn.Layer, data: Dataset) -> Measured:
     model.eval()
     logits = predict_logits(model, part.inputs)
     return Measured(split, part.inputs, part.labels, logits, classification_metrics(logits, part.labels, data.classes))
+
+
+def retrain_bundled(config: TrainConfig) -> str:
+    """Train and export a bundled model into its place in the model repository, and say how the
+    new version measures against the one it replaced. Retrains of the same recipe spread by a few
+    tenths of a point, so a replacement that came out worse should be seen at once (git has the
+    one replaced)."""
+    models_dir = config.export.models_dir  # None: the run's own directory, where nothing is replaced
+    before = recorded_accuracy(Path(models_dir) / config.export.name / str(config.export.version)) if models_dir else None
+    after = recorded_accuracy(train_and_export(config))
+    return compare_accuracy(config.export.name, after, before)
+
+
+def recorded_accuracy(directory: Path) -> tuple[str, float] | None:
+    """(split, accuracy) as an exported version's manifest records them; None where there is no
+    readable manifest or it records no accuracy."""
+    try:
+        manifest = load_manifest(directory)
+    except ManifestError:
+        return None
+    split = str(manifest.evaluation.get("split", "test"))
+    accuracy = manifest.metrics.get(f"{split}_accuracy")
+    return None if accuracy is None else (split, accuracy)
+
+
+def compare_accuracy(name: str, after: tuple[str, float] | None, before: tuple[str, float] | None) -> str:
+    """One line: the new version's accuracy beside that of the version it replaced."""
+    if after is None:
+        return f"{name}: exported; its manifest records no accuracy"
+    split, accuracy = after
+    line = f"{name}: {split} accuracy {accuracy:.2%}"
+    if before is None:
+        return f"{line} (it replaced no model)"
+    if before[0] != split:
+        return f"{line}; the model it replaced recorded {before[1]:.2%} on its {before[0]} split"
+    change = "better than" if accuracy > before[1] else "worse than" if accuracy < before[1] else "the same as"
+    return f"{line}, {change} the model it replaced ({before[1]:.2%})"

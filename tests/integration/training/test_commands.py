@@ -1,4 +1,4 @@
-"""`python -m training eda | summary | predict | reexport` as a user runs them, and the report a train run
+"""`python -m training eda | summary | predict | reexport | bundle` as a user runs them, and the report a train run
 writes (its exported model comes from the `exported` fixture in conftest.py)."""
 
 from __future__ import annotations
@@ -101,6 +101,21 @@ def test_train_exports_into_its_run_directory_unless_told_where(tmp_path: Path) 
     assert str(exported.parent) in result.stdout
     assert {path: path.read_bytes() for path in served} == served
 
+
+
+def test_bundle_replaces_the_model_and_compares_it_with_the_one_replaced(tmp_path: Path) -> None:
+    """`python -m training bundle` writes the model into its place in the repository and says how
+    it measures against the version it replaced."""
+    shutil.copytree(MODELS_DIR / "mnist-softmax", tmp_path / "models" / "mnist-softmax")
+    result = run_cli("bundle", "mnist-softmax", "--set", "epochs=1", "--set", "data.limit_train=600",
+                     "--set", "data.limit_eval=100", "--set", "data.printed_digits=0", "--set", "data.photo_digits=0",
+                     "--set", f"output_dir={tmp_path / 'runs'}", "--set", f"export.models_dir={tmp_path / 'models'}")
+    replaced = tmp_path / "models" / "mnist-softmax" / "1"
+    manifest = load_manifest(replaced)
+    verify_files(replaced, manifest)
+    assert manifest.evaluation["images"] == 100 and manifest.created != load_manifest(MODELS_DIR / "mnist-softmax" / "1").created
+    accuracy = manifest.metrics["test_accuracy"]
+    assert f"mnist-softmax: test accuracy {accuracy:.2%}, worse than the model it replaced (91.85%)" in result.stdout
 
 
 def test_evaluate_measures_any_export_on_the_data_it_was_trained_on() -> None:

@@ -859,15 +859,18 @@ def on_lattice(points: Array, tree: cKDTree, steps: Array, tolerance: float) -> 
     return (found[:, 0] & found[:, 2]) | (found[:, 1] & found[:, 3])
 
 
-def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_lines: int = 3,
+def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_lines: int = 2,
                  max_thickness: float = 0.02, regular: float = 0.2) -> float | None:
     """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
     the paper, `min_degrees` to `max_degrees` off level (lines are counted only at such an angle,
     which spares most photos the count); None unless `min_lines` lines or more cross most of the
     frame at one angle, each thin (as remove_lines takes them: `max_thickness` of the short side,
-    6 px at least), evenly spaced (three in four of the steps between neighbours within `regular`
-    of their median), as printed ruling is. Plain paper, a 7's bar, a pen, the paper's edge, a
-    wooden desk's grain or a note lying askew on a cleared desk make no such lines."""
+    6 px at least), evenly spaced where there are three or more (three in four of the steps
+    between neighbours within `regular` of their median), as printed ruling is. Two are enough (a
+    digit photographed close on a ruled page shows two of its lines, often no more) where they lie
+    four line widths apart or more and nothing broader crosses the frame beside them. Plain paper, a
+    7's bar, a pen, the paper's edge, a wooden desk's grain or a note lying askew on a cleared desk
+    make no such lines."""
     slope = line_slope(ink, max_degrees, coarse=2.0)
     degrees = float(np.degrees(np.arctan(slope)))
     if not min_degrees <= abs(degrees) <= max_degrees:
@@ -877,6 +880,10 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
     centres = np.array([(top + bottom) / 2 for top, bottom in lines if bottom - top <= thickness])
     if len(centres) < min_lines:
         return None
+    if len(centres) == 2 and (len(lines) > 2 or centres[1] - centres[0] < 4 * thickness):
+        # Two lines alone must be a page's: apart, and with no broad band beside them. Two close
+        # together are one edge's (a note's, a ring's); a broad band is a note's body.
+        return None
     steps = np.diff(centres)
     even = np.abs(steps - np.median(steps)) <= regular * np.median(steps)
     return degrees if np.count_nonzero(even) >= 0.75 * len(steps) else None
@@ -885,9 +892,9 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
 def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
     """The page turned so that its ruling or grid lines run level, where they run `min_degrees`
     or more (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
-    finds the lines, and the digit, written along them, stands upright. Three thin, evenly spaced
-    lines or more must cross most of the frame at one angle (ruling_angle): plain paper, a lone
-    bar, a digit's strokes or a desk's grain turn nothing. The ink map grows to hold the turned
+    finds the lines, and the digit, written along them, stands upright. Two thin lines or more
+    (evenly spaced, where there are more) must cross most of the frame at one angle
+    (ruling_angle): plain paper, a lone bar, a digit's strokes or a desk's grain turn nothing. The ink map grows to hold the turned
     page, with no ink round it. Images under SMALL px pass as they are."""
 
     def step(array: Array) -> Array:

@@ -4,6 +4,8 @@ ruled and squared paper, specks, a broken stroke, a thin pen."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
@@ -452,12 +454,13 @@ def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
     assert np.degrees(np.arctan(line_slope(ink, 8.0))) == pytest.approx(-3.0, abs=0.3)
 
 
-def ruled_seven(turn: float, ruled: bool = True) -> np.ndarray:
-    """A 7 on a page, ruled every 40 px or plain, turned `turn` degrees anticlockwise with paper
-    all round (a page photographed askew): the ink map flatten_background makes of it."""
+def ruled_seven(turn: float, ruled: bool = True, rows: Sequence[int] = range(20, SIZE[1], 40)) -> np.ndarray:
+    """A 7 on a page, ruled (every 40 px, or at `rows`) or plain, turned `turn` degrees
+    anticlockwise with paper all round (a page photographed askew): the ink map
+    flatten_background makes of it."""
     image = Image.fromarray((page() * 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    for y in range(20, SIZE[1], 40) if ruled else ():
+    for y in rows if ruled else ():
         draw.line([(0, y), (SIZE[0], y)], fill=160, width=2)
     draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
     turned = image.rotate(turn, Image.Resampling.BICUBIC, expand=True, fillcolor=230)
@@ -474,6 +477,33 @@ def test_level_ruling_turns_an_askew_page_until_its_ruling_runs_level(turn: floa
     digit = select_digit()(remove_lines()(level))[:, :, 0]
     upright = select_digit()(remove_lines()(ruled_seven(0.0)))[:, :, 0]
     assert digit.shape == pytest.approx(upright.shape, abs=6)
+
+
+def test_level_ruling_turns_a_page_that_shows_only_two_of_its_lines() -> None:
+    """A digit photographed close on a ruled page: one line above it, one below."""
+    ink = ruled_seven(20.0, rows=(80, 290))
+    assert ruling_angle(ink[:, :, 0], 45.0, min_lines=3) is None
+    assert ruling_angle(ink[:, :, 0], 45.0) == pytest.approx(-20.0, abs=0.5)
+    digit = select_digit()(remove_lines()(level_ruling()(ink)))[:, :, 0]
+    upright = select_digit()(remove_lines()(ruled_seven(0.0, rows=(80, 290))))[:, :, 0]
+    assert digit.shape == pytest.approx(upright.shape, abs=6)
+
+
+def test_ruling_angle_takes_two_lines_for_a_page_only_when_they_are_apart_and_alone() -> None:
+    """Two lines close together are one edge's (a note's or a ring's, twice); two with a broad
+    band beside them are a note's edges round its body."""
+    close = ruled_seven(20.0, rows=(300, 306))
+    assert ruling_angle(close[:, :, 0], 45.0) is None
+    assert np.array_equal(level_ruling()(close), close)
+    image = Image.fromarray((page() * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for y in (80, 290):
+        draw.line([(0, y), (SIZE[0], y)], fill=160, width=2)
+    draw.line([(0, 320), (SIZE[0], 320)], fill=170, width=24)
+    draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
+    turned = image.rotate(20.0, Image.Resampling.BICUBIC, expand=True, fillcolor=230)
+    banded = flatten_background()(as_input(np.asarray(turned, dtype=np.float32) / 255))
+    assert ruling_angle(banded[:, :, 0], 45.0) is None
 
 
 def test_level_ruling_leaves_plain_paper_and_slightly_askew_ruling_alone() -> None:

@@ -894,8 +894,9 @@ def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
     or more (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
     finds the lines, and the digit, written along them, stands upright. Two thin lines or more
     (evenly spaced, where there are more) must cross most of the frame at one angle
-    (ruling_angle): plain paper, a lone bar, a digit's strokes or a desk's grain turn nothing. The ink map grows to hold the turned
-    page, with no ink round it. Images under SMALL px pass as they are."""
+    (ruling_angle): plain paper, a lone bar, a digit's strokes or a desk's grain turn nothing.
+    The ink map grows to hold the turned page, with no ink round it. Images under SMALL px pass
+    as they are."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]

@@ -32,6 +32,7 @@ from app.inference.manifest import (
     save_manifest,
     sha256_file,
 )
+from app.inference.registry import scan_versions
 from app.inference.samples import SAMPLES_FILE, load_samples, save_samples
 from training.augment import center_crop
 from training.config import TrainConfig, apply_overrides, build_dataclass
@@ -67,9 +68,10 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def recorded_config(directory: Path, overrides: list[str]) -> TrainConfig:
-    """The training config an exported model's manifest records, with `overrides` applied."""
-    recorded = load_manifest(directory).training.get("config")
+def recorded_config(directory: Path, overrides: list[str], manifest: Manifest | None = None) -> TrainConfig:
+    """The training config an exported model's manifest records (`manifest`, where it is read
+    already), with `overrides` applied."""
+    recorded = (manifest or load_manifest(directory)).training.get("config")
     if not recorded:
         raise ValueError(f"{directory}: the manifest records no training config to find its data by")
     return build_dataclass(TrainConfig, apply_overrides(recorded, overrides))
@@ -178,14 +180,18 @@ def exported_network(model: paddle.nn.Layer, config: TrainConfig, input_shape: t
     return FlipAveraged(model) if config.export.flip_average else model
 
 
+def version_dir(models_dir: Path, config: TrainConfig) -> Path:
+    """Where `config` exports its model in the repository `models_dir`."""
+    return models_dir / config.export.name / str(config.export.version)
+
+
 def export_model(model: paddle.nn.Layer, config: TrainConfig, data: Dataset, training_facts: dict[str, Any],
                  run_dir: Path, dataset: DatasetProvenance | None = None) -> tuple[Path, Evaluation, dict[str, Any]]:
     """Write <models_dir>/<name>/<version>/ atomically (a reader never sees a half-written version)
     and measure the written files; returns (directory, evaluation, metrics). Without a models_dir
     the model goes inside the run directory (run_dir/models/...). `dataset` is the manifest's account of
     the training data, where `data` is not all of it (data.provenance by default)."""
-    models_dir = Path(config.export.models_dir) if config.export.models_dir else run_dir / "models"
-    target = models_dir / config.export.name / str(config.export.version)
+    target = version_dir(Path(config.export.models_dir) if config.export.models_dir else run_dir / "models", config)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.export.version}-", dir=target.parent))
     try:
@@ -240,17 +246,17 @@ def reexport_model(directory: Path, overrides: list[str]) -> Path:
     if refused:
         raise ValueError(f"a re-export changes only export.* (and data.root, data.cache_dir): {', '.join(refused)}")
     manifest = load_manifest(directory)
-    recorded = recorded_config(directory, []).export
+    recorded = recorded_config(directory, [], manifest).export
     if recorded.rotation_average or recorded.flip_average:
         raise ValueError(f"{directory} already averages views of each image: a re-export would average those again")
-    versions = [int(path.name) for path in directory.parent.iterdir() if path.name.isdigit()]
     config = recorded_config(directory, [f"export.models_dir={directory.parent.parent}",
-                                         f"export.version={max(versions) + 1}", *overrides])
+                                         f"export.version={max(scan_versions(directory.parent)) + 1}", *overrides],
+                             manifest)
     _, channels, height, width = manifest.input.shape
     check_rotation_average(config.export.rotation_average, (channels, height, width))
     # The evaluation split and calibration images only: no typeset digits or photos to render.
-    data = load_dataset(recorded_config(directory, ["data.printed_digits=0", "data.photo_digits=0",
-                                                    *overrides]).data)
+    data = load_dataset(recorded_config(directory, ["data.printed_digits=0", "data.photo_digits=0", *overrides],
+                                        manifest).data)
     network = paddle.jit.load(str(directory / FILE_PREFIX))
     network.eval()
     facts = {**manifest.training, "config": config.to_dict(),

@@ -16,7 +16,7 @@ from app.inference.manifest import ManifestError, load_manifest
 from training.config import TrainConfig
 from training.data.dataset import Dataset, load_dataset
 from training.engine import predict_logits
-from training.export import export_model
+from training.export import export_model, version_dir
 from training.models import count_parameters, create_model
 from training.models.registry import Ensemble, check_rotation_average
 from training.report import classification_metrics, format_table, top_k_accuracy, write_report
@@ -148,7 +148,7 @@ def retrain_bundled(config: TrainConfig) -> str:
     tenths of a point, so a replacement that came out worse should be seen at once (git has the
     one replaced)."""
     models_dir = config.export.models_dir  # None: the run's own directory, where nothing is replaced
-    before = recorded_accuracy(Path(models_dir) / config.export.name / str(config.export.version)) if models_dir else None
+    before = recorded_accuracy(version_dir(Path(models_dir), config)) if models_dir else None
     after = recorded_accuracy(train_and_export(config))
     return compare_accuracy(config.export.name, after, before)
 

@@ -85,11 +85,16 @@ def scan_repository(model_dir: Path) -> dict[str, dict[int, Path]]:
     for model_path in sorted(model_dir.iterdir()):
         if not model_path.is_dir() or not NAME_PATTERN.match(model_path.name):
             continue
-        versions = {int(v.name): v for v in model_path.iterdir()
-                    if v.is_dir() and v.name.isascii() and v.name.isdigit() and int(v.name) > 0}
+        versions = scan_versions(model_path)
         if versions:
             found[model_path.name] = versions
     return found
+
+
+def scan_versions(model_path: Path) -> dict[int, Path]:
+    """A model's version directories by number: directories named by a positive integer."""
+    return {int(v.name): v for v in model_path.iterdir()
+            if v.is_dir() and v.name.isascii() and v.name.isdigit() and int(v.name) > 0}
 
 
 def read_pinned_version(model_path: Path) -> int | None:

@@ -454,14 +454,17 @@ def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
     assert np.degrees(np.arctan(line_slope(ink, 8.0))) == pytest.approx(-3.0, abs=0.3)
 
 
-def ruled_seven(turn: float, ruled: bool = True, rows: Sequence[int] = range(20, SIZE[1], 40)) -> np.ndarray:
-    """A 7 on a page, ruled (every 40 px, or at `rows`) or plain, turned `turn` degrees
-    anticlockwise with paper all round (a page photographed askew): the ink map
-    flatten_background makes of it."""
+def ruled_seven(turn: float, ruled: bool = True, rows: Sequence[int] = range(20, SIZE[1], 40),
+                bands: Sequence[int] = ()) -> np.ndarray:
+    """A 7 on a page, ruled (every 40 px, or at `rows`) or plain, with a broad grey band across it
+    at each of `bands`, turned `turn` degrees anticlockwise with paper all round (a page
+    photographed askew): the ink map flatten_background makes of it."""
     image = Image.fromarray((page() * 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for y in rows if ruled else ():
         draw.line([(0, y), (SIZE[0], y)], fill=160, width=2)
+    for y in bands:
+        draw.line([(0, y), (SIZE[0], y)], fill=170, width=24)
     draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
     turned = image.rotate(turn, Image.Resampling.BICUBIC, expand=True, fillcolor=230)
     return flatten_background()(as_input(np.asarray(turned, dtype=np.float32) / 255))
@@ -495,14 +498,7 @@ def test_ruling_angle_takes_two_lines_for_a_page_only_when_they_are_apart_and_al
     close = ruled_seven(20.0, rows=(300, 306))
     assert ruling_angle(close[:, :, 0], 45.0) is None
     assert np.array_equal(level_ruling()(close), close)
-    image = Image.fromarray((page() * 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for y in (80, 290):
-        draw.line([(0, y), (SIZE[0], y)], fill=160, width=2)
-    draw.line([(0, 320), (SIZE[0], 320)], fill=170, width=24)
-    draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
-    turned = image.rotate(20.0, Image.Resampling.BICUBIC, expand=True, fillcolor=230)
-    banded = flatten_background()(as_input(np.asarray(turned, dtype=np.float32) / 255))
+    banded = ruled_seven(20.0, rows=(80, 290), bands=(320,))
     assert ruling_angle(banded[:, :, 0], 45.0) is None
 
 

@@ -653,8 +653,7 @@ def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5) -> float:
     factor = max(1, max(ink.shape) // 320)
     # Thin structures only (a white top-hat): a large bold digit, all of it ink, would otherwise
     # weigh more than every ruled line together and turn the search to its own strokes.
-    small = shrink(ink, factor)
-    small = small - ndimage.grey_opening(small, size=(5, 5))
+    small = thin_structures(shrink(ink, factor), 5)
     middle, spread = robust_spread(small)
     # The paper's grain says nothing about direction: only what stands out of it is weighed.
     ys, xs = np.nonzero(small > middle + 2 * spread)
@@ -674,13 +673,15 @@ def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5) -> float:
     return float(np.tan(np.radians(max(np.arange(best - 0.4, best + 0.41, 0.1), key=concentration))))
 
 
-def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02, min_bands: int = 3) -> Array:
+def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02, min_bands: int = 3,
+                 page: Array | None = None) -> Array:
     """Sheared rows that a line crosses from side to side: in nearly every part (band of columns)
     of the paper, the row's mean ink stands out from that band's other rows (4 robust deviations,
     and at least `min_contrast`). A band where the row is mostly cleared (ink exactly 0: beyond
     the paper) does not count against it, but the row must lie on the paper in `min_bands` bands
     or more; a row is judged with its neighbours either side, so a line a little off the slope
-    still counts. Returns the sheared row indices (ascending)."""
+    still counts. `page`: where the paper is, when `ink` is not the ink map itself (its thin
+    structures: 0 on paper as well as beyond it). Returns the sheared row indices (ascending)."""
     height, width = ink.shape
     ys, xs = np.indices(ink.shape).reshape(2, -1)
     values = ink.ravel()
@@ -692,7 +693,8 @@ def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float =
     cell = band * span + rows
     sums = np.bincount(cell, weights=values, minlength=bands * span).reshape(bands, span)
     pixels = np.bincount(cell, minlength=bands * span).reshape(bands, span)
-    marked = np.bincount(cell, weights=values > 0, minlength=bands * span).reshape(bands, span)
+    on_page = (ink if page is None else page).ravel() > 0
+    marked = np.bincount(cell, weights=on_page, minlength=bands * span).reshape(bands, span)
     inside = pixels >= 0.3 * width / bands  # the sheared row crosses this band within the frame
     means = np.where(inside, sums / np.maximum(pixels, 1), np.nan)
     near = ndimage.maximum_filter1d(np.nan_to_num(means, nan=-1.0), size=3, axis=1)
@@ -859,6 +861,42 @@ def on_lattice(points: Array, tree: cKDTree, steps: Array, tolerance: float) -> 
     return (found[:, 0] & found[:, 2]) | (found[:, 1] & found[:, 3])
 
 
+def thin_structures(ink: Array, size: int) -> Array:
+    """What of the ink is narrower than `size` px (a white top-hat): lines and strokes, without the
+    paper's mottling, which is broader. A faint line on mottled paper stands out of its row's
+    neighbours only once the mottling is gone."""
+    return ink - ndimage.grey_opening(ink, size=(size, size))
+
+
+def standing_out(maps: tuple[Array, ...], page: Array) -> Array:
+    """Where any of `maps` stands out of the paper (`page`, a mask) by 3 robust deviations, or does
+    a pixel above or below: a line a pixel off the slope still counts."""
+    marks = np.zeros(page.shape, dtype=bool)
+    for values in maps:
+        middle, spread = robust_spread(values[page])
+        marks |= ndimage.maximum_filter1d(values, size=3, axis=0) > middle + 3 * spread
+    return marks
+
+
+def unbroken(marks: Array, page: Array, slope: float, row: float, max_gap: int, min_span: float = 0.5) -> bool:
+    """Whether the line along sheared `row` is marked (`marks`) across at least `min_span` of the
+    paper (`page`) that the row crosses, without a gap longer than `max_gap` px: printed ruling is,
+    though it may stop at a margin, and where it passes under a stroke the stroke is marked; a row
+    of a dot grid's dots is all gaps, and a ring's tangent or a stroke lying along the row is short."""
+    height, width = marks.shape
+    xs = np.arange(width)
+    ys = np.rint(row + xs * slope).astype(np.int64)
+    within = (ys >= 0) & (ys < height)
+    xs, ys = xs[within], ys[within]
+    on_page = page[ys, xs]
+    if np.count_nonzero(on_page) < 2 * max_gap:
+        return False
+    where = np.flatnonzero(marks[ys[on_page], xs[on_page]])
+    if len(where) < 2:
+        return False
+    return where[-1] - where[0] + 1 >= min_span * len(xs[on_page]) and int(np.diff(where).max()) - 1 <= max_gap
+
+
 def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_lines: int = 2,
                  max_thickness: float = 0.02, regular: float = 0.2) -> float | None:
     """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
@@ -870,14 +908,25 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
     digit photographed close on a ruled page shows two of its lines, often no more) where they lie
     four line widths apart or more and nothing broader crosses the frame beside them. Plain paper, a
     7's bar, a pen, the paper's edge, a wooden desk's grain or a note lying askew on a cleared desk
-    make no such lines."""
+    make no such lines. Lines are looked for among the ink's thin structures (thin_structures),
+    where faint ruling on mottled paper stands out, and count only where they run on without long
+    gaps (unbroken), as a dot grid's rows and a ring's tangents do not."""
     slope = line_slope(ink, max_degrees, coarse=2.0)
     degrees = float(np.degrees(np.arctan(slope)))
     if not min_degrees <= abs(degrees) <= max_degrees:
         return None
     thickness = line_thickness(ink.shape, max_thickness)
-    lines = offset_lines(line_offsets(ink, slope, min_bands=6))
-    centres = np.array([(top + bottom) / 2 for top, bottom in lines if bottom - top <= thickness])
+    thin = thin_structures(ink, thickness + 3)
+    lines = offset_lines(line_offsets(thin, slope, min_bands=6, page=ink))
+    if len(lines) < min_lines:
+        return None
+    # A photo's paper is grainy, above 0 nearly everywhere, and 0 beyond it; a drawing is 0 all over.
+    page = ink > 0
+    if 2 * np.count_nonzero(page) < page.size:
+        page = np.ones_like(page)
+    marks = standing_out((thin, ink), page)
+    centres = np.array([(top + bottom) / 2 for top, bottom in lines if bottom - top <= thickness
+                        and unbroken(marks, page, slope, (top + bottom) / 2, 3 * thickness)])
     if len(centres) < min_lines:
         return None
     if len(centres) == 2 and (len(lines) > 2 or centres[1] - centres[0] < 4 * thickness):

@@ -25,6 +25,7 @@ from app.inference.document import (
     straight_edged,
     stroke_width,
     thicken_strokes,
+    unbroken,
 )
 from app.inference.input_errors import PreprocessError
 from app.inference.preprocess import Preprocessor, flatten_to_8bit, image_to_array
@@ -455,14 +456,15 @@ def test_line_slope_reads_the_ruling_behind_a_large_bold_digit() -> None:
 
 
 def ruled_seven(turn: float, ruled: bool = True, rows: Sequence[int] = range(20, SIZE[1], 40),
-                bands: Sequence[int] = ()) -> np.ndarray:
-    """A 7 on a page, ruled (every 40 px, or at `rows`) or plain, with a broad grey band across it
-    at each of `bands`, turned `turn` degrees anticlockwise with paper all round (a page
-    photographed askew): the ink map flatten_background makes of it."""
-    image = Image.fromarray((page() * 255).astype(np.uint8))
+                bands: Sequence[int] = (), line: int = 160, paper: np.ndarray | None = None) -> np.ndarray:
+    """A 7 on a page (`paper`, plain by default), ruled in grey `line` (every 40 px, or at `rows`)
+    or not ruled, with a broad grey band across it at each of `bands`, turned `turn` degrees
+    anticlockwise with paper all round (a page photographed askew): the ink map
+    flatten_background makes of it."""
+    image = Image.fromarray(((page() if paper is None else paper) * 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for y in rows if ruled else ():
-        draw.line([(0, y), (SIZE[0], y)], fill=160, width=2)
+        draw.line([(0, y), (SIZE[0], y)], fill=line, width=2)
     for y in bands:
         draw.line([(0, y), (SIZE[0], y)], fill=170, width=24)
     draw.line([(200, 110), (290, 110), (230, 250)], fill=40, width=6)
@@ -490,6 +492,32 @@ def test_level_ruling_turns_a_page_that_shows_only_two_of_its_lines() -> None:
     digit = select_digit()(remove_lines()(level_ruling()(ink)))[:, :, 0]
     upright = select_digit()(remove_lines()(ruled_seven(0.0, rows=(80, 290))))[:, :, 0]
     assert digit.shape == pytest.approx(upright.shape, abs=6)
+
+
+def test_ruling_angle_finds_faint_ruling_on_mottled_paper() -> None:
+    """Lines a few grey levels darker than paper whose grain is blotchy: each line's row stands
+    out of its neighbours only once the blotches are set aside."""
+    mottled = grain_map(0.9, 0.03, 6, seed=3)
+    ink = ruled_seven(25.0, line=212, paper=mottled)
+    assert ruling_angle(ink[:, :, 0], 45.0) == pytest.approx(-25.0, abs=0.5)
+    assert ruling_angle(ruled_seven(25.0, ruled=False, paper=mottled)[:, :, 0], 45.0) is None
+
+
+def test_unbroken_tells_printed_ruling_from_a_row_of_dots_and_a_short_stroke() -> None:
+    """Ruling may stop at a margin but runs on without gaps; a dot grid's row is gaps between
+    dots, and a ring's tangent or a stroke along the row covers little of it."""
+    thin = np.clip(np.random.default_rng(5).normal(0.01, 0.005, (100, 300)), 0, 1)
+    xs = np.arange(300)
+    thin[np.rint(10 + 0.2 * xs).astype(int)[40:], xs[40:]] = 0.3  # a sloping line, from a margin on
+    for x in range(0, 300, 30):
+        thin[50, x : x + 5] = 0.3  # dots
+    thin[80, 100:160] = 0.3  # a short stroke
+    page = np.ones(thin.shape, dtype=bool)
+    assert unbroken(thin > 0.1, page, 0.2, 10, max_gap=18)
+    assert not unbroken(thin > 0.1, page, 0.0, 50, max_gap=18)
+    assert not unbroken(thin > 0.1, page, 0.0, 80, max_gap=18)
+    page[:, :90] = page[:, 170:] = False  # a scrap of paper: the stroke crosses most of it
+    assert unbroken(thin > 0.1, page, 0.0, 80, max_gap=18)
 
 
 def test_ruling_angle_takes_two_lines_for_a_page_only_when_they_are_apart_and_alone() -> None:

@@ -889,12 +889,13 @@ def unbroken(marks: Array, page: Array, slope: float, row: float, max_gap: int, 
     within = (ys >= 0) & (ys < height)
     xs, ys = xs[within], ys[within]
     on_page = page[ys, xs]
-    if np.count_nonzero(on_page) < 2 * max_gap:
+    paper = int(np.count_nonzero(on_page))
+    if paper < 2 * max_gap:
         return False
     where = np.flatnonzero(marks[ys[on_page], xs[on_page]])
     if len(where) < 2:
         return False
-    return where[-1] - where[0] + 1 >= min_span * len(xs[on_page]) and int(np.diff(where).max()) - 1 <= max_gap
+    return where[-1] - where[0] + 1 >= min_span * paper and int(np.diff(where).max()) - 1 <= max_gap
 
 
 def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_lines: int = 2,

@@ -646,10 +646,11 @@ def sheared_rows(ys: Array, xs: Array, slope: float) -> Array:
     return np.rint(ys - xs * slope).astype(np.int64)
 
 
-def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5) -> float:
+def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5, skip: tuple[float, ...] = ()) -> float:
     """The slope (rows per column) along which the ink's long straight structures run: the one
     whose sheared rows hold the ink most unevenly (sum of squared row sums), searched in steps of
-    `coarse` degrees, then finer, on a copy reduced to about 320 px."""
+    `coarse` degrees, then finer, on a copy reduced to about 320 px; none within 0.3 degrees of
+    a slope in `skip`."""
     factor = max(1, max(ink.shape) // 320)
     # Thin structures only (a white top-hat): a large bold digit, all of it ink, would otherwise
     # weigh more than every ruled line together and turn the search to its own strokes.
@@ -665,12 +666,18 @@ def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5) -> float:
         sums = np.bincount(rows - rows.min(), weights=weights)
         return float(np.square(sums).sum())
 
-    if len(ys) == 0:
+    skipped = np.degrees(np.arctan(np.asarray(skip, dtype=np.float64)))
+
+    def allowed(angles: Array) -> Array:
+        return angles[np.all(np.abs(angles[:, None] - skipped[None, :]) >= 0.3, axis=1)]
+
+    candidates = allowed(np.arange(-max_degrees, max_degrees + 1e-6, coarse))
+    if len(ys) == 0 or len(candidates) == 0:
         return 0.0
-    best = max(np.arange(-max_degrees, max_degrees + 1e-6, coarse), key=concentration)
+    best = max(candidates, key=concentration)
     if coarse > 0.5:
-        best = max(np.arange(best - coarse, best + coarse + 1e-6, 0.5), key=concentration)
-    return float(np.tan(np.radians(max(np.arange(best - 0.4, best + 0.41, 0.1), key=concentration))))
+        best = max(allowed(np.arange(best - coarse, best + coarse + 1e-6, 0.5)), key=concentration, default=best)
+    return float(np.tan(np.radians(max(allowed(np.arange(best - 0.4, best + 0.41, 0.1)), key=concentration, default=best))))
 
 
 def line_offsets(ink: Array, slope: float, bands: int = 8, min_contrast: float = 0.02, min_bands: int = 3,
@@ -729,45 +736,143 @@ def line_thickness(shape: tuple[int, ...], max_thickness: float) -> int:
     return max(6, round(max_thickness * min(shape)))
 
 
-def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float) -> Array:
-    """Take out ruling lines that run across the frame (within `max_degrees` of horizontal). Where
-    a stroke crosses a line, the pixels above and below it are ink too, and are kept."""
+def ink_along(ink: Array, slope: float, row: float, paper: Array | None) -> float:
+    """The typical (median) ink along sheared `row` where it crosses the paper (`paper`, a mask;
+    None: all the frame, as on a drawing). 0 where it crosses none."""
     height, width = ink.shape
-    slope = line_slope(ink, max_degrees)
-    lines = [(top, bottom) for top, bottom in offset_lines(line_offsets(ink, slope)) if bottom - top <= max_thickness]
     columns = np.arange(width)
-    shift = columns * slope
+    rows = np.rint(row + columns * slope).astype(np.int64)
+    within = (rows >= 0) & (rows < height)
+    rows, columns = rows[within], columns[within]
+    if paper is not None:
+        on_paper = paper[rows, columns]
+        rows, columns = rows[on_paper], columns[on_paper]
+    return quantiles(ink[rows, columns], 0.5)[0] if len(rows) else 0.0
 
-    def strength_of(top: int, bottom: int) -> float:
-        """What the line adds: its typical ink along its length."""
-        core = np.clip(np.round((top + bottom - 1) / 2 + shift).astype(np.int64), 0, height - 1)
-        return quantiles(ink[core, columns], 0.5)[0]
 
-    if len(lines) == 1:
-        # One straight bar may be a 7's or a 5's; a lone printed line (a margin, the one rule in a
-        # close-up) is fainter than the writing, which is the darkest ink in the frame.
-        [darkest] = quantiles(ink, 0.999)
-        if strength_of(*lines[0]) >= 0.6 * darkest:
-            return ink
-    if not lines:
-        return ink
+def paper_of(ink: Array, share: float = 0.25) -> Array | None:
+    """Where a photo's paper is in its ink map: grainy, above 0 nearly everywhere, and cleared to
+    exactly 0 beyond it (the desk). None for a drawing, 0 all over but its strokes and lines (less
+    than `share` of the frame): a row through a few of its strokes is mostly blank ground."""
+    paper = ink > 0
+    return paper if np.count_nonzero(paper) >= share * paper.size else None
+
+
+def line_width(ink: Array, slope: float, top: int, bottom: int, paper: Array | None) -> int:
+    """How many of a found line's sheared rows (`top` to `bottom`, as offset_lines gives them) carry
+    it: those whose typical ink along the line is at least half way from the paper at the run's
+    edges to its peak. line_offsets finds a blurred line with its faint fringes, up to twice as
+    wide as the line itself."""
+    profile = np.array([ink_along(ink, slope, row, paper) for row in range(top - 1, bottom + 1)])
+    low, peak = min(profile[0], profile[-1]), profile.max()
+    return int(np.count_nonzero(profile >= (low + peak) / 2))
+
+
+@dataclass(frozen=True)
+class RuledLine:
+    """A ruled line found in an ink map: its top and bottom sheared rows along its own slope (rows
+    per column, as fit_line follows it), and its typical ink on the paper."""
+
+    top: float
+    bottom: float
+    slope: float
+    strength: float
+
+
+def fit_line(ink: Array, slope: float, row: float, paper: Array | None, reach: float = 0.45,
+             step: float = 0.15) -> tuple[float, float, float]:
+    """The slope and sheared row that follow a line found along `slope` at `row` most closely, and
+    its typical ink along them: the strongest within `reach` degrees either way, turned about the
+    frame's middle column. A page photographed at a slant rules its lines at angles apart, each a
+    little off the slope they were found by; erased along that slope, a line's ends would stay."""
+    middle = ink.shape[1] / 2
+    level = row + middle * slope
+    degrees = float(np.degrees(np.arctan(slope)))
+    best = (ink_along(ink, slope, row, paper), slope, row)
+    for turn in np.arange(-reach, reach + 1e-6, step):
+        candidate = float(np.tan(np.radians(degrees + turn)))
+        centre = level - middle * candidate
+        for nudge in (-1.0, 0.0, 1.0):
+            strength = ink_along(ink, candidate, centre + nudge, paper)
+            if strength > best[0]:
+                best = (strength, candidate, centre + nudge)
+    return best[1], best[2], best[0]
+
+
+def ruling_lines(ink: Array, slope: float, max_thickness: int, darkest: float, paper: Array | None,
+                 level: float, min_lines: int = 1) -> list[RuledLine]:
+    """The lines found along `slope` to take out, each fitted (fit_line): those no wider than
+    `max_thickness` (line_width) whose typical ink stands above the paper's `level` (a row
+    through a few strokes or specks is mostly paper), and none unless there are `min_lines`. One
+    as dark as the writing (`darkest`, the darkest ink in the frame) goes only beside others
+    at least half as dark: a lone printed line (a margin, the one rule in a close-up) is fainter
+    than the writing, and a 7's or a 5's straight bar is not."""
+    lines = []
+    for top, bottom in offset_lines(line_offsets(ink, slope)):
+        # Up to two rows each side may be a blurred line's fringes; more is something broad, or
+        # something at another slope that the sheared rows smear.
+        if bottom - top > max_thickness + 4 or line_width(ink, slope, top, bottom, paper) > max_thickness:
+            continue
+        centre = (top + bottom - 1) / 2
+        fitted, row, strength = fit_line(ink, slope, centre, paper)
+        if strength > level:
+            lines.append(RuledLine(top + row - centre, bottom + row - centre, fitted, strength))
+    # A page's lines are printed alike; one as dark as the writing and far darker than the rest
+    # is a stroke (a 4's or a 1's upright, written straight down the frame).
+    strengths = np.array([line.strength for line in lines])
+    lines = [line for index, line in enumerate(lines)
+             if line.strength < 0.6 * darkest
+             or (len(lines) > 1 and line.strength < 2 * float(np.median(np.delete(strengths, index))))]
+    return lines if len(lines) >= min_lines else []
+
+
+def erase_lines(ink: Array, lines: list[RuledLine]) -> tuple[Array, Array]:
+    """`ink` with each line taken out: what the line adds (its typical ink) is taken off; a stroke
+    on top of it, darker than a printed line, keeps the rest; one that crosses it is restored from
+    above and below. Also returns where the lines ran, with a pixel either side (a mask)."""
+    height, width = ink.shape
+    columns = np.arange(width)
     cleaned = ink.copy()
+    ran = np.zeros(ink.shape, dtype=bool)
     gap = 2
-    for top, bottom in lines:
-        first = np.floor(top - 1 + shift).astype(np.int64)
-        last = np.ceil(bottom + shift).astype(np.int64)
-        above = ink[np.clip(first - gap, 0, height - 1), columns]
-        below = ink[np.clip(last + gap, 0, height - 1), columns]
-        across = np.minimum(above, below)
-        # What the line itself adds is taken off; a stroke on top of it, darker than a printed
-        # line, keeps the rest; one that crosses it is restored from above and below.
-        strength = strength_of(top, bottom)
-        for step in range(int((last - first).max()) + 1):
+    for line in lines:
+        shift = columns * line.slope
+        first = np.floor(line.top - 1 + shift).astype(np.int64)
+        last = np.ceil(line.bottom + shift).astype(np.int64)
+        across = np.minimum(ink[np.clip(first - gap, 0, height - 1), columns],
+                            ink[np.clip(last + gap, 0, height - 1), columns])
+        for step in range(-1, int((last - first).max()) + 2):
             rows = first + step
-            inside = (rows >= 0) & (rows < height) & (rows <= last)
+            inside = (rows >= 0) & (rows < height) & (rows <= last + 1)
+            ran[rows[inside], columns[inside]] = True
+            inside &= (step >= 0) & (rows <= last)
             r, c = rows[inside], columns[inside]
-            cleaned[r, c] = np.minimum(cleaned[r, c], np.maximum(across[inside], ink[r, c] - 1.25 * strength))
-    return cleaned
+            cleaned[r, c] = np.minimum(cleaned[r, c], np.maximum(across[inside], ink[r, c] - 1.25 * line.strength))
+    return cleaned, ran
+
+
+def erase_horizontal_lines(ink: Array, max_thickness: int, max_degrees: float, rounds: int = 3) -> Array:
+    """Take out ruling lines that run across the frame (within `max_degrees` of horizontal). A page
+    photographed at a slant rules its lines at angles a degree or more apart, more than
+    line_offsets forgives along a whole frame: once the lines along the main slope are out, the
+    rest is searched again along its own slope (another than those searched), until a round finds
+    no lines. The search looks past where lines were taken out, whose faint fringes would hold it
+    to their slope, and each line is erased along the slope that fits it best (fit_line)."""
+    [darkest] = quantiles(ink, 0.999)
+    paper = paper_of(ink)
+    level = quantiles(ink[paper], 0.5)[0] if paper is not None else 0.0
+    searched = ink
+    slopes: list[float] = []
+    for _ in range(rounds):
+        slope = line_slope(searched, max_degrees, skip=tuple(slopes))
+        # Lines a slant sets apart come as a page's ruling does, several at a time.
+        lines = ruling_lines(searched, slope, max_thickness, darkest, paper, level, min_lines=2 if slopes else 1)
+        slopes.append(slope)
+        if not lines:
+            break
+        ink, ran = erase_lines(ink, lines)
+        searched = np.where(ran, level, ink).astype(ink.dtype)
+    return ink
 
 
 def erase_dot_grid(ink: Array, max_size: float = 0.08, min_dots: int = 24, regular: float = 0.6,

@@ -1070,9 +1070,9 @@ def remove_lines(max_thickness: float = 0.02, max_degrees: float = 8.0) -> Step:
     """Ruling and grid lines taken out of an ink map (from flatten_background). A line must cross
     the paper (stand out in nearly every part of it along its length), lie within `max_degrees`
     of the horizontal or the vertical, be thin (at most `max_thickness` of the frame's short side,
-    and never under 6 px) and come with another like it, or be fainter than the writing: a lone
-    dark bar may be a digit's. A dot grid goes too (erase_dot_grid). Images under SMALL px are
-    left alone."""
+    and never under 6 px) and be fainter than the writing, or come with others at least half as
+    dark: a lone dark bar, or one far darker than the lines beside it, may be a digit's
+    (ruling_lines). A dot grid goes too (erase_dot_grid). Images under SMALL px are left alone."""
 
     def step(array: Array) -> Array:
         ink = array[:, :, 0]

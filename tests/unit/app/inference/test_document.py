@@ -609,6 +609,19 @@ def test_remove_lines_leaves_a_lone_dark_bar_alone() -> None:
     assert float(remove_lines()(ink)[15, :].mean()) > 0.6
 
 
+def test_remove_lines_keeps_an_upright_written_down_the_frame_beside_a_faint_margin() -> None:
+    """A 1's upright, as dark as the writing, runs down most of the frame beside a faint printed
+    margin: both are straight and thin, but the stroke is far darker than the only line found
+    with it, so it stays and the margin goes."""
+    rng = np.random.default_rng(9)
+    ink = rng.uniform(0.0, 0.04, (SIZE[1], SIZE[0])).astype(np.float32)
+    ink[:, 100:102] += 0.1  # the margin
+    ink[20:340, 300:304] = 0.85  # the upright
+    cleaned = remove_lines()(as_input(ink))[:, :, 0]
+    assert float(np.median(cleaned[20:340, 300:304])) > 0.8
+    assert float(np.median(cleaned[:, 100:102])) < 0.06
+
+
 def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
     ink = np.zeros((300, 300), dtype=np.float32)
     ink[80:220, 140:150] = 1.0  # the body of a 5, say

@@ -1007,8 +1007,9 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
                  max_thickness: float = 0.02, regular: float = 0.2) -> float | None:
     """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
     the paper, `min_degrees` to `max_degrees` off level (lines are counted only at such an angle,
-    which spares most photos the count); None unless `min_lines` lines or more cross most of the
-    frame at one angle, each thin (as remove_lines takes them: `max_thickness` of the short side,
+    which spares most photos the count); None unless `min_lines` lines or more cross five eighths
+    of the frame's width or more at one angle (a steep line in a wide frame leaves it through its
+    top and bottom before it crosses more), each thin (as remove_lines takes them: `max_thickness` of the short side,
     6 px at least), evenly spaced where there are three or more (three in four of the steps
     between neighbours within `regular` of their median), as printed ruling is. Two are enough (a
     digit photographed close on a ruled page shows two of its lines, often no more) where they lie
@@ -1023,7 +1024,7 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
         return None
     thickness = line_thickness(ink.shape, max_thickness)
     thin = thin_structures(ink, thickness + 3)
-    lines = offset_lines(line_offsets(thin, slope, min_bands=6, page=ink))
+    lines = offset_lines(line_offsets(thin, slope, min_bands=5, page=ink))
     if len(lines) < min_lines:
         return None
     # A photo's paper is grainy, above 0 nearly everywhere, and 0 beyond it; a drawing is 0 all over.
@@ -1048,8 +1049,8 @@ def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
     """The page turned so that its ruling or grid lines run level, where they run `min_degrees`
     or more (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
     finds the lines, and the digit, written along them, stands upright. Two thin lines or more
-    (evenly spaced, where there are more) must cross most of the frame at one angle
-    (ruling_angle): plain paper, a lone bar, a digit's strokes or a desk's grain turn nothing.
+    (evenly spaced, where there are more) must cross five eighths of the frame's width or more at
+    one angle (ruling_angle): plain paper, a lone bar, a digit's strokes or a desk's grain turn nothing.
     The ink map grows to hold the turned page, with no ink round it. Images under SMALL px pass
     as they are."""
 

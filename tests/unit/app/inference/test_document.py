@@ -526,6 +526,24 @@ def test_level_ruling_turns_an_askew_page_until_its_ruling_runs_level(turn: floa
     assert digit.shape == pytest.approx(upright.shape, abs=6)
 
 
+@pytest.mark.parametrize("turn", [30.0, -30.0])
+def test_ruling_angle_reads_steep_ruling_in_a_short_wide_frame(turn: float) -> None:
+    """A ruled page turned 30 degrees, framed 640x220: every line leaves the frame through its top
+    and bottom having crossed no more than about three quarters of its width."""
+    from scipy import ndimage
+
+    image = Image.new("L", (1400, 1000), 230)
+    draw = ImageDraw.Draw(image)
+    for y in range(0, 1000, 30):
+        draw.line([(0, y), (1400, y)], fill=160, width=2)
+    draw.line([(680, 440), (770, 440), (710, 580)], fill=40, width=6)
+    turned = image.rotate(turn, Image.Resampling.BICUBIC).crop((380, 400, 1020, 620))
+    grain = ndimage.gaussian_filter(np.random.default_rng(1).normal(0, 1, (220, 640)), 1.0)
+    grey = np.clip(np.asarray(turned, dtype=np.float32) / 255 + 0.03 * grain / grain.std(), 0, 1)
+    ink = flatten_background()(as_input(grey.astype(np.float32)))[:, :, 0]
+    assert ruling_angle(ink, 45.0) == pytest.approx(-turn, abs=0.5)
+
+
 def test_level_ruling_turns_a_page_that_shows_only_two_of_its_lines() -> None:
     """A digit photographed close on a ruled page: one line above it, one below."""
     ink = ruled_seven(20.0, rows=(80, 290))

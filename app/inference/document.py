@@ -786,12 +786,12 @@ def fit_line(ink: Array, slope: float, row: float, paper: Array | None, reach: f
     frame's middle column. A page photographed at a slant rules its lines at angles apart, each a
     little off the slope they were found by; erased along that slope, a line's ends would stay."""
     middle = ink.shape[1] / 2
-    level = row + middle * slope
+    through = row + middle * slope  # where the line crosses the middle column
     degrees = float(np.degrees(np.arctan(slope)))
     best = (ink_along(ink, slope, row, paper), slope, row)
     for turn in np.arange(-reach, reach + 1e-6, step):
         candidate = float(np.tan(np.radians(degrees + turn)))
-        centre = level - middle * candidate
+        centre = through - middle * candidate
         for nudge in (-1.0, 0.0, 1.0):
             strength = ink_along(ink, candidate, centre + nudge, paper)
             if strength > best[0]:

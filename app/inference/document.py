@@ -736,14 +736,19 @@ def line_thickness(shape: tuple[int, ...], max_thickness: float) -> int:
     return max(6, round(max_thickness * min(shape)))
 
 
-def ink_along(ink: Array, slope: float, row: float, paper: Array | None) -> float:
-    """The typical (median) ink along sheared `row` where it crosses the paper (`paper`, a mask;
-    None: all the frame, as on a drawing). 0 where it crosses none."""
-    height, width = ink.shape
+def row_pixels(shape: tuple[int, ...], slope: float, row: float) -> tuple[Array, Array]:
+    """The (rows, columns) of the pixels along sheared `row` that lie within a frame of `shape`."""
+    height, width = shape[:2]
     columns = np.arange(width)
     rows = np.rint(row + columns * slope).astype(np.int64)
     within = (rows >= 0) & (rows < height)
-    rows, columns = rows[within], columns[within]
+    return rows[within], columns[within]
+
+
+def ink_along(ink: Array, slope: float, row: float, paper: Array | None) -> float:
+    """The typical (median) ink along sheared `row` where it crosses the paper (`paper`, a mask;
+    None: all the frame, as on a drawing). 0 where it crosses none."""
+    rows, columns = row_pixels(ink.shape, slope, row)
     if paper is not None:
         on_paper = paper[rows, columns]
         rows, columns = rows[on_paper], columns[on_paper]
@@ -988,11 +993,7 @@ def unbroken(marks: Array, page: Array, slope: float, row: float, max_gap: int, 
     paper (`page`) that the row crosses, without a gap longer than `max_gap` px: printed ruling is,
     though it may stop at a margin, and where it passes under a stroke the stroke is marked; a row
     of a dot grid's dots is all gaps, and a ring's tangent or a stroke lying along the row is short."""
-    height, width = marks.shape
-    xs = np.arange(width)
-    ys = np.rint(row + xs * slope).astype(np.int64)
-    within = (ys >= 0) & (ys < height)
-    xs, ys = xs[within], ys[within]
+    ys, xs = row_pixels(marks.shape, slope, row)
     on_page = page[ys, xs]
     paper = int(np.count_nonzero(on_page))
     if paper < 2 * max_gap:
@@ -1009,8 +1010,8 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
     the paper, `min_degrees` to `max_degrees` off level (lines are counted only at such an angle,
     which spares most photos the count); None unless `min_lines` lines or more cross five eighths
     of the frame's width or more at one angle (a steep line in a wide frame leaves it through its
-    top and bottom before it crosses more), each thin (as remove_lines takes them: `max_thickness` of the short side,
-    6 px at least), evenly spaced where there are three or more (three in four of the steps
+    top and bottom before it crosses more), each thin (as remove_lines takes them:
+    `max_thickness` of the short side, 6 px at least), evenly spaced where there are three or more (three in four of the steps
     between neighbours within `regular` of their median), as printed ruling is. Two are enough (a
     digit photographed close on a ruled page shows two of its lines, often no more) where they lie
     four line widths apart or more and nothing broader crosses the frame beside them. Plain paper, a
@@ -1027,10 +1028,9 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
     lines = offset_lines(line_offsets(thin, slope, min_bands=5, page=ink))
     if len(lines) < min_lines:
         return None
-    # A photo's paper is grainy, above 0 nearly everywhere, and 0 beyond it; a drawing is 0 all over.
-    page = ink > 0
-    if 2 * np.count_nonzero(page) < page.size:
-        page = np.ones_like(page)
+    page = paper_of(ink, share=0.5)
+    if page is None:
+        page = np.ones(ink.shape, dtype=bool)
     marks = standing_out((thin, ink), page)
     centres = np.array([(top + bottom) / 2 for top, bottom in lines if bottom - top <= thickness
                         and unbroken(marks, page, slope, (top + bottom) / 2, 3 * thickness)])

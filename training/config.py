@@ -23,7 +23,9 @@ class DataConfig:
     id_column: str = "id"
     label_column: str = "label"
     class_names: list[str] | None = None  # names for numeric CSV / IDX labels, in label order
-    val_fraction: float = 0.1  # stratified split when the data has no validation part of its own
+    # Stratified split when the data has no validation part of its own. 0: train on all of it, with
+    # no validation (the last epoch is exported and the test split is the only measurement).
+    val_fraction: float = 0.1
     # folder: root/val/ validates (picks the epoch); train: a val_fraction of root/train/ does, and
     # root/val/ becomes the test split, measured once at export (an honest held-out figure).
     validation: Literal["folder", "train"] = "folder"

@@ -33,7 +33,7 @@ class TrainingFacts:
     exported_weights: str
     exported_epoch: int
     best_epoch: int
-    val_accuracy: float
+    val_accuracy: float | None  # None: trained on all of its data, with no validation split
     epochs_run: int
     stopped_early: bool
     seconds: float
@@ -113,7 +113,8 @@ def describe_training(config: TrainConfig, data: Dataset, members: list[TrainCon
     if len(results) == 1:
         val_accuracy, runs = first.history[epoch - 1]["val_accuracy"], []
     else:
-        val_accuracy = top_k_accuracy(predict_logits(model, data.val.inputs), data.val.labels, 1)
+        val_accuracy = (top_k_accuracy(predict_logits(model, data.val.inputs), data.val.labels, 1)
+                        if len(data.val.labels) else None)
         runs = [{"seed": member.seed, "run_dir": str(result.run_dir), "exported_epoch": exported,
                  "val_accuracy": result.history[exported - 1]["val_accuracy"]}
                 for member, result, exported in zip(members, results, epochs, strict=True)]

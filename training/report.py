@@ -58,12 +58,13 @@ def format_table(metrics: dict[str, Any], split: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+def plot_curves(history: list[dict[str, float | None]], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
     figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key, title in ((loss, "loss", "loss"), (accuracy, "accuracy", "accuracy")):
         axis.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", label="train")
-        axis.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", label="validation")
+        if any(h[f"val_{key}"] is not None for h in history):  # a run on all of its data has no validation
+            axis.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", label="validation")
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # a one-epoch run has no half epochs
         axis.set_title(title)
@@ -116,7 +117,7 @@ def plot_misclassified(inputs: np.ndarray, labels: np.ndarray, logits: np.ndarra
     return int(len(wrong))
 
 
-def write_report(run_dir: Path, split: str, history: list[dict[str, float]], inputs: np.ndarray, labels: np.ndarray,
+def write_report(run_dir: Path, split: str, history: list[dict[str, float | None]], inputs: np.ndarray, labels: np.ndarray,
                  logits: np.ndarray, classes: list[str], metrics: dict[str, Any]) -> None:
     """Curves, confusion matrix, misclassified images and the metrics (classification_metrics of
     these logits), as PNG, JSON and a table."""

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paddle
@@ -36,7 +37,7 @@ class RunResult:
     run_dir: Path
     best_params: Path
     best_epoch: int
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics.json: val_* None without validation
     stopped_early: bool = False
 
 
@@ -106,6 +107,7 @@ def eval_batch_size(input_shape: tuple[int, int, int]) -> int:
 def run_training(config: TrainConfig, data: Dataset) -> RunResult:
     """Train per `config`. Every epoch leaves a checkpoint, so a run that stops for any reason
     continues from its last epoch with `resume: <run directory>`."""
+    check_validation(config, data)
     ranks = init_ranks()
     run_dir = create_run_dir(config, ranks)
     if ranks.is_main:
@@ -131,7 +133,8 @@ def run_training(config: TrainConfig, data: Dataset) -> RunResult:
             # is left to run (resuming a finished run to export its last epoch).
             (run_dir / "metrics.json").write_text(json.dumps(result.history, indent=2), encoding="utf-8")
             save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, result, first_epoch - 1)
-    best = max((h["val_accuracy"] for h in result.history), default=-1.0)
+    best = max((h["val_accuracy"] for h in result.history if h["val_accuracy"] is not None), default=-1.0)
+    validated = len(data.val.labels) > 0
     size = data.input_shape[1:]
     for epoch in range(first_epoch, config.epochs + 1):
         rng = seed_epoch(config.seed, epoch)
@@ -140,18 +143,19 @@ def run_training(config: TrainConfig, data: Dataset) -> RunResult:
         started = time.perf_counter()
         train = train_one_epoch(network, optimizer, data.train.inputs, data.train.labels, order, config.batch_size,
                                 augment, scheduler, description=f"epoch {epoch}/{config.epochs}")
-        val = evaluate(model, data.val.inputs, data.val.labels, eval_batch_size(data.input_shape))
-        record = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy, "val_loss": val.loss,
-                  "val_accuracy": val.accuracy, "lr": float(optimizer.get_lr()),
-                  "seconds": time.perf_counter() - started}
+        val = evaluate(model, data.val.inputs, data.val.labels, eval_batch_size(data.input_shape)) if validated else None
+        record = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
+                  "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
+                  "lr": float(optimizer.get_lr()), "seconds": time.perf_counter() - started}
         result.history.append(record)
         if ranks.world > 1:
             write_rank_record(run_dir, ranks, epoch, order, data, model)
         if not ranks.is_main:
             continue
+        validation = f"val_loss {val.loss:.4f}  val_acc {val.accuracy:.4f}  " if val else ""
         print(f"epoch {epoch:3d}  train_loss {train.loss:.4f}  train_acc {train.accuracy:.4f}  "
-              f"val_loss {val.loss:.4f}  val_acc {val.accuracy:.4f}  {record['seconds']:.1f}s", flush=True)
-        if val.accuracy > best:
+              f"{validation}{record['seconds']:.1f}s", flush=True)
+        if val and val.accuracy > best:
             best, result.best_epoch = val.accuracy, epoch
             paddle.save(model.state_dict(), str(result.best_params))
         (run_dir / "metrics.json").write_text(json.dumps(result.history, indent=2), encoding="utf-8")
@@ -161,6 +165,18 @@ def run_training(config: TrainConfig, data: Dataset) -> RunResult:
             print(f"early stopping: no better val accuracy for {config.early_stopping_patience} epochs", flush=True)
             break
     return result
+
+
+def check_validation(config: TrainConfig, data: Dataset) -> None:
+    """Without a validation split nothing can pick an epoch or stop early; refuse a config that asks to."""
+    if len(data.val.labels):
+        return
+    if config.export_weights != "last":
+        raise ValueError("no validation split (data.val_fraction 0) to pick the best epoch by: "
+                         "use export_weights: last")
+    if config.early_stopping_patience:
+        raise ValueError("no validation split (data.val_fraction 0) to stop early by: "
+                         "use early_stopping_patience: 0")
 
 
 def should_stop(result: RunResult, patience: int) -> bool:

@@ -73,7 +73,12 @@ def load_dataset(config: DataConfig) -> Dataset:
     }
     if config.name not in loaders:
         raise ValueError(f"unknown dataset kind {config.name!r}; use one of {', '.join(loaders)}")
-    return loaders[config.name](config)
+    data = loaders[config.name](config)
+    if not len(data.evaluation[1].labels):
+        raise ValueError("data.val_fraction 0 trains on every image and leaves none to measure the model on: "
+                         "it needs a test split (IDX t10k files, or an image folder's val/ with data.validation: "
+                         "train)")
+    return data
 
 
 def limit(count: int | None, *arrays: Any) -> tuple[Any, ...]:
@@ -199,6 +204,8 @@ def load_idx_dataset(config: DataConfig) -> Dataset:
 
     def to_split(name: str, imgs: np.ndarray, labs: np.ndarray, count: int | None) -> ArraySplit:
         imgs, labs = limit(count, imgs, labs)
+        if not len(labs):
+            return empty_split(shape)
         inputs = np.stack([preprocessor.process_array(img[:, :, None].astype(np.float32) / 255.0) for img in imgs])
         return ArraySplit(inputs, labs, [f"{name}-{i}" for i in range(len(labs))])
 
@@ -257,7 +264,8 @@ def build_file_dataset(config: DataConfig, name: str, source: str, train: FileSa
     skipped = list(dict.fromkeys(train.skipped + val.skipped + (test.skipped if test else [])))
     formats = set(config.formats) if config.formats else None
     splits = {"train": decode_files(train, storing, config.limit_train, skipped, formats),
-              "val": decode_files(val, serving, config.limit_eval, skipped, formats)}
+              "val": (decode_files(val, serving, config.limit_eval, skipped, formats) if val.paths
+                      else empty_split(shape))}
     if test is not None:
         splits["test"] = decode_files(test, serving, config.limit_eval, skipped, formats)
     if skipped:
@@ -286,6 +294,11 @@ def decode_files(samples: FileSamples, preprocessor: Preprocessor, count: int | 
     if not inputs:
         raise ValueError(f"no usable images among {len(samples.paths)} files")
     return ArraySplit(np.stack(inputs), np.asarray(labels, dtype=np.int64), ids)
+
+
+def empty_split(shape: tuple[int, int, int]) -> ArraySplit:
+    """No images: the validation split of a run that trains on all of its training images."""
+    return ArraySplit(np.zeros((0, *shape), np.float32), np.zeros(0, np.int64), [])
 
 
 def require_dir(path: str | None, what: str) -> Path:

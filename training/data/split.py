@@ -6,9 +6,12 @@ import numpy as np
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val), each sorted. A class with 2+ samples puts at least one in each part."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    """Indices (train, val), each sorted. A class with 2+ samples puts at least one in each part;
+    a val_fraction of 0 puts every sample in train and none in val."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be at least 0 and below 1, got {val_fraction}")
+    if val_fraction == 0.0:
+        return np.arange(len(labels)), np.arange(0)
     rng = np.random.default_rng(seed)
     train, val = [], []
     for label in np.unique(labels):

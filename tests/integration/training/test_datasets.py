@@ -78,6 +78,15 @@ def test_split_is_stratified_and_seeded() -> None:
     assert np.array_equal(train, again) and not np.array_equal(train, other)
 
 
+
+def test_split_of_zero_keeps_every_sample_in_train() -> None:
+    labels = np.array([0] * 9 + [1] * 3)
+    train, val = stratified_split(labels, 0.0, seed=3)
+    assert np.array_equal(train, np.arange(12)) and len(val) == 0
+    with pytest.raises(ValueError, match="below 1"):
+        stratified_split(labels, 1.0, seed=3)
+
+
 def photo_files(count: int, kind: str) -> list[Path]:
     return sorted((HYMENOPTERA / "train" / kind).glob("*.jpg"))[:count]
 
@@ -185,3 +194,12 @@ def test_folder_validation_from_train_keeps_the_folders_val_as_an_untouched_test
     assert data.evaluation[0] == "test"
     with pytest.raises(ValueError, match="folder or train"):
         load_dataset(DataConfig(name="folder", root=str(HYMENOPTERA), input_size=32, validation="val"))
+
+
+def test_folder_without_validation_trains_on_all_of_train_and_needs_a_test_split(folder: Path) -> None:
+    data = load_dataset(DataConfig(name="folder", root=str(HYMENOPTERA), input_size=32, validation="train",
+                                   val_fraction=0.0))
+    assert len(data.train.labels) == 244 and data.val.inputs.shape == (0, 3, 32, 32)
+    assert data.evaluation[0] == "test" and len(data.evaluation[1].labels) == 153
+    with pytest.raises(ValueError, match="leaves none to measure"):
+        load_dataset(DataConfig(name="folder", root=str(folder), input_size=32, val_fraction=0.0))

@@ -106,6 +106,22 @@ def test_trainer_finetune_loads_backbone_replaces_head_and_freezes(tmp_path: Pat
     assert tuned.history[-1]["val_accuracy"] > 0.6  # only the head trained: the loaded features carry over
 
 
+def test_trainer_without_validation_trains_and_refuses_to_pick_an_epoch(tmp_path: Path, data) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from training.data.dataset import empty_split
+    unvalidated = replace(data, val=empty_split(data.input_shape))
+    result = run_training(smoke_config(tmp_path, "epochs=2", "export_weights=last"), unvalidated)
+    assert [(h["val_loss"], h["val_accuracy"]) for h in result.history] == [(None, None)] * 2
+    assert result.best_epoch == 0 and not result.best_params.exists()
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]  # it did train
+    with pytest.raises(ValueError, match="export_weights: last"):
+        run_training(smoke_config(tmp_path, "epochs=1", "export_weights=best"), unvalidated)
+    with pytest.raises(ValueError, match="early_stopping_patience: 0"):
+        run_training(smoke_config(tmp_path, "epochs=1", "export_weights=last", "early_stopping_patience=2"),
+                     unvalidated)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
 @pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
 def test_engine_builds_every_optimizer_and_schedule(optimizer: str, schedule: str) -> None:

@@ -646,11 +646,14 @@ def sheared_rows(ys: Array, xs: Array, slope: float) -> Array:
     return np.rint(ys - xs * slope).astype(np.int64)
 
 
-def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5, skip: tuple[float, ...] = ()) -> float:
+def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5, skip: tuple[float, ...] = (),
+               min_degrees: float = 0.0, damped: bool = False) -> float:
     """The slope (rows per column) along which the ink's long straight structures run: the one
     whose sheared rows hold the ink most unevenly (sum of squared row sums), searched in steps of
     `coarse` degrees, then finer, on a copy reduced to about 320 px; none within 0.3 degrees of
-    a slope in `skip`."""
+    a slope in `skip`, nor less than `min_degrees` (less one, where the finer search settles) off
+    level. `damped`: each pixel weighs the square root of its ink, so that a bold digit's strokes
+    do not outweigh faint ruling that runs much further."""
     factor = max(1, max(ink.shape) // 320)
     # Thin structures only (a white top-hat): a large bold digit, all of it ink, would otherwise
     # weigh more than every ruled line together and turn the search to its own strokes.
@@ -658,7 +661,7 @@ def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5, skip: tuple[
     middle, spread = robust_spread(small)
     # The paper's grain says nothing about direction: only what stands out of it is weighed.
     ys, xs = np.nonzero(small > middle + 2 * spread)
-    weights = small[ys, xs]
+    weights = np.sqrt(small[ys, xs]) if damped else small[ys, xs]
     ys, xs = ys.astype(np.float32), xs.astype(np.float32)
 
     def concentration(degrees: float) -> float:
@@ -669,7 +672,8 @@ def line_slope(ink: Array, max_degrees: float, coarse: float = 0.5, skip: tuple[
     skipped = np.degrees(np.arctan(np.asarray(skip, dtype=np.float64)))
 
     def allowed(angles: Array) -> Array:
-        return angles[np.all(np.abs(angles[:, None] - skipped[None, :]) >= 0.3, axis=1)]
+        steep = np.abs(angles) >= min_degrees - 1.0
+        return angles[steep & np.all(np.abs(angles[:, None] - skipped[None, :]) >= 0.3, axis=1)]
 
     candidates = allowed(np.arange(-max_degrees, max_degrees + 1e-6, coarse))
     if len(ys) == 0 or len(candidates) == 0:
@@ -1008,24 +1012,31 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
                  max_thickness: float = 0.02, regular: float = 0.2) -> float | None:
     """The angle in degrees (clockwise, as the frame shows it) at which ruling or grid lines cross
     the paper, `min_degrees` to `max_degrees` off level (lines are counted only at such an angle,
-    which spares most photos the count); None unless `min_lines` lines or more cross five eighths
-    of the frame's width or more at one angle (a steep line in a wide frame leaves it through its
-    top and bottom before it crosses more), each thin (as remove_lines takes them:
-    `max_thickness` of the short side, 6 px at least), evenly spaced where there are three or more (three in four of the steps
-    between neighbours within `regular` of their median), as printed ruling is. Two are enough (a
+    which spares most photos the count); None unless one line crosses five eighths of the frame's
+    width or more (a steep line in a wide frame leaves it through its top and bottom before it
+    crosses more) and `min_lines` lines or more, with it, cross three eighths at that angle, each
+    thin (as remove_lines takes them: `max_thickness` of the short side, 6 px at least), evenly
+    spaced where there are three or more (three in four of the steps between neighbours within
+    `regular` of their median), as printed ruling is. Two are enough (a
     digit photographed close on a ruled page shows two of its lines, often no more) where they lie
     four line widths apart or more and nothing broader crosses the frame beside them. Plain paper, a
     7's bar, a pen, the paper's edge, a wooden desk's grain or a note lying askew on a cleared desk
     make no such lines. Lines are looked for among the ink's thin structures (thin_structures),
     where faint ruling on mottled paper stands out, and count only where they run on without long
     gaps (unbroken), as a dot grid's rows and a ring's tangents do not."""
-    slope = line_slope(ink, max_degrees, coarse=2.0)
+    # Only slopes that would turn the page are searched: level lines (a level stroke, a JPEG's
+    # block edges) cannot then outweigh steep ruling.
+    slope = line_slope(ink, max_degrees, coarse=2.0, min_degrees=min_degrees, damped=True)
     degrees = float(np.degrees(np.arctan(slope)))
     if not min_degrees <= abs(degrees) <= max_degrees:
         return None
     thickness = line_thickness(ink.shape, max_thickness)
     thin = thin_structures(ink, thickness + 3)
     lines = offset_lines(line_offsets(thin, slope, min_bands=5, page=ink))
+    if lines:
+        # Beside a line that crosses the frame, its neighbours count where they cross three eighths
+        # of it: a steep line nearer a corner leaves the frame sooner.
+        lines = max(lines, offset_lines(line_offsets(thin, slope, min_bands=3, page=ink)), key=len)
     if len(lines) < min_lines:
         return None
     page = paper_of(ink, share=0.5)
@@ -1049,8 +1060,9 @@ def level_ruling(min_degrees: float = 8.0, max_degrees: float = 45.0) -> Step:
     """The page turned so that its ruling or grid lines run level, where they run `min_degrees`
     or more (and at most `max_degrees`) off it: a page photographed askew. remove_lines then
     finds the lines, and the digit, written along them, stands upright. Two thin lines or more
-    (evenly spaced, where there are more) must cross five eighths of the frame's width or more at
-    one angle (ruling_angle): plain paper, a lone bar, a digit's strokes or a desk's grain turn nothing.
+    (evenly spaced, where there are more) must cross the frame at one angle, one of them five
+    eighths of its width or more (ruling_angle): plain paper, a lone bar, a digit's strokes or a
+    desk's grain turn nothing.
     The ink map grows to hold the turned page, with no ink round it. Images under SMALL px pass
     as they are."""
 

@@ -32,12 +32,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def export_small_ensemble(tmp_path: Path) -> tuple[Path, list[str]]:
+def export_small_ensemble(tmp_path: Path, *extra: str) -> tuple[Path, list[str]]:
     """`python -m training train` of two four-block CNNs on a slice of the ants and bees at 32x32, one
     epoch each, exported as an ensemble; returns its version's directory and the overrides used."""
     overrides = [f"data.root={ROOT.parent / 'shared' / 'data' / 'hymenoptera'}", "ensemble=2", "epochs=1",
                  "data.input_size=32", "data.limit_train=40", "data.limit_eval=24",
-                 f"output_dir={tmp_path / 'runs'}", f"export.models_dir={tmp_path / 'models'}"]
+                 f"output_dir={tmp_path / 'runs'}", f"export.models_dir={tmp_path / 'models'}", *extra]
     run_cli("train", "--config", "training/configs/hymenoptera_cnn.yaml", *[a for o in overrides for a in ("--set", o)])
     return tmp_path / "models" / "hymenoptera" / "1", overrides
 
@@ -202,3 +202,18 @@ def test_train_without_export_still_writes_its_report(tmp_path: Path) -> None:
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "models").exists()
 
+
+
+def test_train_on_all_of_train_records_no_validation_and_measures_the_test_split(tmp_path: Path) -> None:
+    """data.val_fraction 0: every training photo trains, nothing is validated, and the folder's
+    val/ is the one measurement."""
+    exported, _ = export_small_ensemble(tmp_path, "data.val_fraction=0")
+    manifest = load_manifest(exported)
+    assert manifest.training["val_accuracy"] is None
+    assert [m["val_accuracy"] for m in manifest.training["members"]] == [None, None]
+    assert manifest.evaluation["split"] == "test" and manifest.evaluation["images"] == 24
+    assert manifest.dataset.splits == {"train": 40, "val": 0, "test": 24}
+    for member in manifest.training["members"]:
+        history = json.loads((Path(member["run_dir"]) / "metrics.json").read_text())
+        assert [(h["val_loss"], h["val_accuracy"]) for h in history] == [(None, None)]
+    assert (Path(manifest.training["run_dir"]) / "curves.png").is_file()

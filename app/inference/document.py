@@ -1277,22 +1277,45 @@ def gather_digit(components: list[Component], reach: float, min_share: float) ->
 def drop_marks(labels: Array, chosen: list[Component]) -> list[Component]:
     """The digit without the marks drawn round it that gather_digit took in with it: a box round
     the digit (a form's answer box), a ring round it (the answer circled), or a line under it.
-    Each is one component apart from the digit's strokes, so it is read whole: a frame or a loop
-    round the rest of the digit (framed: closed, nearly closed, or cut by the frame's border); a
-    straight line below the rest and clear of it, as wide as half the rest or more. A 5's flag, a
-    7's bar, a broken 4's bar or a 2's foot lies above, within or right under the rest's rows, and
-    stays; a line over the digit goes only with one under it (a box whose sides were tall enough
-    for remove_lines to take them out with the ruling)."""
+    Each is one component apart from the digit's strokes (a ring that came apart, two: see
+    drop_split_ring), so it is read whole: a frame or a loop round the rest of the digit (framed:
+    closed, nearly closed, or cut by the frame's border); a straight line below the rest and
+    clear of it, as wide as half the rest or more. A 5's flag, a 7's bar, a broken 4's bar or a
+    2's foot lies above, within or right under the rest's rows, and stays; a line over the digit
+    goes only with one under it (a box whose sides were tall enough for remove_lines to take them
+    out with the ruling)."""
 
     def others(mark: Component) -> list[Component]:
         return [c for c in chosen if c is not mark]
 
     chosen = [c for c in chosen if len(chosen) == 1 or not framed(labels, c, others(c))]
+    chosen = drop_split_ring(labels, chosen)
     under = [c for c in chosen if len(chosen) > 1 and ruled(labels, c, others(c), below=True)]
     if under:
         chosen = [c for c in chosen if c not in under]
         over = [c for c in chosen if len(chosen) > 1 and ruled(labels, c, others(c), below=False)]
         chosen = [c for c in chosen if c not in over]
+    return chosen
+
+
+def drop_split_ring(labels: Array, chosen: list[Component]) -> list[Component]:
+    """The digit without a ring round it that came apart in two: the frame's border cut it off on
+    one side, or the pen lifted twice. Two components, read as one mark, that frame the rest (as
+    `framed` reads a whole ring) are set aside."""
+    if len(chosen) < 3:
+        return chosen
+    for index, first in enumerate(chosen):
+        for second in chosen[index + 1:]:
+            rest = [c for c in chosen if c is not first and c is not second]
+            top, left, bottom, right = union(first.box, second.box)
+            inner = bounds(rest)
+            if not (top <= inner[0] and left <= inner[1] and bottom >= inner[2] and right >= inner[3]):
+                continue
+            joined = np.where(labels == second.label, first.label, labels)
+            mark = replace(first, box=(top, left, bottom, right), mass=first.mass + second.mass,
+                           touches=first.touches or second.touches, area=first.area + second.area)
+            if framed(joined, mark, rest):
+                return rest
     return chosen
 
 

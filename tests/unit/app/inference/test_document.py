@@ -677,8 +677,8 @@ def test_select_digit_keeps_the_digit_and_its_parts_and_drops_specks() -> None:
 
 def mark_seven(mark: str) -> np.ndarray:
     """An ink map of a 7 (94 x 144 px) with a box drawn round it (whole, or cut by the frame's
-    right side), a ring (closed, open by 20 degrees, or cut by the frame's bottom), a line under
-    it, or neither."""
+    right side), a ring (closed, open by 20 degrees, cut by the frame's bottom, or both: in two
+    pieces), a line under it, or neither."""
     image = Image.new("L", SIZE, 0)
     draw = ImageDraw.Draw(image)
     if mark == "box":
@@ -691,13 +691,15 @@ def mark_seven(mark: str) -> np.ndarray:
         draw.arc([135, 65, 355, 295], 10, 350, fill=230, width=5)
     elif mark == "cut ring":
         draw.ellipse([130, 40, 360, 420], outline=230, width=5)
+    elif mark == "split ring":
+        draw.arc([130, 40, 360, 420], 285, 255, fill=230, width=5)
     elif mark == "underline":
         draw.line([(170, 280), (320, 280)], fill=230, width=5)
     ink = np.asarray(image, dtype=np.float32) / 255
     return np.maximum(ink, write_seven(page(0.0), ink=0.9, width=6, at=(200, 110))).astype(np.float32)
 
 
-@pytest.mark.parametrize("mark", ["box", "cut box", "ring", "open ring", "cut ring", "underline"])
+@pytest.mark.parametrize("mark", ["box", "cut box", "ring", "open ring", "cut ring", "split ring", "underline"])
 def test_select_digit_drops_a_box_round_the_digit_or_a_line_under_it(mark: str) -> None:
     """A form's answer box, the answer circled, or a line under it: heavier than the digit, and
     near enough to be gathered as its part, but drawn round it, not as one of its strokes."""

@@ -1017,9 +1017,9 @@ def ruling_angle(ink: Array, max_degrees: float, min_degrees: float = 0.0, min_l
     crosses more) and `min_lines` lines or more, with it, cross three eighths at that angle, each
     thin (as remove_lines takes them: `max_thickness` of the short side, 6 px at least), evenly
     spaced where there are three or more (three in four of the steps between neighbours within
-    `regular` of their median), as printed ruling is. Two are enough (a
-    digit photographed close on a ruled page shows two of its lines, often no more) where they lie
-    four line widths apart or more and nothing broader crosses the frame beside them. Plain paper, a
+    `regular` of their median), as printed ruling is. Two are enough (a digit photographed close
+    on a ruled page shows two of its lines, often no more) where they lie four line widths apart
+    or more and nothing broader crosses the frame beside them. Plain paper, a
     7's bar, a pen, the paper's edge, a wooden desk's grain or a note lying askew on a cleared desk
     make no such lines. Lines are looked for among the ink's thin structures (thin_structures),
     where faint ruling on mottled paper stands out, and count only where they run on without long
@@ -1204,6 +1204,11 @@ def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[i
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
+def holds(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    """Whether box `outer` (top, left, bottom, right) holds box `inner` whole."""
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and outer[3] >= inner[3]
+
+
 def set_aside_objects(labels: Array, components: list[Component], ratio: float = 5.0, thicker: float = 2.5,
                       shares: tuple[float, float] = (0.05, 0.5), taller: float = 1.5,
                       slight: tuple[float, float] = (0.01, 0.15)) -> list[Component]:
@@ -1299,20 +1304,19 @@ def drop_marks(labels: Array, chosen: list[Component]) -> list[Component]:
 
 
 def drop_split_ring(labels: Array, chosen: list[Component]) -> list[Component]:
-    """The digit without a ring round it that came apart in two: the frame's border cut it off on
-    one side, or the pen lifted twice. Two components, read as one mark, that frame the rest (as
-    `framed` reads a whole ring) are set aside."""
+    """The digit without a ring round it that came apart in two: the frame's border cuts it twice,
+    or once where the pen lifted, or the pen lifted twice. Two components that, read as one mark,
+    frame the rest (as `framed` reads a whole ring) are set aside."""
     if len(chosen) < 3:
         return chosen
     for index, first in enumerate(chosen):
         for second in chosen[index + 1:]:
             rest = [c for c in chosen if c is not first and c is not second]
-            top, left, bottom, right = union(first.box, second.box)
-            inner = bounds(rest)
-            if not (top <= inner[0] and left <= inner[1] and bottom >= inner[2] and right >= inner[3]):
+            box = union(first.box, second.box)
+            if not holds(box, bounds(rest)):  # before joining their labels over the whole frame
                 continue
             joined = np.where(labels == second.label, first.label, labels)
-            mark = replace(first, box=(top, left, bottom, right), mass=first.mass + second.mass,
+            mark = replace(first, box=box, mass=first.mass + second.mass,
                            touches=first.touches or second.touches, area=first.area + second.area)
             if framed(joined, mark, rest):
                 return rest
@@ -1338,7 +1342,7 @@ def framed(labels: Array, mark: Component, rest: list[Component], share: float =
     border, which then closes it)."""
     top, left, bottom, right = mark.box
     inner = bounds(rest)
-    if not (top <= inner[0] and left <= inner[1] and bottom >= inner[2] and right >= inner[3]):
+    if not holds(mark.box, inner):
         return False
     if max(inner[2] - inner[0], inner[3] - inner[1]) < 0.35 * mark.size or mark.area > share * (bottom - top) * (right - left):
         return False

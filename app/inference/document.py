@@ -1465,6 +1465,23 @@ def ink_thresholds(paper: float, noise: float, peak: float, base: float = 0.0) -
     return max(paper + 3 * noise, 0.4 * high), high
 
 
+def split_crowded(smooth: Array, peak: float, min_share: float = 0.1, contrast: float = 10.0,
+                  min_ink: float = 0.25) -> tuple[Array, list[Component]]:
+    """Components of a frame that the ink crowds (a bold digit cropped close, its strokes a third
+    of the frame or more): there the median and spread are the ink's as much as the paper's, and
+    no threshold drawn from them is reached. Otsu's level splits the two, and the part below it is
+    the paper, if the part above holds `min_share` of the frame, stands `contrast` times the
+    paper's spread above it and is clearly ink (`min_ink` at its median): a blank page's grain is
+    one class, which Otsu only cuts in half, and grain beside a cleared desk is faint."""
+    level = otsu_threshold(smooth)
+    paper, noise = robust_spread(smooth[smooth <= level])
+    above = smooth[smooth > level]
+    if above.size < min_share * smooth.size or float(np.median(above)) < max(paper + contrast * noise, min_ink):
+        return np.zeros(smooth.shape, dtype=np.int32), []
+    low, high = ink_thresholds(paper, noise, peak)
+    return find_components(smooth, low, high)
+
+
 def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.03) -> Step:
     """The digit alone, cropped, its strokes stretched so their core is 1 and anything below
     `floor` is 0. Raises PreprocessError when nothing stands out from the paper."""
@@ -1490,6 +1507,8 @@ def select_digit(floor: float = 0.1, reach: float = 0.25, min_share: float = 0.0
             low, high = ink_thresholds(paper, noise, peak, base=paper)
             labels, components = find_components(smooth, low, high)
         labels, components = split_diffuse(smooth, labels, components, max(low, 0.7 * high), high, peak)
+        if not components:
+            labels, components = split_crowded(smooth, peak)
         if not components:
             raise PreprocessError("no foreground found in the image")
         components = set_aside_objects(labels, components)

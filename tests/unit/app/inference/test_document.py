@@ -22,6 +22,7 @@ from app.inference.document import (
     ruling_angle,
     select_digit,
     sheet_within,
+    split_crowded,
     straight_edged,
     stroke_width,
     thicken_strokes,
@@ -959,6 +960,30 @@ def test_select_digit_takes_the_whole_digit_from_a_dim_photo(index: int, mnist) 
         array = step(array)
     digit_height = framing.digit_height * image.height / framing.height
     assert array.shape[0] >= 0.75 * digit_height
+
+
+def bold_eight(margin: int) -> np.ndarray:
+    """A marker's 8 (strokes a ninth of its height wide) on paper, `margin` px of paper round it."""
+    image = Image.new("L", (180 + 2 * margin, 280 + 2 * margin), 235)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([margin + 20, margin, margin + 160, margin + 130], outline=30, width=30)
+    draw.ellipse([margin, margin + 110, margin + 180, margin + 280], outline=30, width=30)
+    return np.asarray(image, dtype=np.float32) / 255
+
+
+def test_digit_preprocessing_reads_a_bold_digit_cropped_close() -> None:
+    """A bold 8 cropped to its own outline: the ink is two fifths of the frame, so the frame's
+    median and spread are as much the ink's as the paper's, and no threshold counted from them
+    was reached (the photo was refused). It reads as the same 8 with paper round it does."""
+    close, framed = (create_preprocessor()(photo(bold_eight(margin)))[0] for margin in (0, 120))
+    assert np.count_nonzero(bold_eight(0) < 0.5) >= 0.35 * bold_eight(0).size
+    assert np.corrcoef(close.ravel(), framed.ravel())[0, 1] > 0.6 and close.sum() == pytest.approx(framed.sum(), rel=0.2)
+
+
+def test_split_crowded_finds_nothing_in_a_blank_pages_grain() -> None:
+    grain = np.clip(np.random.default_rng(3).normal(0.05, 0.03, (300, 300)), 0, 1).astype(np.float32)
+    labels, components = split_crowded(grain, float(grain.max()))
+    assert components == [] and not labels.any()
 
 
 def test_select_digit_refuses_a_blank_page() -> None:

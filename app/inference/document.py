@@ -1219,8 +1219,9 @@ def set_aside_objects(labels: Array, components: list[Component], ratio: float =
     digit, far heavier than it and often nearer the middle. Lighter still (down to slight[0] of
     the bar's mass), the other must be a digit's size (slight[1] of the frame's short side or
     more): a thin digit beside a long pen, not a word of an app's toolbar under a finger-drawn 1.
-    A bold 1 alone, beside a speck of grain or another bar (a ruling line's remains), or inside a
-    box drawn round it (its thin frame is the heavier) stays."""
+    A bold 1 alone, beside a speck of grain or another bar (a ruling line's remains), beside
+    printed words (digit_sized), or inside a box drawn round it (its thin frame is the heavier)
+    stays."""
     if len(components) < 2:
         return components
     heaviest = max(c.mass for c in components)
@@ -1237,10 +1238,18 @@ def set_aside_objects(labels: Array, components: list[Component], ratio: float =
     def lies_beside(bar: Component, other: Component) -> bool:
         least = slight[0] if other.size >= slight[1] * short else shares[0]
         return (least * bar.mass <= other.mass <= shares[1] * bar.mass and other.size >= taller * widths[bar.label]
-                and thicker * widths[other.label] <= widths[bar.label])
+                and thicker * widths[other.label] <= widths[bar.label] and digit_sized(other, bar))
 
     objects = [bar for bar in bars if any(lies_beside(bar, other) for other in written)]
     return [c for c in components if c not in objects] or components
+
+
+def digit_sized(other: Component, bar: Component, least: float = 0.15) -> bool:
+    """Whether `other` could be the digit that a pen `bar` lies beside: a pen is a few times the
+    digit's height long, so the digit is `least` of the pen's length tall or more. A worksheet's
+    printed words beside a bold 1 are not, and the 1 is no pen. Where the frame cuts the bar, its
+    length is not the pen's, and any size may be the digit's."""
+    return bar.touches or other.box[2] - other.box[0] >= least * bar.size
 
 
 def convex(region: Array, share: float = 0.85) -> bool:

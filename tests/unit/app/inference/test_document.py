@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from app.inference.document import (
     convex,
@@ -793,6 +793,19 @@ def test_convex_takes_a_bar_or_the_piece_of_one_and_not_a_digits_strokes() -> No
     ImageDraw.Draw(seven).line([(200, 110), (290, 110), (230, 250)], fill=255, width=12)
     assert convex(np.asarray(bar) > 127)
     assert not convex(np.asarray(seven) > 127)
+
+
+def test_select_digit_keeps_a_bold_one_under_a_worksheets_printed_question() -> None:
+    """A bold 1 written under three printed lines: a straight bar several times as thick as the
+    type's strokes, beside words a tenth of its mass. Words are a line's height, far short of a
+    digit beside a pen, and the 1 was set aside as a pen."""
+    image = Image.new("L", SIZE, 0)
+    draw = ImageDraw.Draw(image)
+    for row, line in enumerate(["Exercise 4. How many apples", "are left in the basket?", "Answer:"]):
+        draw.text((20, 15 + 36 * row), line, fill=220, font=ImageFont.load_default(size=22))
+    draw.line([(240, 180), (232, 345)], fill=230, width=16)
+    digit = select_digit()(as_input(np.asarray(image, dtype=np.float32) / 255))[:, :, 0]
+    assert digit.shape[0] == pytest.approx(166, abs=8) and digit.shape[1] < 40
 
 
 def test_select_digit_keeps_a_bold_one_in_a_thin_box() -> None:

@@ -118,7 +118,7 @@ def read_polarity(grey: Array, window: float = 0.3) -> tuple[bool, Array | None]
     """dark_on_light, and the sheet inside the frame that decided it (sheet_within's mask of the
     reduced map; None where there is none), so that flatten_background need not look again."""
     if min(grey.shape) >= SMALL:
-        sheet = sheet_within(shrink(grey, coarse_factor(grey.shape)))
+        sheet = sheet_within(shrink(grey, coarse_factor(grey.shape)), grey)
         if sheet is not None:
             return True, sheet
     return darker_than_ground(grey, window), None
@@ -157,9 +157,10 @@ def split_grounds(coarse: Array, stroke: float, contrast: float) -> Array | None
     return lighter if dim < contrast * lit else None
 
 
-def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min_width: float = 0.14,
-                 min_area: float = 0.01, min_writing: float = 0.005, max_contact: float = 0.1,
-                 max_cut: float = 0.4, min_cut_area: float = 0.1, min_step: float = 1.15) -> Array | None:
+def sheet_within(coarse: Array, grey: Array | None = None, stroke: float = 0.05, contrast: float = 0.7,
+                 min_width: float = 0.14, min_area: float = 0.01, min_writing: float = 0.005,
+                 min_fine_writing: float = 2e-4, max_contact: float = 0.1, max_cut: float = 0.4,
+                 min_cut_area: float = 0.1, min_step: float = 1.15) -> Array | None:
     """A sheet that lies inside the frame, the desk all round it (a note on a table) or on three
     sides (a sheet the frame cuts), as a mask of the reduced map; None if none. A lighter region,
     clear of the border or touching it along `max_contact` of its outline at most (a corner the
@@ -169,7 +170,9 @@ def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min
     the middle of a page the light falls off from. Solid (its widest inscribed disc `min_width`
     of the short side or more), `min_area` of the frame at least, four-square (rectangular), and
     written on (darker holes in it, `min_writing` of its area at least: a bold light stroke's
-    straight run has none)."""
+    straight run has none). A whole page photographed from afar holds one small digit whose
+    strokes the reduced map blurs away: read on `grey`, the full map, its strokes are
+    `min_fine_writing` of the page (finely_written)."""
     short = min(coarse.shape)
     lighter = split_grounds(coarse, stroke, contrast)
     if lighter is None:
@@ -194,8 +197,10 @@ def sheet_within(coarse: Array, stroke: float = 0.05, contrast: float = 0.7, min
         region = filled & ndimage.binary_dilation(labels == label, iterations=opening // 2)
         # Its writing is read away from its edge, which the camera blurs into the desk.
         interior = ndimage.binary_erosion(region, iterations=2)
-        if (interior.any() and written(coarse[interior], min_writing) and not holed(region, lighter)
-                and rectangular(region)):
+        if (interior.any() and (written(coarse[interior], min_writing)
+                                or (grey is not None and finely_written(grey, enlarge_mask(interior, grey.shape),
+                                                                        min_fine_writing)))
+                and not holed(region, lighter) and rectangular(region)):
             cut = contact[label] > max_contact * outline[label]
             if not cut or boundary_step(coarse, region, max(2, round(0.03 * short))) * min_step <= 1.0:
                 return region
@@ -216,6 +221,14 @@ def written(values: Array, share: float, dark: float = 0.75) -> bool:
     """Whether `share` or more of a region's values are under `dark` times its median: strokes."""
     [ground] = quantiles(values, 0.5)
     return bool(np.count_nonzero(values < dark * ground) >= share * values.size)
+
+
+def finely_written(grey: Array, region: Array, share: float, dark: float = 0.85) -> bool:
+    """Whether `share` or more of a region's pixels are under `dark` times the brightest within
+    four pixels of them: thin strokes, however faint a blurred photo leaves them, and not the
+    light's slow changes across a page."""
+    local = ndimage.maximum_filter(grey, size=9)
+    return bool(np.count_nonzero(grey[region] < dark * local[region]) >= share * np.count_nonzero(region))
 
 
 def rectangular(region: Array, share: float = 0.82) -> bool:
@@ -383,10 +396,10 @@ def flatten_background(window: float = 0.3, floor: float = 0.5) -> Step:
         coarse = shrink(grey, coarse_factor(grey.shape))
         ink = ink_on_paper(grey, coarse, window, floor)
         if not dark:  # a dark slate lying on a pale table is a sheet once the frame is turned over
-            sheet = sheet_within(coarse)
+            sheet = sheet_within(coarse, grey)
         if sheet is not None:
             # A note on a table: all round it is the table, and its blurred edge is neither.
-            ink[~enlarge_mask(ndimage.binary_erosion(sheet, iterations=2), grey.shape)] = 0.0
+            ink[~enlarge_mask(ndimage.binary_erosion(sheet, iterations=3), grey.shape)] = 0.0
         return ink[:, :, None]
 
     return step

@@ -128,6 +128,26 @@ def test_dark_on_light_reads_a_note_lying_inside_a_dark_desk(wood: bool, side: i
     assert dark_on_light(note_on_desk(wood=wood, side=side))
 
 
+def page_from_afar(desk: float = 0.3) -> np.ndarray:
+    """A whole page on a dark desk, photographed from afar (640 x 480 px, as limit_size leaves a
+    phone's photo): one 7 on it, 30 px tall, its ballpoint strokes two pixels wide."""
+    grey = np.full((640, 480), desk, dtype=np.float32)
+    grey[50:590, 40:440] = 0.88
+    image = Image.fromarray((grey * 255).astype(np.uint8))
+    ImageDraw.Draw(image).line([(230, 300), (249, 300), (236, 330)], fill=60, width=2)  # write_seven's, a fifth
+    return np.asarray(image.filter(ImageFilter.GaussianBlur(0.5)), dtype=np.float32) / 255
+
+
+def test_dark_on_light_reads_a_page_with_one_small_digit_on_a_dark_desk() -> None:
+    """On the reduced map that finds the page, so thin a digit is blurred away: the page looked
+    unwritten, not a sheet, and the dark border round it turned the frame over (a light digit on a
+    slate)."""
+    assert dark_on_light(page_from_afar())
+    seven = create_preprocessor()(photo(page_from_afar()))[0]
+    close = create_preprocessor()(photo(write_seven(page(0.88), ink=0.35, width=4)))[0]
+    assert np.corrcoef(seven.ravel(), close.ravel())[0, 1] > 0.6
+
+
 def test_dark_on_light_reads_a_note_whose_corner_the_frame_cuts() -> None:
     assert dark_on_light(note_on_desk(side=200, shift=120))
 

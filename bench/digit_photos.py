@@ -17,9 +17,10 @@ everything drawn at random ("mixed"), then scenes training does not render: a no
 scrap of paper lying inside the frame with the desk all round it ("note"), a flash's light,
 bright where it points, darker towards the corners, with a glare ("flash"), a box drawn round
 the digit, a line under it or a pen lying beside it ("marked"), a dot grid's paper ("dotted"),
-a ruled page photographed turned 10-30 degrees ("askew"), and the digit circled ("circled").
-Each photo goes through the
-model's own decoding and preprocessing (as the service does) and its predictor. The MNIST test
+a ruled page photographed turned 10-30 degrees ("askew"), the digit circled ("circled"), and a
+whole page photographed from afar, the desk all round it and the digit 4-8% of the frame's height
+("far"). Each photo goes through the model's own decoding and preprocessing (as the service does)
+and its predictor. The MNIST test
 accuracy is the manifest's (measured at export on all 10,000).
 """
 
@@ -70,6 +71,7 @@ COLUMNS: dict[str, Scene | None] = {
     "dotted": replace(PLAIN, paper="dotted"),
     "askew": replace(PLAIN, paper="ruled", askew=True),
     "circled": replace(PLAIN, circled=True),
+    "far": replace(PLAIN, size="far"),
 }
 DEBIAN_HANDWRITING = ("/usr/share/fonts/truetype/fifthhorseman", "/usr/share/fonts/truetype/breip",
                       "/usr/share/fonts/truetype/femkeklaver", "/usr/share/fonts/truetype/rufscript",

@@ -4,9 +4,10 @@ A digit's ink (a handwritten MNIST digit, or one typeset in a font) is laid on p
 photographed: blank, ruled, squared or dotted paper; light that falls off across the page, a
 shadow, too little light (a dim, grainy photo) or a flash's; the paper's edge with the desk beyond
 it, or a note lying on the desk; a box drawn round the digit, a line under it or a pen beside it,
-or the digit circled; black or blue ballpoint, pencil or marker; a digit that fills the frame or a small one in a large
-photo; tilt (or a page photographed well askew), blur, sensor noise and JPEG; and low-resolution digits (a thumbnail enlarged to a few
-hundred pixels, blocky or blurry).
+or the digit circled; black or blue ballpoint, pencil or marker; a digit that fills the frame, a
+small one in a large photo, or a whole page photographed from afar with the desk all round it;
+tilt (or a page photographed well askew), blur, sensor noise and JPEG; and low-resolution digits
+(a thumbnail enlarged to a few hundred pixels, blocky or blurry).
 
 Training renders such photos from its own digits and seeds and feeds them through the service's
 preprocessing (`training/data/dataset.py`); `bench/digit_photos.py` renders them from digits, fonts
@@ -30,7 +31,7 @@ from training.data.printed import typeset
 Paper = Literal["blank", "ruled", "squared", "dotted"]
 Light = Literal["even", "falloff", "shadow", "dim", "flash"]
 Ink = Literal["black", "blue", "pencil", "marker"]
-Size = Literal["normal", "small"]
+Size = Literal["normal", "small", "far"]
 Sheet = Literal["page", "note"]
 
 
@@ -42,7 +43,7 @@ class Scene:
     light: Light = "even"
     edge: bool = False  # the paper's edge in the frame, with the desk beyond it
     ink: Ink = "black"
-    size: Size = "normal"  # small: a digit 10-28% of the frame's height
+    size: Size = "normal"  # small: a digit 10-28% of the frame's height; far: the whole page, the digit 4-8%
     low_resolution: bool = False  # a thumbnail of the photo, enlarged again
     sheet: Sheet = "page"  # note: a note or a scrap of paper inside the frame, the desk all round it
     marked: bool = False  # a box drawn round the digit, a line under it, or a pen lying beside it
@@ -298,6 +299,27 @@ def note_region(height: int, width: int, keep: tuple[int, int, int, int], rng: n
     return (np.asarray(mask.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32) / 255)[..., None]
 
 
+def whole_page_region(height: int, width: int, keep: tuple[int, int, int, int],
+                      rng: np.random.Generator) -> np.ndarray:
+    """(h, w, 1) 1 where the page lies when the whole of it is photographed: a rectangle 65-90% of
+    the frame each way, turned up to 6 degrees, the desk all round it, and the digit's box `keep`
+    (top, left, bottom, right) on it."""
+    top, left, bottom, right = keep
+    half = np.array([width * rng.uniform(0.65, 0.9), height * rng.uniform(0.65, 0.9)]) / 2
+    angle = math.radians(rng.uniform(-6, 6))
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    corners = (np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half) @ turn.T
+    reach = np.abs(corners).max(axis=0)
+    # Centred where it holds the digit's box with room to spare and shows the desk all round.
+    low = np.array([right, bottom]) - 0.8 * reach
+    high = np.array([left, top]) + 0.8 * reach
+    centre = np.clip(np.array([width, height]) / 2, low, high)
+    centre = np.clip(centre, reach + 6, np.array([width, height]) - reach - 6)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).polygon([tuple(point) for point in centre + corners], fill=255)
+    return (np.asarray(mask.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32) / 255)[..., None]
+
+
 def draw_mark(frame: np.ndarray, keep: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
     """The frame with a box drawn round the digit's box `keep` (top, left, bottom, right), a line
     under it, or a pen lying on the page beside it, clear of it (as long as three to six digits are
@@ -400,10 +422,11 @@ class Framing:
 
 def frame_for(scene: Scene, rng: np.random.Generator) -> Framing:
     """The photo's size and the digit's height in it."""
-    long_side = int(rng.uniform(500, 1100)) if scene.size == "small" else int(rng.uniform(280, 1000))
+    sides = {"small": (500, 1100), "far": (1200, 2000)}.get(scene.size, (280, 1000))
+    long_side = int(rng.uniform(*sides))
     aspect = float(rng.choice([1.0, 4 / 3, 3 / 4, 16 / 9, 9 / 16]))
     width, height = (long_side, int(long_side / aspect)) if aspect >= 1 else (int(long_side * aspect), long_side)
-    fraction = rng.uniform(0.1, 0.28) if scene.size == "small" else rng.uniform(0.3, 0.75)
+    fraction = rng.uniform(*{"small": (0.1, 0.28), "far": (0.04, 0.08)}.get(scene.size, (0.3, 0.75)))
     if scene.sheet == "note":  # the note, larger than the digit, fits in the frame
         fraction = min(fraction, 0.35)
     if scene.circled:  # so, mostly, does a ring round the digit
@@ -452,7 +475,7 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     draw_ruling(page, scene.paper, spacing, rng)
     ch, cw = coverage.shape
     slack_y, slack_x = max(0, height - ch), max(0, width - cw)
-    spread = 0.5 if scene.size == "small" else 0.15 if scene.sheet == "note" else 0.35
+    spread = 0.5 if scene.size == "small" else 0.15 if scene.sheet == "note" or scene.size == "far" else 0.35
     top = margin + int(slack_y / 2 + rng.uniform(-spread, spread) * slack_y)
     left = margin + int(slack_x / 2 + rng.uniform(-spread, spread) * slack_x)
     top, left = min(max(top, 0), page_h - ch), min(max(left, 0), page_w - cw)
@@ -471,6 +494,9 @@ def render_scene(ink_shape: np.ndarray | None, scene: Scene, rng: np.random.Gene
     if scene.sheet == "note":
         note = note_region(height, width, box, rng)
         frame = frame * note + desk_texture(height, width, rng) * (1 - note)
+    if scene.size == "far":
+        sheet = whole_page_region(height, width, box, rng)
+        frame = frame * sheet + desk_texture(height, width, rng) * (1 - sheet)
     if scene.marked:
         frame = draw_mark(frame, box, rng)
     if scene.circled:

@@ -21,6 +21,7 @@ from training.data.photos import (
     note_region,
     render_photo,
     render_training_photo,
+    whole_page_region,
 )
 from training.data.printed import training_faces
 
@@ -38,7 +39,7 @@ def test_a_training_photo_depends_on_seed_and_index_alone(mnist) -> None:  # noq
     {}, {"paper": "ruled"}, {"paper": "squared"}, {"light": "falloff"}, {"light": "shadow"}, {"light": "dim"},
     {"edge": True}, {"ink": "blue"}, {"ink": "pencil"}, {"ink": "marker"}, {"size": "small"}, {"low_resolution": True},
     {"light": "flash"}, {"sheet": "note"}, {"marked": True}, {"paper": "dotted"},
-    {"paper": "ruled", "askew": True}, {"circled": True},
+    {"paper": "ruled", "askew": True}, {"circled": True}, {"size": "far"},
 ])
 def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: dict, mnist) -> None:  # noqa: ANN001
     scene = replace(Scene(), **change)
@@ -59,6 +60,15 @@ def test_note_region_lies_round_the_digit_with_the_desk_all_round_it() -> None:
         note = note_region(300, 400, (120, 170, 180, 215), rng)[:, :, 0]
         assert note[120:181, 170:216].min() > 0.99
         assert max(note[0].max(), note[-1].max(), note[:, 0].max(), note[:, -1].max()) < 0.01
+
+
+def test_whole_page_region_holds_the_digit_with_the_desk_all_round_it() -> None:
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        sheet = whole_page_region(1200, 900, (560, 400, 640, 450), rng)[:, :, 0]
+        assert sheet[560:641, 400:451].min() > 0.99
+        assert max(sheet[0].max(), sheet[-1].max(), sheet[:, 0].max(), sheet[:, -1].max()) < 0.01
+        assert 0.4 <= sheet.mean() <= 0.85  # most of the frame, not all of it
 
 
 def test_draw_mark_leaves_the_digit_clear() -> None:

@@ -287,16 +287,12 @@ def note_region(height: int, width: int, keep: tuple[int, int, int, int], rng: n
     centre = np.array([(left + right) / 2, (top + bottom) / 2])
     side = max(bottom - top, right - left) * rng.uniform(1.35, 1.8)
     half = np.array([side * rng.uniform(0.85, 1.15), side]) / 2
-    angle = math.radians(rng.uniform(-25, 25))
-    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    corners = (np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half) @ turn.T
+    corners = rectangle_corners(half, rng.uniform(-25, 25))
     # Moved, and if need be shrunk, so that the desk shows all round it.
     room = np.array([width, height]) / 2 - 6
     corners *= min(1.0, float((room / np.abs(corners).max(axis=0)).min()))
     centre = np.clip(centre, corners.max(axis=0) + 6, np.array([width, height]) - corners.max(axis=0) - 6)
-    mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(mask).polygon([tuple(point) for point in centre + corners], fill=255)
-    return (np.asarray(mask.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32) / 255)[..., None]
+    return polygon_region(height, width, centre + corners)
 
 
 def whole_page_region(height: int, width: int, keep: tuple[int, int, int, int],
@@ -306,17 +302,28 @@ def whole_page_region(height: int, width: int, keep: tuple[int, int, int, int],
     (top, left, bottom, right) on it."""
     top, left, bottom, right = keep
     half = np.array([width * rng.uniform(0.65, 0.9), height * rng.uniform(0.65, 0.9)]) / 2
-    angle = math.radians(rng.uniform(-6, 6))
-    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    corners = (np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half) @ turn.T
+    corners = rectangle_corners(half, rng.uniform(-6, 6))
     reach = np.abs(corners).max(axis=0)
     # Centred where it holds the digit's box with room to spare and shows the desk all round.
     low = np.array([right, bottom]) - 0.8 * reach
     high = np.array([left, top]) + 0.8 * reach
     centre = np.clip(np.array([width, height]) / 2, low, high)
     centre = np.clip(centre, reach + 6, np.array([width, height]) - reach - 6)
+    return polygon_region(height, width, centre + corners)
+
+
+def rectangle_corners(half: np.ndarray, degrees: float) -> np.ndarray:
+    """(4, 2) the (x, y) corners of a rectangle `half` wide and tall each side of its centre,
+    turned by `degrees`, relative to its centre."""
+    angle = math.radians(degrees)
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return (np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half) @ turn.T
+
+
+def polygon_region(height: int, width: int, points: np.ndarray) -> np.ndarray:
+    """(h, w, 1) 1 inside the polygon through `points` ((x, y) rows), its edge softened a little."""
     mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(mask).polygon([tuple(point) for point in centre + corners], fill=255)
+    ImageDraw.Draw(mask).polygon([tuple(point) for point in points], fill=255)
     return (np.asarray(mask.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32) / 255)[..., None]
 
 

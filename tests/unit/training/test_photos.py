@@ -54,21 +54,18 @@ def test_each_condition_renders_a_photo_whose_digit_the_service_finds(change: di
     assert rows[-1] - rows[0] >= 12  # a digit fitted into the box, not a speck or a line
 
 
-def test_note_region_lies_round_the_digit_with_the_desk_all_round_it() -> None:
+@pytest.mark.parametrize(("region", "frame", "keep", "share"), [
+    (note_region, (300, 400), (120, 170, 180, 215), (0.05, 0.3)),  # round the digit, a little larger
+    (whole_page_region, (1200, 900), (560, 400, 640, 450), (0.4, 0.85)),  # most of the frame
+])
+def test_sheet_region_holds_the_digit_with_the_desk_all_round_it(region, frame, keep, share) -> None:  # noqa: ANN001
     rng = np.random.default_rng(3)
+    top, left, bottom, right = keep
     for _ in range(20):
-        note = note_region(300, 400, (120, 170, 180, 215), rng)[:, :, 0]
-        assert note[120:181, 170:216].min() > 0.99
-        assert max(note[0].max(), note[-1].max(), note[:, 0].max(), note[:, -1].max()) < 0.01
-
-
-def test_whole_page_region_holds_the_digit_with_the_desk_all_round_it() -> None:
-    rng = np.random.default_rng(8)
-    for _ in range(20):
-        sheet = whole_page_region(1200, 900, (560, 400, 640, 450), rng)[:, :, 0]
-        assert sheet[560:641, 400:451].min() > 0.99
+        sheet = region(*frame, keep, rng)[:, :, 0]
+        assert sheet[top:bottom + 1, left:right + 1].min() > 0.99
         assert max(sheet[0].max(), sheet[-1].max(), sheet[:, 0].max(), sheet[:, -1].max()) < 0.01
-        assert 0.4 <= sheet.mean() <= 0.85  # most of the frame, not all of it
+        assert share[0] <= sheet.mean() <= share[1]
 
 
 def test_draw_mark_leaves_the_digit_clear() -> None:

@@ -20,8 +20,7 @@ the digit, a line under it or a pen lying beside it ("marked"), a dot grid's pap
 a ruled page photographed turned 10-30 degrees ("askew"), the digit circled ("circled"), and a
 whole page photographed from afar, the desk all round it and the digit 4-8% of the frame's height
 ("far"). Each photo goes through the model's own decoding and preprocessing (as the service does)
-and its predictor. The MNIST test
-accuracy is the manifest's (measured at export on all 10,000).
+and its predictor. The MNIST test accuracy is the manifest's (measured at export on all 10,000).
 """
 
 from __future__ import annotations

@@ -427,13 +427,21 @@ class Framing:
     digit_height: int
 
 
+# Per size: the photo's long side in px, and the digit's height as a fraction of the frame's.
+FRAMINGS: dict[Size, tuple[tuple[int, int], tuple[float, float]]] = {
+    "normal": ((280, 1000), (0.3, 0.75)),
+    "small": ((500, 1100), (0.1, 0.28)),
+    "far": ((1200, 2000), (0.04, 0.08)),
+}
+
+
 def frame_for(scene: Scene, rng: np.random.Generator) -> Framing:
     """The photo's size and the digit's height in it."""
-    sides = {"small": (500, 1100), "far": (1200, 2000)}.get(scene.size, (280, 1000))
+    sides, fractions = FRAMINGS[scene.size]
     long_side = int(rng.uniform(*sides))
     aspect = float(rng.choice([1.0, 4 / 3, 3 / 4, 16 / 9, 9 / 16]))
     width, height = (long_side, int(long_side / aspect)) if aspect >= 1 else (int(long_side * aspect), long_side)
-    fraction = rng.uniform(*{"small": (0.1, 0.28), "far": (0.04, 0.08)}.get(scene.size, (0.3, 0.75)))
+    fraction = rng.uniform(*fractions)
     if scene.sheet == "note":  # the note, larger than the digit, fits in the frame
         fraction = min(fraction, 0.35)
     if scene.circled:  # so, mostly, does a ring round the digit

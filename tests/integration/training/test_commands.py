@@ -203,7 +203,6 @@ def test_train_without_export_still_writes_its_report(tmp_path: Path) -> None:
     assert not (run_dir / "models").exists()
 
 
-
 def test_train_on_all_of_train_records_no_validation_and_measures_the_test_split(tmp_path: Path) -> None:
     """data.val_fraction 0: every training photo trains, nothing is validated, and the folder's
     val/ is the one measurement."""
